@@ -1,0 +1,158 @@
+"""The envelope: one message in a mailbox plus the live objects that go with it.
+
+The message is a wire-encodable msgspec struct; the reply slot, the deadline,
+the progress sink and the handler's cancel scope are live objects and live
+here, never in the message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+import anyio
+
+from bridge.errors import BridgeError
+from bridge.messages import Progress
+
+__all__ = ["Envelope", "ProgressSink", "RequestContext"]
+
+log = logging.getLogger("bridge.actors")
+
+T = TypeVar("T")
+M = TypeVar("M")
+
+ProgressSink = Callable[[Progress], Awaitable[None]]
+"""Where a handler's progress reports go: an async callable owned by the asker."""
+
+
+class RequestContext(Protocol):
+    """What a handler may know about the request it serves."""
+
+    @property
+    def deadline(self) -> float:
+        """The asker's deadline on anyio's clock (``math.inf`` for none)."""
+        ...
+
+    @property
+    def wants_progress(self) -> bool:
+        """Whether anyone listens to :meth:`report_progress`."""
+        ...
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline."""
+        ...
+
+    async def report_progress(self, progress: Progress) -> None:
+        """Send a progress report to the asker, if it asked for them."""
+        ...
+
+
+class Envelope(Generic[M]):
+    """A message in flight. Settled exactly once: first settle wins, later ones are dropped.
+
+    Strictly private to the actor runtime; handlers see it as a :class:`RequestContext`.
+    """
+
+    __slots__ = (
+        "_abandoned",
+        "_done",
+        "_error",
+        "_event",
+        "_progress",
+        "_scope",
+        "_value",
+        "deadline",
+        "message",
+    )
+
+    def __init__(
+        self,
+        message: M,
+        *,
+        deadline: float,
+        progress: ProgressSink | None = None,
+        expects_reply: bool = True,
+    ) -> None:
+        self.message = message
+        self.deadline = deadline
+        self._progress = progress
+        self._event: anyio.Event | None = anyio.Event() if expects_reply else None
+        self._done = False
+        self._abandoned = False
+        self._value: Any = None
+        self._error: BridgeError | None = None
+        self._scope: anyio.CancelScope | None = None
+
+    # --- the handler's side -------------------------------------------------
+    @property
+    def wants_progress(self) -> bool:
+        return self._progress is not None and not self._done
+
+    def remaining(self) -> float:
+        return self.deadline - anyio.current_time()
+
+    async def report_progress(self, progress: Progress) -> None:
+        sink = self._progress
+        if sink is None or self._done:
+            return
+        try:
+            await sink(progress)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception:
+            # The sink belongs to the asker; its failure must not crash the actor.
+            log.warning("progress sink failed; dropping it", exc_info=True)
+            self._progress = None
+
+    def attach_scope(self, scope: anyio.CancelScope) -> None:
+        self._scope = scope
+        if self._abandoned:
+            scope.cancel()
+
+    def settle(self, value: object) -> bool:
+        if self._done:
+            return False
+        self._done = True
+        self._value = value
+        if self._event is not None:
+            self._event.set()
+        return True
+
+    def settle_error(self, error: BridgeError) -> bool:
+        if self._done:
+            return False
+        self._done = True
+        self._error = error
+        if self._event is not None:
+            self._event.set()
+        return True
+
+    # --- the asker's side ---------------------------------------------------
+    @property
+    def expects_reply(self) -> bool:
+        return self._event is not None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
+
+    def abandon(self) -> None:
+        """The asker gave up: stop the work it asked for, wherever it is."""
+        self._abandoned = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def wait(self) -> None:
+        assert self._event is not None, "tell() envelopes have no reply to wait for"
+        await self._event.wait()
+
+    def outcome(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value

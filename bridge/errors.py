@@ -1,0 +1,312 @@
+"""The one error taxonomy of lmstudio-bridge.
+
+Every failure the bridge reports is a :class:`BridgeError` with a stable machine
+``code``, a message that says what to do next, ``retryable`` and, where known,
+``retry_after`` (seconds). Errors cross actor boundaries as :class:`ErrorInfo`
+structs and are rebuilt on the other side with :func:`error_from_info`, so the
+class a caller catches is the class the callee raised.
+
+The tree::
+
+    * BridgeError                      code
+      x BadRequestError                bad_request
+      x BusyError                      busy
+      x RequestCancelledError          cancelled
+      x DeadlineExceededError          timeout
+      x ActorCrashedError              actor_crashed
+      x ActorUnavailableError          actor_unavailable
+      x InternalError                  internal
+      x LLMError                       backend_error (kept for users of the older bridge)
+        - LLMConnectionError           backend_unavailable
+        - LLMTimeoutError              timeout       (also a DeadlineExceededError)
+        - LLMRateLimitError            rate_limited
+        - LLMResponseError             backend_error
+          · ContextOverflowError       context_overflow
+          · ModelUnloadedError         model_unloaded
+        - ModelNotFoundError           model_not_found
+        - UnsupportedEndpointError     unsupported
+      x ToolError                      tool_error
+      x ChildServerDownError           child_server_down
+      x ConfigError                    config_error
+
+Misuse of the runtime itself (sending on a stopped system, starting a child
+twice) raises :class:`RuntimeError` subclasses, not these: they are bugs in
+the caller, not operational failures.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar
+
+import msgspec
+
+__all__ = [
+    "ActorCrashedError",
+    "ActorUnavailableError",
+    "BadRequestError",
+    "BridgeError",
+    "BusyError",
+    "ChildServerDownError",
+    "ConfigError",
+    "ContextOverflowError",
+    "DeadlineExceededError",
+    "ErrorCode",
+    "ErrorInfo",
+    "InternalError",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMRateLimitError",
+    "LLMResponseError",
+    "LLMTimeoutError",
+    "ModelNotFoundError",
+    "ModelUnloadedError",
+    "RequestCancelledError",
+    "ToolError",
+    "UnsupportedEndpointError",
+    "error_from_info",
+]
+
+
+class ErrorCode(enum.StrEnum):
+    """Stable machine codes. Never renamed once released: programs match on them."""
+
+    MODEL_NOT_FOUND = "model_not_found"
+    MODEL_UNLOADED = "model_unloaded"
+    BACKEND_UNAVAILABLE = "backend_unavailable"
+    BACKEND_ERROR = "backend_error"
+    CONTEXT_OVERFLOW = "context_overflow"
+    UNSUPPORTED = "unsupported"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    BUSY = "busy"
+    CANCELLED = "cancelled"
+    BAD_REQUEST = "bad_request"
+    TOOL_ERROR = "tool_error"
+    CHILD_SERVER_DOWN = "child_server_down"
+    CONFIG_ERROR = "config_error"
+    ACTOR_CRASHED = "actor_crashed"
+    ACTOR_UNAVAILABLE = "actor_unavailable"
+    INTERNAL = "internal"
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The wire form of a :class:`BridgeError`: what crosses actors and MCP."""
+
+    code: ErrorCode
+    message: str
+    retryable: bool = False
+    retry_after: float | None = None
+    kind: str = "BridgeError"
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class BridgeError(Exception):
+    """Base of every operational failure the bridge reports.
+
+    Args:
+        message: What happened and what to do about it, as a full sentence.
+        retryable: Whether the same request may succeed if sent again unchanged.
+            Defaults to the class's ``default_retryable``.
+        retry_after: Seconds to wait before retrying, where known.
+        details: Extra machine-readable context (model id, server URL, ...).
+    """
+
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    default_retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = self.default_retryable if retryable is None else retryable
+        self.retry_after = retry_after
+        self.details: dict[str, Any] = dict(details or {})
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, retryable={self.retryable}, retry_after={self.retry_after})"
+
+    def to_info(self) -> ErrorInfo:
+        """The wire form, for replies between actors and MCP structured content."""
+        return ErrorInfo(
+            code=self.code,
+            message=self.message,
+            retryable=self.retryable,
+            retry_after=self.retry_after,
+            kind=type(self).__name__,
+            details=self.details,
+        )
+
+
+class BadRequestError(BridgeError):
+    """The request itself is wrong (empty prompt, max_tokens <= 0, bad schema); fix it before retrying."""
+
+    code = ErrorCode.BAD_REQUEST
+
+
+class BusyError(BridgeError):
+    """A queue is full. The request was not started; retry after ``retry_after``."""
+
+    code = ErrorCode.BUSY
+    default_retryable = True
+
+
+class RequestCancelledError(BridgeError):
+    """The caller cancelled the request; the work it started was stopped."""
+
+    code = ErrorCode.CANCELLED
+
+
+class DeadlineExceededError(BridgeError):
+    """A time budget ran out. ``details`` says which one."""
+
+    code = ErrorCode.TIMEOUT
+    default_retryable = True
+
+
+class ActorCrashedError(BridgeError):
+    """The actor serving the request crashed; it is being restarted with fresh state."""
+
+    code = ErrorCode.ACTOR_CRASHED
+    default_retryable = True
+
+
+class ActorUnavailableError(BridgeError):
+    """The actor is stopped or its supervisor gave up; nothing will serve the request."""
+
+    code = ErrorCode.ACTOR_UNAVAILABLE
+
+
+class InternalError(BridgeError):
+    """A bug in the bridge. The message says where; please report it."""
+
+    code = ErrorCode.INTERNAL
+
+
+class LLMError(BridgeError):
+    """Any failure talking to an LLM server. Users of the older LM Studio bridge catch this."""
+
+    code = ErrorCode.BACKEND_ERROR
+
+
+class LLMConnectionError(LLMError):
+    """The LLM server could not be reached (refused, reset, DNS, or its breaker is open)."""
+
+    code = ErrorCode.BACKEND_UNAVAILABLE
+    default_retryable = True
+
+
+class LLMTimeoutError(LLMError, DeadlineExceededError):
+    """The LLM server did not answer within a budget (connect, first token, idle gap, whole call)."""
+
+    code = ErrorCode.TIMEOUT
+    default_retryable = True
+
+
+class LLMRateLimitError(LLMError):
+    """The LLM server answered 429; wait ``retry_after`` seconds."""
+
+    code = ErrorCode.RATE_LIMITED
+    default_retryable = True
+
+
+class LLMResponseError(LLMError):
+    """The LLM server answered with an error or with something that is not a valid reply."""
+
+    code = ErrorCode.BACKEND_ERROR
+
+
+class ContextOverflowError(LLMResponseError):
+    """The prompt does not fit the model's loaded context length; shorten it or load a longer context."""
+
+    code = ErrorCode.CONTEXT_OVERFLOW
+
+
+class ModelUnloadedError(LLMResponseError):
+    """The model was unloaded (evicted by another JIT load, or TTL) while serving the request."""
+
+    code = ErrorCode.MODEL_UNLOADED
+    default_retryable = True
+
+
+class ModelNotFoundError(LLMError):
+    """No configured server lists the requested model. ``details['available']`` lists what does."""
+
+    code = ErrorCode.MODEL_NOT_FOUND
+
+
+class UnsupportedEndpointError(LLMError):
+    """The server does not offer this endpoint (e.g. ``/v1/responses`` or LM Studio's native API)."""
+
+    code = ErrorCode.UNSUPPORTED
+
+
+class ToolError(BridgeError):
+    """A child MCP server's tool reported an error or its arguments were invalid."""
+
+    code = ErrorCode.TOOL_ERROR
+
+
+class ChildServerDownError(BridgeError):
+    """A child MCP server is not running (crashed, restarting, or failed for good)."""
+
+    code = ErrorCode.CHILD_SERVER_DOWN
+    default_retryable = True
+
+
+class ConfigError(BridgeError):
+    """The configuration is invalid. The message names the key and the file."""
+
+    code = ErrorCode.CONFIG_ERROR
+
+
+def _all_error_classes() -> dict[str, type[BridgeError]]:
+    found: dict[str, type[BridgeError]] = {}
+    pending: list[type[BridgeError]] = [BridgeError]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+_BY_CODE: dict[ErrorCode, type[BridgeError]] = {
+    ErrorCode.MODEL_NOT_FOUND: ModelNotFoundError,
+    ErrorCode.MODEL_UNLOADED: ModelUnloadedError,
+    ErrorCode.BACKEND_UNAVAILABLE: LLMConnectionError,
+    ErrorCode.BACKEND_ERROR: LLMResponseError,
+    ErrorCode.CONTEXT_OVERFLOW: ContextOverflowError,
+    ErrorCode.UNSUPPORTED: UnsupportedEndpointError,
+    ErrorCode.TIMEOUT: DeadlineExceededError,
+    ErrorCode.RATE_LIMITED: LLMRateLimitError,
+    ErrorCode.BUSY: BusyError,
+    ErrorCode.CANCELLED: RequestCancelledError,
+    ErrorCode.BAD_REQUEST: BadRequestError,
+    ErrorCode.TOOL_ERROR: ToolError,
+    ErrorCode.CHILD_SERVER_DOWN: ChildServerDownError,
+    ErrorCode.CONFIG_ERROR: ConfigError,
+    ErrorCode.ACTOR_CRASHED: ActorCrashedError,
+    ErrorCode.ACTOR_UNAVAILABLE: ActorUnavailableError,
+    ErrorCode.INTERNAL: InternalError,
+}
+
+
+def error_from_info(info: ErrorInfo) -> BridgeError:
+    """Rebuild the exception an :class:`ErrorInfo` describes.
+
+    The original class is used when it is known by name and carries the same
+    code; otherwise the canonical class for the code.
+    """
+    cls = _all_error_classes().get(info.kind)
+    if cls is None or cls.code != info.code:
+        cls = _BY_CODE.get(info.code, InternalError)
+    return cls(info.message, retryable=info.retryable, retry_after=info.retry_after, details=dict(info.details))
