@@ -406,7 +406,8 @@ class Supervisor:
                 slot.current = actor
                 if slot.stopping:
                     actor.request_stop()
-                assert slot.mailbox is not None and isinstance(slot.ref, ActorRef)
+                assert slot.mailbox is not None
+                assert isinstance(slot.ref, ActorRef)
                 await actor.serve(slot.ref, slot.mailbox.inbox, task_status=relay)
             else:
                 child = Supervisor.from_spec(spec)
@@ -417,7 +418,7 @@ class Supervisor:
         except Exception as exc:
             if not relay.fired and relay._outer is not None:
                 raise  # the first start failed: start_child's caller gets the error
-            log.error("%s/%s crashed", self.name, spec.name, exc_info=exc)
+            log.exception("%s/%s crashed", self.name, spec.name, exc_info=exc)
             return exc
         finally:
             slot.current = None
@@ -496,9 +497,7 @@ async def open_supervisor(
     If the supervisor gives up (restart intensity exceeded) the body is cancelled and
     :class:`RestartIntensityError` is raised from the ``async with``.
     """
-    supervisor = Supervisor(
-        name, children=children, intensity=intensity, period=period, shutdown_grace=shutdown_grace
-    )
+    supervisor = Supervisor(name, children=children, intensity=intensity, period=period, shutdown_grace=shutdown_grace)
     try:
         async with anyio.create_task_group() as task_group:
             await task_group.start(supervisor.run)
@@ -510,4 +509,3 @@ async def open_supervisor(
         if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
             raise group.exceptions[0] from None
         raise
-

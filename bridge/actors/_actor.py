@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
@@ -56,16 +57,20 @@ class Actor(ABC, Generic[M]):
     """
 
     max_concurrent_requests: int = 1024
+    min_idle_handlers: int = 2
+    max_idle_handlers: int = 16
     shutdown_grace: float = 5.0
 
     def __init__(self) -> None:
         self.name = "<unstarted>"
         self._ref: ActorRef[M] | None = None
         self._in_flight: set[Envelope[M]] = set()
-        self._intake: anyio.CancelScope | None = None
         self._background: TaskGroup | None = None
         self._stop_requested = False
         self._crash: BaseException | None = None
+        self._stop = anyio.Event()
+        self._handlers = 0
+        self._idle = 0
 
     # --- for subclasses ------------------------------------------------------
     @abstractmethod
@@ -89,7 +94,7 @@ class Actor(ABC, Generic[M]):
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def start_background(self, fn: Callable[[], Awaitable[object]], name: str | None = None) -> None:
+    def start_background(self, fn: Callable[[], Coroutine[Any, Any, object]], name: str | None = None) -> None:
         """Run ``fn`` for the life of this incarnation; it is cancelled when the actor stops.
 
         An exception from ``fn`` crashes the actor, like one from a handler.
@@ -102,8 +107,7 @@ class Actor(ABC, Generic[M]):
     def request_stop(self) -> None:
         """Stop taking messages; in-flight requests get ``shutdown_grace`` to finish."""
         self._stop_requested = True
-        if self._intake is not None:
-            self._intake.cancel()
+        self._stop.set()
 
     async def serve(
         self,
@@ -115,46 +119,67 @@ class Actor(ABC, Generic[M]):
         """Run this incarnation until a stop is requested or it crashes."""
         self._ref = ref
         self.name = ref.name
-        slots = anyio.Semaphore(self.max_concurrent_requests)
         try:
             async with anyio.create_task_group() as handlers:
                 async with anyio.create_task_group() as background:
                     self._background = background
                     await self.on_start()
                     task_status.started()
-                    with anyio.CancelScope() as intake:
-                        self._intake = intake
-                        if self._stop_requested:
-                            intake.cancel()
-                        await self._take_messages(inbox, slots, handlers)
+                    for _ in range(self.min_idle_handlers):
+                        handlers.start_soon(self._handler_task, inbox, handlers)
+                    await self._stop.wait()
                     background.cancel_scope.cancel()
                 handlers.cancel_scope.deadline = anyio.current_time() + self.shutdown_grace
+                await self._wake_idle_handlers(ref)
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.shutdown_grace):
                 await self.on_stop()
         finally:
             self._settle_leftovers()
 
-    async def _take_messages(
-        self,
-        inbox: MemoryObjectReceiveStream[Envelope[M]],
-        slots: anyio.Semaphore,
-        handlers: TaskGroup,
-    ) -> None:
-        while True:
-            await slots.acquire()
-            try:
-                envelope = await inbox.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                return
-            if envelope.abandoned:
-                slots.release()
-                continue
-            self._in_flight.add(envelope)
-            handlers.start_soon(self._run_one, envelope, slots)
+    async def _handler_task(self, inbox: MemoryObjectReceiveStream[Envelope[M]], handlers: TaskGroup) -> None:
+        """Take messages from the mailbox and serve them, one at a time, each under its own scope.
 
-    async def _run_one(self, envelope: Envelope[M], slots: anyio.Semaphore) -> None:
+        Handler tasks form a pool that grows whenever the last idle one takes a message
+        (so a slow request never blocks the mailbox) up to ``max_concurrent_requests``
+        (so a saturated actor stops reading and its mailbox pushes back on senders).
+        Reusing tasks keeps a request's cost near that of two task switches.
+        """
+        self._handlers += 1
         try:
-            with anyio.CancelScope(deadline=envelope.deadline) as scope:
+            while not self._stop_requested:
+                self._idle += 1
+                try:
+                    envelope = await inbox.receive()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    return
+                finally:
+                    self._idle -= 1
+                if envelope.is_stop_token or envelope.abandoned:
+                    continue  # a stop token, or an asker that already gave up
+                if self._idle == 0 and self._handlers < self.max_concurrent_requests:
+                    handlers.start_soon(self._handler_task, inbox, handlers)
+                self._in_flight.add(envelope)
+                await self._run_one(envelope)
+                if self._idle >= self.max_idle_handlers:
+                    return
+        finally:
+            self._handlers -= 1
+
+    async def _wake_idle_handlers(self, ref: ActorRef[M]) -> None:
+        """Hand each handler still waiting on the mailbox a stop token so it exits at once."""
+        send = ref._mailbox._send
+        while self._idle > 0:
+            try:
+                send.send_nowait(Envelope.stop_token())
+            except anyio.WouldBlock:
+                await anyio.lowlevel.checkpoint()  # a handler is between its checkpoint and its wait
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+
+    async def _run_one(self, envelope: Envelope[M]) -> None:
+        try:
+            # No timer here: the asker's own deadline abandons the envelope, which cancels this scope.
+            with anyio.CancelScope() as scope:
                 envelope.attach_scope(scope)
                 try:
                     value = await self.handle(envelope.message, envelope)
@@ -169,7 +194,6 @@ class Actor(ABC, Generic[M]):
                 envelope.settle_error(self._why_cancelled(envelope))
         finally:
             self._in_flight.discard(envelope)
-            slots.release()
 
     def _why_cancelled(self, envelope: Envelope[M]) -> BridgeError:
         kind = type(envelope.message).__name__

@@ -85,6 +85,16 @@ class Envelope(Generic[M]):
         self._error: BridgeError | None = None
         self._scope: anyio.CancelScope | None = None
 
+    @classmethod
+    def stop_token(cls) -> Envelope[Any]:
+        """A message-less envelope that tells an idle handler task to exit."""
+        token: Envelope[Any] = cls(None, deadline=0.0, expects_reply=False)  # type: ignore[arg-type]
+        return token
+
+    @property
+    def is_stop_token(self) -> bool:
+        return self.message is None
+
     # --- the handler's side -------------------------------------------------
     @property
     def wants_progress(self) -> bool:

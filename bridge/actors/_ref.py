@@ -148,20 +148,28 @@ class ActorRef(Generic[M]):
         envelope: Envelope[Any] = Envelope(message, deadline=deadline, progress=progress)
         posted = False
         try:
-            with anyio.CancelScope(deadline=deadline) as scope:
-                try:
-                    await mailbox._send.send(envelope)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    raise mailbox.unavailable() from None
+            with anyio.CancelScope(deadline=deadline):
+                await self._post(envelope)
                 posted = True
                 await envelope.wait()
-            if scope.cancelled_caught and not envelope.done:
-                envelope.settle_error(self._timeout_error(message, timeout, posted=posted))
         finally:
             if not envelope.done:
-                envelope.abandon()
+                envelope.abandon()  # timed out or cancelled: stop the work, wherever it is
+        if not envelope.done:
+            envelope.settle_error(self._timeout_error(message, timeout, posted=posted))
         result: R = envelope.outcome()
         return result
+
+    async def _post(self, envelope: Envelope[Any]) -> None:
+        """Put ``envelope`` in the mailbox: at once if there is room, else wait (backpressure)."""
+        send = self._mailbox._send
+        try:
+            try:
+                send.send_nowait(envelope)
+            except anyio.WouldBlock:
+                await send.send(envelope)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise self._mailbox.unavailable() from None
 
     def _timeout_error(self, message: Message, timeout: float | None, *, posted: bool) -> DeadlineExceededError:
         budget = self.default_timeout if timeout is None else timeout
@@ -188,10 +196,7 @@ class ActorRef(Generic[M]):
         deadline = self._deadline(timeout)
         envelope: Envelope[M] = Envelope(message, deadline=math.inf, expects_reply=False)
         with anyio.CancelScope(deadline=deadline) as scope:
-            try:
-                await mailbox._send.send(envelope)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                raise mailbox.unavailable() from None
+            await self._post(envelope)
         if scope.cancelled_caught:
             raise BusyError(
                 f"mailbox of {self.name} stayed full until the deadline; the message was not delivered",
