@@ -172,11 +172,12 @@ class _Slot:
 class _StartedRelay:
     """Passes the first ``started()`` of a slot's first incarnation on to ``start_child``."""
 
-    __slots__ = ("_outer", "_slot", "fired")
+    __slots__ = ("_outer", "_slot", "fired", "is_first")
 
     def __init__(self, slot: _Slot, outer: TaskStatus[Any] | None) -> None:
         self._slot = slot
         self._outer = outer
+        self.is_first = outer is not None
         self.fired = False
 
     def started(self, value: object = None) -> None:
@@ -373,28 +374,23 @@ class Supervisor:
             await self._stop_slot(slot)
 
     async def _run_slot(self, slot: _Slot, *, task_status: TaskStatus[Ref]) -> None:
-        outer: TaskStatus[Any] | None = task_status
+        first = _StartedRelay(slot, task_status)
         try:
             with slot.scope:
+                relay = first
                 while True:
-                    relay = _StartedRelay(slot, outer)
                     crash = await self._run_incarnation(slot, relay)
-                    if relay.fired:
-                        outer = None
-                    if slot.stopping:
-                        break
-                    if not self._should_restart(slot, crash):
-                        break
-                    if not self._note_restart(slot):
+                    if slot.stopping or not self._should_restart(slot, crash) or not self._note_restart(slot):
                         break
                     slot.restarts += 1
                     slot.set_state(ChildState.RESTARTING)
                     log.warning("%s/%s: restart %d", self.name, slot.spec.name, slot.restarts)
+                    relay = _StartedRelay(slot, None)
         finally:
             self._remove(slot)
-        if outer is not None:
-            # Stopped before it ever started: still give start_child an address, now closed.
-            outer.started(slot.ref)
+        if not first.fired:
+            # Stopped before it ever started: start_child still gets an address, now closed.
+            task_status.started(slot.ref)
 
     async def _run_incarnation(self, slot: _Slot, relay: _StartedRelay) -> Exception | None:
         spec = slot.spec
@@ -416,8 +412,12 @@ class Supervisor:
                     child.request_stop()
                 await child.run(task_status=relay)
         except Exception as exc:
-            if not relay.fired and relay._outer is not None:
-                raise  # the first start failed: start_child's caller gets the error
+            if not relay.fired and relay.is_first:
+                # The first start failed: start_child's caller gets the error itself, not task-group wrapping.
+                cause = _single_cause(exc)
+                if cause is exc:
+                    raise
+                raise cause from exc
             log.exception("%s/%s crashed", self.name, spec.name, exc_info=exc)
             return exc
         finally:
@@ -483,6 +483,13 @@ class Supervisor:
                 await self._stop_slot(slot)
 
 
+def _single_cause(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups (or ``exc`` itself)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 @asynccontextmanager
 async def open_supervisor(
     name: str = "root",
@@ -506,6 +513,7 @@ async def open_supervisor(
             finally:
                 supervisor.request_stop()
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
-            raise group.exceptions[0] from None
+        cause = _single_cause(group)
+        if cause is not group and isinstance(cause, Exception):
+            raise cause from None
         raise

@@ -26,7 +26,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from bridge.actors._envelope import Envelope, RequestContext
-from bridge.actors._ref import ActorRef
+from bridge.actors._ref import ActorRef, ChildState
 from bridge.errors import (
     ActorCrashedError,
     ActorUnavailableError,
@@ -125,7 +125,7 @@ class Actor(ABC, Generic[M]):
                     self._background = background
                     await self.on_start()
                     task_status.started()
-                    for _ in range(self.min_idle_handlers):
+                    for _ in range(min(self.min_idle_handlers, self.max_concurrent_requests)):
                         handlers.start_soon(self._handler_task, inbox, handlers)
                     await self._stop.wait()
                     background.cancel_scope.cancel()
@@ -156,6 +156,9 @@ class Actor(ABC, Generic[M]):
                     self._idle -= 1
                 if envelope.is_stop_token or envelope.abandoned:
                     continue  # a stop token, or an asker that already gave up
+                if self._crash is not None:
+                    envelope.settle_error(self._leftover_error())
+                    return
                 if self._idle == 0 and self._handlers < self.max_concurrent_requests:
                     handlers.start_soon(self._handler_task, inbox, handlers)
                 self._in_flight.add(envelope)
@@ -194,6 +197,8 @@ class Actor(ABC, Generic[M]):
                 envelope.settle_error(self._why_cancelled(envelope))
         finally:
             self._in_flight.discard(envelope)
+            if not envelope.done:
+                envelope.settle_error(self._leftover_error())  # cancelled from outside: crash or shutdown
 
     def _why_cancelled(self, envelope: Envelope[M]) -> BridgeError:
         kind = type(envelope.message).__name__
@@ -206,6 +211,8 @@ class Actor(ABC, Generic[M]):
 
     def _crashed(self, exc: Exception, envelope: Envelope[M]) -> None:
         self._crash = exc
+        if self._ref is not None:
+            self._ref._mailbox.state = ChildState.RESTARTING
         kind = type(envelope.message).__name__
         error = ActorCrashedError(
             f"actor {self.name} crashed while serving {kind} ({type(exc).__name__}: {exc}); "
@@ -215,21 +222,22 @@ class Actor(ABC, Generic[M]):
         for pending in list(self._in_flight):
             pending.settle_error(error)
 
-    def _settle_leftovers(self) -> None:
-        if not self._in_flight:
-            return
-        error: BridgeError
+    def _leftover_error(self) -> BridgeError:
         if self._crash is not None:
-            error = ActorCrashedError(
+            return ActorCrashedError(
                 f"actor {self.name} crashed; it is being restarted with fresh state, so retrying is safe",
                 details={"actor": self.name},
             )
-        else:
-            error = ActorUnavailableError(
-                f"actor {self.name} stopped before it finished this request (shutdown grace "
-                f"{self.shutdown_grace:g} s ran out)",
-                details={"actor": self.name},
-            )
+        return ActorUnavailableError(
+            f"actor {self.name} stopped before it finished this request (shutdown grace "
+            f"{self.shutdown_grace:g} s ran out, or the bridge is shutting down)",
+            details={"actor": self.name},
+        )
+
+    def _settle_leftovers(self) -> None:
+        if not self._in_flight:
+            return
+        error = self._leftover_error()
         for pending in list(self._in_flight):
             pending.settle_error(error)
         self._in_flight.clear()

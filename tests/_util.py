@@ -1,0 +1,17 @@
+"""Helpers shared by tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+
+
+async def eventually(predicate: Callable[[], bool], *, within: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds; fail the test if it does not within ``within`` seconds.
+
+    A bound on a wait, not a timing assertion: it only turns a hang into a failure.
+    """
+    with anyio.fail_after(within):
+        while not predicate():
+            await anyio.sleep(0.001)

@@ -1,0 +1,242 @@
+"""The actor runtime: ask/tell, deadlines, cancellation, crashes, backpressure."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from bridge.errors import (
+    ActorCrashedError,
+    ActorUnavailableError,
+    BadRequestError,
+    BusyError,
+    DeadlineExceededError,
+)
+from bridge.messages import Progress
+from bridge.supervisor import ChildSpec, open_supervisor
+from tests._runtime_actors import (
+    Block,
+    Bump,
+    Count,
+    CounterActor,
+    Crash,
+    Fail,
+    Increment,
+    Journal,
+    Report,
+)
+from tests._util import eventually
+
+
+def counter(journal: Journal, name: str = "counter", **kwargs: object) -> ChildSpec[object]:
+    return ChildSpec(name, lambda: CounterActor(journal), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_ask_returns_the_handlers_reply() -> None:
+    """ask() delivers the message and returns what the handler returned."""
+    journal = Journal()
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        assert await ref.ask(Increment(by=2)) == Count(value=2)
+        assert await ref.ask(Increment(by=3)) == Count(value=5)
+
+
+async def test_typed_error_from_handler_reaches_asker_and_actor_lives() -> None:
+    """A BridgeError raised by a handler is the reply; the actor keeps its state."""
+    journal = Journal()
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        await ref.ask(Increment())
+        with pytest.raises(BadRequestError, match="fail was asked for"):
+            await ref.ask(Fail())
+        assert await ref.ask(Increment()) == Count(value=2)
+        assert ref.restarts == 0
+
+
+async def test_deadline_expiry_gives_timeout_and_cancels_the_handler() -> None:
+    """When the deadline passes, the asker gets `timeout` and the handler is cancelled."""
+    journal = Journal()
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        with pytest.raises(DeadlineExceededError) as info:
+            await ref.ask(Block(key="slow"), timeout=0.05)
+        assert info.value.code == "timeout"
+        assert info.value.retryable
+        await eventually(lambda: journal.cancelled == ["slow"])
+        assert journal.finished == []
+
+
+async def test_cancelled_asker_cancels_the_work_it_asked_for() -> None:
+    """Cancelling the asker's scope reaches the handler's cancel scope."""
+    journal = Journal()
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        entered, _ = journal.gate("work")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ref.ask, Block(key="work"))
+            await entered.wait()
+            tg.cancel_scope.cancel()
+        await eventually(lambda: journal.cancelled == ["work"])
+        assert ref.restarts == 0
+        assert await ref.ask(Increment()) == Count(value=1)
+
+
+async def test_slow_request_does_not_block_the_mailbox() -> None:
+    """Each request runs in its own task: a blocked one does not delay the next."""
+    journal = Journal()
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        entered, release = journal.gate("slow")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ref.ask, Block(key="slow"))
+            await entered.wait()
+            assert await ref.ask(Increment()) == Count(value=1)
+            assert journal.finished == []
+            release.set()
+        assert journal.finished == ["slow"]
+
+
+async def test_crash_fails_every_pending_ask_at_once_and_restarts_fresh() -> None:
+    """A crash gives every in-flight asker `actor_crashed`; the new incarnation has fresh state."""
+    journal = Journal()
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        await ref.ask(Increment(by=10))
+        entered, _ = journal.gate("victim")
+        outcome: list[BaseException] = []
+
+        async def victim() -> None:
+            try:
+                await ref.ask(Block(key="victim"), timeout=30)
+            except ActorCrashedError as exc:
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(victim)
+            await entered.wait()
+            with pytest.raises(ActorCrashedError) as info:
+                await ref.ask(Crash())
+        assert len(outcome) == 1
+        assert outcome[0].retryable
+        assert "crash was asked for" in info.value.message
+        await eventually(lambda: ref.restarts == 1 and ref.state == "running")
+        assert await ref.ask(Increment()) == Count(value=1)
+        assert journal.started == ["counter", "counter"]
+
+
+async def test_tell_is_handled_and_a_crashing_notice_restarts_the_actor() -> None:
+    """tell() posts without waiting; a notice that crashes the actor restarts it."""
+    journal = Journal()
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        await ref.tell(Bump())
+        ref.tell_nowait(Bump())
+        assert await ref.ask(Increment()) == Count(value=3)
+        from tests._runtime_actors import CrashNotice
+
+        await ref.tell(CrashNotice())
+        await eventually(lambda: ref.restarts == 1 and ref.state == "running")
+        assert await ref.ask(Increment()) == Count(value=1)
+
+
+async def test_progress_reports_reach_the_asker() -> None:
+    """A handler's progress reports go to the asker's sink, in order."""
+    journal = Journal()
+    seen: list[Progress] = []
+
+    async def sink(progress: Progress) -> None:
+        seen.append(progress)
+
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        assert await ref.ask(Report(steps=3), progress=sink) == Count(value=3)
+    assert [p.progress for p in seen] == [1, 2, 3]
+    assert {p.total for p in seen} == {3}
+
+
+async def test_full_mailbox_applies_backpressure() -> None:
+    """A saturated actor stops reading; its bounded mailbox fills and refuses, it does not grow."""
+    journal = Journal()
+
+    def start() -> CounterActor:
+        actor = CounterActor(journal)
+        actor.max_concurrent_requests = 1
+        return actor
+
+    async with open_supervisor(children=[ChildSpec("counter", start, mailbox_size=2)]) as sup:
+        ref = sup.lookup("counter")
+        entered, release = journal.gate("hold")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ref.ask, Block(key="hold"))
+            await entered.wait()
+            ref.tell_nowait(Bump())
+            ref.tell_nowait(Bump())
+            assert ref.queued() == 2
+            with pytest.raises(BusyError):
+                ref.tell_nowait(Bump())
+            with pytest.raises(DeadlineExceededError) as info:
+                await ref.ask(Increment(), timeout=0.05)
+            assert info.value.details["delivered"] is False
+            assert ref.queued() == 2
+            release.set()
+        assert await ref.ask(Increment()) == Count(value=3)
+
+
+async def test_queued_messages_survive_a_restart() -> None:
+    """Messages waiting in the mailbox when the actor crashes are served by the next incarnation."""
+    journal = Journal()
+
+    def start() -> CounterActor:
+        actor = CounterActor(journal)
+        actor.max_concurrent_requests = 1
+        return actor
+
+    async with open_supervisor(children=[ChildSpec("counter", start, mailbox_size=4)]) as sup:
+        ref = sup.lookup("counter")
+        results: list[Count] = []
+
+        async def later() -> None:
+            results.append(await ref.ask(Increment(by=5)))
+
+        async with anyio.create_task_group() as tg:
+            crash_entered = anyio.Event()
+
+            async def crasher() -> None:
+                crash_entered.set()
+                with pytest.raises(ActorCrashedError):
+                    await ref.ask(Crash())
+
+            tg.start_soon(crasher)
+            await crash_entered.wait()
+            tg.start_soon(later)
+        assert results == [Count(value=5)]
+        await eventually(lambda: ref.restarts == 1)
+
+
+async def test_ask_on_a_stopped_actor_fails_fast() -> None:
+    """After a child is stopped, its address answers `actor_unavailable` at once."""
+    journal = Journal()
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        await sup.stop_child("counter")
+        assert ref.state == "stopped"
+        with pytest.raises(ActorUnavailableError, match="takes no more requests"):
+            await ref.ask(Increment())
+        with pytest.raises(ActorUnavailableError):
+            ref.tell_nowait(Bump())
+
+
+async def test_exactly_one_outcome_when_the_reply_races_the_deadline() -> None:
+    """A handler that finishes after its asker timed out does not produce a second reply."""
+    journal = Journal()
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        results: list[object] = []
+        for _ in range(20):
+            try:
+                results.append(await ref.ask(Increment(), timeout=0.0))
+            except DeadlineExceededError as exc:
+                results.append(exc)
+        assert len(results) == 20
+        count = await ref.ask(Increment())
+        assert count.value <= 21
