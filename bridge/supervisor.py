@@ -307,6 +307,26 @@ class Supervisor:
             return slot.ref.lookup(rest)
         return None
 
+    def actor(self, path: str) -> ActorRef[Any]:
+        """The address of the actor at ``path``; ``ActorUnavailableError`` if there is none."""
+        ref = self.lookup(path)
+        if not isinstance(ref, ActorRef):
+            raise ActorUnavailableError(
+                f"supervisor {self.name!r} has no actor at {path!r}; children: {sorted(self._slots)}",
+                details={"supervisor": self.name, "path": path},
+            )
+        return ref
+
+    def child_supervisor(self, path: str) -> SupervisorRef:
+        """The address of the nested supervisor at ``path``; ``ActorUnavailableError`` if there is none."""
+        ref = self.lookup(path)
+        if not isinstance(ref, SupervisorRef):
+            raise ActorUnavailableError(
+                f"supervisor {self.name!r} has no nested supervisor at {path!r}; children: {sorted(self._slots)}",
+                details={"supervisor": self.name, "path": path},
+            )
+        return ref
+
     def which_children(self) -> list[ChildInfo]:
         return [self._slots[name].info() for name in self._order if name in self._slots]
 

@@ -69,6 +69,7 @@ class Actor(ABC, Generic[M]):
         self._stop_requested = False
         self._crash: BaseException | None = None
         self._stop = anyio.Event()
+        self._handler_group: TaskGroup | None = None
         self._handlers = 0
         self._idle = 0
 
@@ -121,6 +122,7 @@ class Actor(ABC, Generic[M]):
         self.name = ref.name
         try:
             async with anyio.create_task_group() as handlers:
+                self._handler_group = handlers
                 async with anyio.create_task_group() as background:
                     self._background = background
                     await self.on_start()
@@ -213,6 +215,10 @@ class Actor(ABC, Generic[M]):
         self._crash = exc
         if self._ref is not None:
             self._ref._mailbox.state = ChildState.RESTARTING
+        if self._handler_group is not None:
+            # Cancel now, not when the exception reaches the task group: idle handlers must
+            # not take messages meant for the next incarnation.
+            self._handler_group.cancel_scope.cancel()
         kind = type(envelope.message).__name__
         error = ActorCrashedError(
             f"actor {self.name} crashed while serving {kind} ({type(exc).__name__}: {exc}); "

@@ -1,0 +1,87 @@
+"""Entry point of the benchmark suite: ``python -m benchmarks [SCENARIO ...] [--quick]``.
+
+Benchmarks are run on purpose, not by the tests. Each prints a table and
+writes JSON under ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from benchmarks import _report
+
+
+def runtime(quick: bool) -> str:
+    extra = ["--quick"] if quick else []
+    results = {b: _report.run_child("benchmarks.runtime", "--backend", b, *extra) for b in ("asyncio", "trio")}
+    _report.write_json("runtime", {"machine": _report.machine(), "quick": quick, "figures": results})
+    a, t = results["asyncio"], results["trio"]
+
+    def us(key: str) -> tuple[str, str]:
+        return f"{a[key]:.1f} µs", f"{t[key]:.1f} µs"
+
+    rows = [
+        ("ask round trip, median", *us("ask_rtt_median_us"), "< 30 µs (asyncio)"),
+        ("ask round trip, p99", *us("ask_rtt_p99_us"), ""),
+        (
+            "asks/s, 64 callers, 1 actor",
+            f"{a['ask_throughput_per_s_64_callers']:,.0f}",
+            f"{t['ask_throughput_per_s_64_callers']:,.0f}",
+            "",
+        ),
+        (
+            "all accepted at once: completed / lost",
+            f"{a['in_flight_completed']:,.0f} / {a['in_flight_lost']:.0f}",
+            f"{t['in_flight_completed']:,.0f} / {t['in_flight_lost']:.0f}",
+            "all / 0",
+        ),
+        (
+            "memory per ask, 64 served per actor, rest queued",
+            f"{a['queued_bytes_per_in_flight_ask_bridge']:,.0f} B",
+            f"{t['queued_bytes_per_in_flight_ask_bridge']:,.0f} B",
+            "< 2 KB",
+        ),
+        (
+            "queued config: completed / lost",
+            f"{a['queued_in_flight_completed']:,.0f} / {a['queued_in_flight_lost']:.0f}",
+            f"{t['queued_in_flight_completed']:,.0f} / {t['queued_in_flight_lost']:.0f}",
+            "all / 0",
+        ),
+        (
+            "memory per ask, all accepted at once (a task each)",
+            f"{a['bytes_per_in_flight_ask_bridge']:,.0f} B",
+            f"{t['bytes_per_in_flight_ask_bridge']:,.0f} B",
+            "",
+        ),
+        (
+            "memory per in-flight ask (incl. caller task)",
+            f"{a['bytes_per_in_flight_ask_total']:,.0f} B",
+            f"{t['bytes_per_in_flight_ask_total']:,.0f} B",
+            "",
+        ),
+        ("crash -> serving again, median", *us("restart_to_serving_median_us"), "< 1 ms"),
+        ("crash -> serving again, p99", *us("restart_to_serving_p99_us"), ""),
+    ]
+    return _report.table("Actor runtime", rows)
+
+
+SCENARIOS: dict[str, Callable[[bool], str]] = {"runtime": runtime}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], help="default: all")
+    parser.add_argument("--quick", action="store_true", help="small sizes: proves the suite runs, not speed")
+    args = parser.parse_args(argv)
+    names = args.scenarios or list(SCENARIOS)
+    for name in names:
+        print(SCENARIOS[name](args.quick), flush=True)
+        print()
+    print(f"JSON written under {_report.RESULTS}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

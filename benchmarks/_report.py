@@ -1,0 +1,61 @@
+"""Shared output of the benchmarks: machine facts, a table on stdout, one JSON file."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    versions: dict[str, str] = {}
+    for package in ("lmstudio-bridge", "anyio", "trio", "mcp", "httpx", "msgspec", "stamina"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "absent"
+    return {
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": versions,
+    }
+
+
+def run_child(module: str, *args: str) -> dict[str, Any]:
+    """Run one benchmark module in a fresh interpreter and read the JSON line it prints."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, check=False, timeout=1800
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    last = proc.stdout.strip().splitlines()[-1]
+    result: dict[str, Any] = msgspec.json.decode(last)
+    return result
+
+
+def table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
+    """rows: (figure, asyncio, trio, goal)."""
+    header = ("figure", "asyncio", "trio", "goal")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    return "\n".join([f"### {title}", "", line, rule, *body])
+
+
+def write_json(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(payload), indent=2) + b"\n")
+    return path

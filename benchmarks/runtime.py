@@ -1,0 +1,228 @@
+"""Benchmark of the actor runtime: ask round trip, in-flight capacity, restart time.
+
+Run: ``python -m benchmarks runtime [--quick]``. Each backend runs in its own
+process so memory figures do not mix; the parent prints one table and writes
+``benchmarks/results/runtime.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import statistics
+import sys
+import time
+import tracemalloc
+from typing import Any
+
+import anyio
+
+from bridge.actors import Actor, RequestContext
+from bridge.errors import ActorCrashedError
+from bridge.messages import Reply, Request
+from bridge.supervisor import ChildSpec, open_supervisor
+
+
+class Done(Reply, frozen=True):
+    n: int
+
+
+class Echo(Request[Done], frozen=True, tag="echo"):
+    n: int
+
+
+class Hold(Request[Done], frozen=True, tag="hold"):
+    n: int
+
+
+class Crash(Request[Done], frozen=True, tag="crash"):
+    pass
+
+
+BenchMessage = Echo | Hold | Crash
+
+
+class BenchActor(Actor[BenchMessage]):
+    """No work at all, so the runtime's own cost is what is measured."""
+
+    max_concurrent_requests = 1_000_000
+
+    def __init__(self, gate: anyio.Event | None = None) -> None:
+        super().__init__()
+        self.gate = gate
+
+    async def handle(self, message: BenchMessage, ctx: RequestContext) -> object:
+        match message:
+            case Echo(n=n):
+                return Done(n=n)
+            case Hold(n=n):
+                assert self.gate is not None
+                await self.gate.wait()
+                return Done(n=n)
+            case Crash():
+                raise RuntimeError("crash on purpose")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def round_trip(samples: int) -> dict[str, float]:
+    async with open_supervisor(children=[ChildSpec("echo", BenchActor)]) as sup:
+        ref = sup.lookup("echo")
+        for i in range(min(2000, samples)):
+            await ref.ask(Echo(n=i))
+        clock = time.perf_counter
+        latencies: list[float] = []
+        gc.disable()
+        try:
+            for i in range(samples):
+                start = clock()
+                await ref.ask(Echo(n=i))
+                latencies.append(clock() - start)
+        finally:
+            gc.enable()
+        total_start = clock()
+        concurrent = 64
+        per_task = samples // concurrent
+
+        async def caller() -> None:
+            for i in range(per_task):
+                await ref.ask(Echo(n=i))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrent):
+                tg.start_soon(caller)
+        elapsed = clock() - total_start
+    return {
+        "ask_rtt_median_us": statistics.median(latencies) * 1e6,
+        "ask_rtt_p99_us": percentile(latencies, 0.99) * 1e6,
+        "ask_throughput_per_s_64_callers": per_task * concurrent / elapsed,
+    }
+
+
+async def in_flight(total: int, actors: int, *, concurrency: int | None) -> dict[str, float]:
+    """``total`` asks at once; each actor accepts all of them (concurrency None) or ``concurrency``
+    at a time, the rest waiting in its mailbox."""
+    gate = anyio.Event()
+
+    def start() -> BenchActor:
+        actor = BenchActor(gate)
+        if concurrency is not None:
+            actor.max_concurrent_requests = concurrency
+        return actor
+
+    mailbox = 1024 if concurrency is None else total // actors
+    specs = [ChildSpec(f"a{i}", start, mailbox_size=mailbox, ask_timeout=600) for i in range(actors)]
+    completed = 0
+    errors = 0
+
+    async def caller(ref: Any, n: int, started: anyio.Event | None) -> None:
+        nonlocal completed, errors
+        try:
+            reply = await ref.ask(Hold(n=n))
+            if reply.n == n:
+                completed += 1
+        except Exception:
+            errors += 1
+
+    async def baseline_caller(event: anyio.Event) -> None:
+        await event.wait()
+
+    # Baseline: the same number of bare caller tasks, to subtract the callers' own cost.
+    gc.collect()
+    tracemalloc.start()
+    base_start = tracemalloc.get_traced_memory()[0]
+    release = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        for _ in range(total):
+            tg.start_soon(baseline_caller, release)
+        await anyio.sleep(0.2)
+        baseline_bytes = tracemalloc.get_traced_memory()[0] - base_start
+        release.set()
+    tracemalloc.stop()
+    gc.collect()
+
+    async with open_supervisor(children=specs) as sup:
+        refs = [sup.lookup(f"a{i}") for i in range(actors)]
+        tracemalloc.start()
+        start_mem = tracemalloc.get_traced_memory()[0]
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for n in range(total):
+                tg.start_soon(caller, refs[n % actors], n, None)
+
+            def accounted() -> int:
+                return sum(c.in_flight + c.queued for c in sup.which_children())
+
+            while accounted() < total:
+                await anyio.sleep(0.05)
+            held = sum(c.in_flight for c in sup.which_children())
+            in_flight_bytes = tracemalloc.get_traced_memory()[0] - start_mem
+            tracemalloc.stop()
+            fill_time = time.perf_counter() - start
+            gate.set()
+        drain_time = time.perf_counter() - start - fill_time
+        del refs
+    return {
+        "in_flight_asks": float(total),
+        "in_flight_held_at_once": float(held),
+        "in_flight_completed": float(completed),
+        "in_flight_lost": float(total - completed - errors),
+        "in_flight_errors": float(errors),
+        "bytes_per_in_flight_ask_total": in_flight_bytes / total,
+        "bytes_per_in_flight_ask_bridge": (in_flight_bytes - baseline_bytes) / total,
+        "in_flight_fill_s": fill_time,
+        "in_flight_drain_s": drain_time,
+    }
+
+
+async def restart_time(cycles: int) -> dict[str, float]:
+    spec = ChildSpec("crashy", BenchActor)
+    times: list[float] = []
+    async with open_supervisor(children=[spec], intensity=cycles * 2, period=3600) as sup:
+        ref = sup.lookup("crashy")
+        for i in range(cycles):
+            with contextlib.suppress(ActorCrashedError):
+                await ref.ask(Crash())
+            start = time.perf_counter()
+            await ref.ask(Echo(n=i))
+            times.append(time.perf_counter() - start)
+        restarts = ref.restarts
+    return {
+        "restart_to_serving_median_us": statistics.median(times) * 1e6,
+        "restart_to_serving_p99_us": percentile(times, 0.99) * 1e6,
+        "restarts": float(restarts),
+    }
+
+
+async def run_all(quick: bool) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    figures.update(await round_trip(5_000 if quick else 50_000))
+    total = 10_000 if quick else 100_000
+    figures.update(await in_flight(total, 10, concurrency=None))
+    queued = await in_flight(total, 10, concurrency=64)
+    figures.update({f"queued_{key}": value for key, value in queued.items()})
+    figures.update(await restart_time(50 if quick else 500))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks runtime")
+    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.CRITICAL)  # crashes on purpose would flood stderr
+    figures = anyio.run(run_all, args.quick, backend=args.backend)
+    import msgspec
+
+    sys.stdout.write(msgspec.json.encode(figures).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

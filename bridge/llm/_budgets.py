@@ -1,0 +1,123 @@
+"""Time budgets for one call, and the clock that enforces them.
+
+An LLM call has distinct ways of being slow, each with its own remedy, so each
+has its own budget: ``connect`` (server down or unreachable), ``first_token``
+(JIT model load, queueing behind other requests, long prompt processing),
+``idle`` (a stalled stream) and ``total`` (a generation that runs too long).
+The connect budget is httpx's connect timeout; the others are one anyio cancel
+scope whose deadline moves as the call progresses, so expiry cancels whatever
+is awaiting and the ``async with`` around the HTTP stream closes it at once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import anyio
+import msgspec
+
+from bridge.errors import LLMTimeoutError
+
+__all__ = ["BudgetName", "Budgets", "Clock"]
+
+BudgetName = Literal["connect", "first_token", "idle", "total"]
+
+_ADVICE: dict[BudgetName, str] = {
+    "connect": ("Is the server running and reachable at that address? Raise budgets.connect only for slow networks."),
+    "first_token": (
+        "The server may be loading the model just in time or queueing the request behind others "
+        "(LM Studio runs 4 at a time per model). Load the model ahead of time, or raise budgets.first_token."
+    ),
+    "idle": (
+        "The stream stalled: the server stopped sending mid-generation. It may be overloaded or stuck; "
+        "check its log, or raise budgets.idle."
+    ),
+    "total": "The whole call took too long. Ask for less output (max_tokens), or raise budgets.total.",
+}
+
+
+class Budgets(msgspec.Struct, frozen=True, kw_only=True):
+    """Seconds allowed for each phase of a call; ``None`` disables a budget.
+
+    Args:
+        connect: Establishing the TCP connection (httpx connect timeout).
+        first_token: From sending the request to the first generated token
+            (streaming), covering JIT loading and queueing in the server.
+        idle: Longest gap between two pieces of a stream after the first token.
+        total: The whole call, from start to the last byte.
+    """
+
+    connect: float = 10.0
+    first_token: float | None = 300.0
+    idle: float | None = 60.0
+    total: float | None = 900.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "first_token", "idle", "total"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"budgets.{name} must be a positive number of seconds or None, got {value!r}")
+
+
+def _after(start: float, seconds: float | None) -> float:
+    return math.inf if seconds is None else start + seconds
+
+
+class Clock:
+    """Moves one cancel scope's deadline through the phases of one call.
+
+    The scope's deadline is always the earlier of the phase deadline and the
+    total deadline, and :attr:`budget` remembers which one that is, so an
+    expiry can name the budget that ran out.
+    """
+
+    def __init__(self, budgets: Budgets) -> None:
+        self.budgets = budgets
+        self.started = anyio.current_time()
+        self.scope = anyio.CancelScope()
+        self.budget: BudgetName = "total"
+        self._total_deadline = _after(self.started, budgets.total)
+
+    def elapsed(self) -> float:
+        return anyio.current_time() - self.started
+
+    def _arm(self, budget: BudgetName, deadline: float) -> None:
+        if deadline < self._total_deadline:
+            self.budget = budget
+            self.scope.deadline = deadline
+        else:
+            self.budget = "total"
+            self.scope.deadline = self._total_deadline
+
+    def wait_first_token(self) -> None:
+        """From now until the first token: the first-token budget counts from the start."""
+        self._arm("first_token", _after(self.started, self.budgets.first_token))
+
+    def wait_idle(self) -> None:
+        """Something arrived: the next piece is due within the idle budget."""
+        self._arm("idle", _after(anyio.current_time(), self.budgets.idle))
+
+    def wait_total(self) -> None:
+        """Only the total budget applies (non-streamed answers, our own callbacks)."""
+        self._arm("total", self._total_deadline)
+
+    def timeout_error(self, *, what: str, details: dict[str, object], tokens: int = 0) -> LLMTimeoutError:
+        """The error for the budget that ran out, saying which and what to change."""
+        budget = self.budget
+        seconds = self.budgets.total if budget == "total" else getattr(self.budgets, budget)
+        return timeout_error(budget, seconds, what=what, details=details, tokens=tokens)
+
+
+def timeout_error(
+    budget: BudgetName, seconds: float | None, *, what: str, details: dict[str, object], tokens: int = 0
+) -> LLMTimeoutError:
+    """An :class:`LLMTimeoutError` naming ``budget``; only a connect timeout is worth retrying."""
+    progress = f" after {tokens} tokens" if tokens else ""
+    limit = "unset" if seconds is None else f"{seconds:g} s"
+    message = f"{what} ran out of its {budget} budget ({limit}){progress}. {_ADVICE[budget]}"
+    return LLMTimeoutError(
+        message,
+        retryable=budget == "connect",
+        details={**details, "budget": budget, "seconds": seconds, "tokens": tokens},
+    )

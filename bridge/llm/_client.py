@@ -1,0 +1,482 @@
+"""The async client for one OpenAI-compatible LLM server.
+
+It does HTTP, parsing, time budgets and error translation, nothing else:
+queueing, concurrency limits, circuit breaking and retries belong to the
+actors that call it (they use :func:`bridge.llm.call_with_retries`). Every
+failure leaves as a :mod:`bridge.errors` class, with the httpx error chained.
+"""
+
+from __future__ import annotations
+
+import array
+import base64
+import contextlib
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Self, TypeVar
+
+import anyio
+import httpx
+import msgspec
+
+from bridge.errors import LLMError
+from bridge.llm._budgets import Budgets, Clock, timeout_error
+from bridge.llm._chat import (
+    ChatAccumulator,
+    CompletionAccumulator,
+    StreamAccumulator,
+    bad_shape,
+    decode_json_body,
+    usage_from_wire,
+)
+from bridge.llm._errors import (
+    CallContext,
+    error_for_status,
+    error_for_transport,
+    server_error_from_payload,
+)
+from bridge.llm._models import models_from_openai, models_from_v0, models_from_v1
+from bridge.llm._outcome import (
+    ChatOutcome,
+    CompletionOutcome,
+    EmbeddingsOutcome,
+    LoadResult,
+    ModelInfo,
+    NativeModel,
+    ResponsesOutcome,
+    StreamProgress,
+)
+from bridge.llm._params import ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest, encode_body
+from bridge.llm._responses import ResponsesAccumulator
+from bridge.llm._sse import SSEDecoder
+from bridge.llm._url import normalize_base_url
+from bridge.llm._wire import EmbeddingList, LoadResponse
+
+__all__ = ["LLMClient", "ProgressCallback"]
+
+ProgressCallback = Callable[[StreamProgress], Awaitable[None]]
+"""Awaited with a snapshot after every chunk that carried output; keep it quick."""
+
+_A = TypeVar("_A", bound=StreamAccumulator)
+_JSON = {"content-type": "application/json"}
+_MAX_ERROR_BODY = 64 * 1024
+_NOT_THERE = frozenset({404, 405, 501})
+
+
+class _Answer(msgspec.Struct, frozen=True):
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+async def _abandon(iterator: AsyncIterator[Any]) -> None:
+    """Finish a partly read httpx body iterator without reading on.
+
+    httpx's body iterators are chains of async generators (``aiter_lines`` over
+    ``aiter_text`` over ``aiter_bytes`` ... over the transport's), and
+    ``aclose()`` on the outermost does not close the inner ones: trio then
+    warns about each when it is garbage collected. Driving the chain inside a
+    cancelled scope makes the innermost await raise, and that unwinds every
+    generator properly. Buffered data is discarded; nothing waits on the network.
+    """
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        with contextlib.suppress(Exception):
+            async for _ in iterator:
+                pass
+
+
+async def _read_capped(response: httpx.Response, limit: int = _MAX_ERROR_BODY) -> bytes:
+    """An error body, at most ``limit`` bytes: an HTML page from a proxy can be large."""
+    parts: list[bytes] = []
+    size = 0
+    chunks = response.aiter_bytes()
+    try:
+        async for chunk in chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+    finally:
+        await _abandon(chunks)
+    return b"".join(parts)[:limit]
+
+
+class LLMClient:
+    """One pooled HTTP client for one LLM server (LM Studio, Ollama, llama.cpp, vLLM, ...).
+
+    Args:
+        base_url: The server's root or its ``/v1`` URL; both are accepted
+            (``http://localhost:1234`` and ``http://localhost:1234/v1``).
+        api_key: Sent as ``Authorization: Bearer``; LM Studio needs it when
+            "Require Authentication" is on.
+        budgets: Default time budgets; each call can override them.
+        max_connections: Size of the connection pool.
+        transport: An httpx transport to use instead of the network (tests).
+
+    Use it as ``async with LLMClient(...) as client:`` or call :meth:`aclose`.
+    Proxy environment variables are ignored: LLM servers are usually local,
+    and a corporate proxy in the environment would swallow ``localhost``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        budgets: Budgets | None = None,
+        max_connections: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._root = normalize_base_url(base_url)
+        self._budgets = budgets or Budgets()
+        headers = {"accept": "application/json, text/event-stream"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            headers=headers,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            timeout=self._timeout(self._budgets),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The server's root, where LM Studio's native ``/api`` lives."""
+        return self._root
+
+    @property
+    def api_url(self) -> str:
+        """The OpenAI-compatible API's base (``<root>/v1``)."""
+        return f"{self._root}/v1"
+
+    @property
+    def budgets(self) -> Budgets:
+        return self._budgets
+
+    def __repr__(self) -> str:
+        return f"LLMClient({self._root!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent."""
+        await self._http.aclose()
+
+    @staticmethod
+    def _timeout(budgets: Budgets) -> httpx.Timeout:
+        # Only connecting is httpx's job; the other budgets are cancel scopes (see _budgets).
+        return httpx.Timeout(connect=budgets.connect, read=None, write=None, pool=None)
+
+    def _ctx(self, endpoint: str, *, method: str = "POST", model: str | None = None) -> CallContext:
+        return CallContext(
+            server=self._root, endpoint=endpoint, method=method, model=model, inference=endpoint.startswith("/v1/")
+        )
+
+    def _transport_failure(
+        self, exc: httpx.TransportError, ctx: CallContext, clock: Clock, tokens: int = 0
+    ) -> LLMError:
+        if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+            return timeout_error(
+                "connect", clock.budgets.connect, what=ctx.describe(), details=ctx.details(), tokens=tokens
+            )
+        if clock.scope.cancel_called:
+            return clock.timeout_error(what=ctx.describe(), details=ctx.details(), tokens=tokens)
+        return error_for_transport(exc, ctx, tokens=tokens)
+
+    # -- the two ways of talking -------------------------------------------------------------
+
+    async def _run(
+        self,
+        ctx: CallContext,
+        body: bytes,
+        accumulator: _A,
+        *,
+        budgets: Budgets | None,
+        stream: bool,
+        on_progress: ProgressCallback | None,
+    ) -> _A:
+        """Send one generation request and feed its answer, streamed or whole, to ``accumulator``."""
+        budgets = budgets or self._budgets
+        clock = Clock(budgets)
+        accumulator.started = clock.started
+        if stream:
+            clock.wait_first_token()
+        else:
+            clock.wait_total()
+        try:
+            with clock.scope:
+                async with self._http.stream(
+                    ctx.method, ctx.url, content=body, headers=_JSON, timeout=self._timeout(budgets)
+                ) as response:
+                    if not response.is_success:
+                        raw = await _read_capped(response)
+                        raise error_for_status(response.status_code, response.headers, raw, ctx)
+                    content_type = response.headers.get("content-type", "")
+                    if not stream or "json" in content_type:
+                        # Also a server that ignored ``stream: true`` and answered with one JSON body.
+                        accumulator.take_whole(await response.aread())
+                    else:
+                        await self._pump(response, accumulator, clock, on_progress)
+        except httpx.TransportError as exc:
+            raise self._transport_failure(exc, ctx, clock, accumulator.tokens) from exc
+        if clock.scope.cancelled_caught:
+            raise clock.timeout_error(what=ctx.describe(), details=ctx.details(), tokens=accumulator.tokens)
+        return accumulator
+
+    @staticmethod
+    async def _pump(
+        response: httpx.Response,
+        accumulator: StreamAccumulator,
+        clock: Clock,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        decoder = SSEDecoder()
+        lines = response.aiter_lines()
+        try:
+            async for line in lines:
+                if accumulator.first_token_at is not None:
+                    clock.wait_idle()
+                event = decoder.feed(line)
+                if event is None:
+                    continue
+                produced = accumulator.feed(event)
+                if produced and on_progress is not None:
+                    # The callback's own time is not the server's silence.
+                    clock.wait_total()
+                    await on_progress(accumulator.progress())
+                if accumulator.first_token_at is not None:
+                    clock.wait_idle()
+                if accumulator.done:
+                    break
+            else:
+                if (event := decoder.flush()) is not None:
+                    accumulator.feed(event)
+        finally:
+            await _abandon(lines)
+        accumulator.check_complete()
+
+    async def _exchange(self, ctx: CallContext, body: bytes | None, *, budgets: Budgets | None, quick: bool) -> _Answer:
+        """One plain request/response. ``quick`` answers (listings, embeddings) get the first-token budget."""
+        budgets = budgets or self._budgets
+        clock = Clock(budgets)
+        if quick:
+            clock.wait_first_token()
+        else:
+            clock.wait_total()
+        answer: _Answer | None = None
+        try:
+            with clock.scope:
+                response = await self._http.request(
+                    ctx.method,
+                    ctx.url,
+                    content=body,
+                    headers=_JSON if body is not None else None,
+                    timeout=self._timeout(budgets),
+                )
+                answer = _Answer(response.status_code, response.headers, response.content)
+        except httpx.TransportError as exc:
+            raise self._transport_failure(exc, ctx, clock) from exc
+        if answer is None:
+            raise clock.timeout_error(what=ctx.describe(), details=ctx.details())
+        return answer
+
+    # -- OpenAI-compatible endpoints ------------------------------------------------------------
+
+    async def chat(
+        self,
+        request: ChatRequest,
+        *,
+        stream: bool = True,
+        budgets: Budgets | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> ChatOutcome:
+        """``POST /v1/chat/completions``.
+
+        Streaming (the default) is what makes the first-token and idle budgets
+        and progress reports possible; a non-streamed call is bounded by
+        ``total`` only, since the server sends nothing until it is done.
+
+        Raises:
+            LLMError: a subclass saying what went wrong (see :mod:`bridge.errors`).
+            BadRequestError: the server rejected the parameters (HTTP 4xx).
+        """
+        ctx = self._ctx("/v1/chat/completions", model=request.model)
+        accumulator = await self._run(
+            ctx,
+            encode_body(request, stream=stream),
+            ChatAccumulator(ctx),
+            budgets=budgets,
+            stream=stream,
+            on_progress=on_progress,
+        )
+        return accumulator.outcome()
+
+    async def complete(
+        self,
+        request: CompletionRequest,
+        *,
+        stream: bool = False,
+        budgets: Budgets | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> CompletionOutcome:
+        """``POST /v1/completions`` (raw prompt, no chat template)."""
+        ctx = self._ctx("/v1/completions", model=request.model)
+        accumulator = await self._run(
+            ctx,
+            encode_body(request, stream=stream),
+            CompletionAccumulator(ctx),
+            budgets=budgets,
+            stream=stream,
+            on_progress=on_progress,
+        )
+        return accumulator.outcome()
+
+    async def respond(
+        self,
+        request: ResponsesRequest,
+        *,
+        stream: bool = True,
+        budgets: Budgets | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> ResponsesOutcome:
+        """``POST /v1/responses`` (LM Studio 0.3.29+, llama.cpp; others raise UnsupportedEndpointError)."""
+        ctx = self._ctx("/v1/responses", model=request.model)
+        accumulator = await self._run(
+            ctx,
+            encode_body(request, stream=stream),
+            ResponsesAccumulator(ctx),
+            budgets=budgets,
+            stream=stream,
+            on_progress=on_progress,
+        )
+        return accumulator.outcome()
+
+    async def embed(self, request: EmbeddingRequest, *, budgets: Budgets | None = None) -> EmbeddingsOutcome:
+        """``POST /v1/embeddings``; vectors come back in input order."""
+        ctx = self._ctx("/v1/embeddings", model=request.model)
+        started = anyio.current_time()
+        payload = await self._json(ctx, encode_body(request), budgets=budgets, quick=True)
+        try:
+            listing = msgspec.convert(payload, EmbeddingList)
+        except msgspec.ValidationError as exc:
+            raise bad_shape(ctx, exc) from None
+        vectors = [_vector(item.embedding) for item in sorted(listing.data, key=lambda item: item.index)]
+        return EmbeddingsOutcome(
+            vectors=vectors,
+            model=listing.model or request.model,
+            usage=usage_from_wire(listing.usage),
+            duration=anyio.current_time() - started,
+        )
+
+    async def list_models(self, *, budgets: Budgets | None = None) -> list[ModelInfo]:
+        """``GET /v1/models`` from any server (LM Studio with JIT on lists every downloaded model)."""
+        ctx = self._ctx("/v1/models", method="GET")
+        payload = await self._json(ctx, None, budgets=budgets, quick=True)
+        models = models_from_openai(payload)
+        if models is None:
+            raise bad_shape(ctx, "no 'data' or 'models' list")
+        return models
+
+    async def _json(self, ctx: CallContext, body: bytes | None, *, budgets: Budgets | None, quick: bool) -> Any:
+        answer = await self._exchange(ctx, body, budgets=budgets, quick=quick)
+        if not 200 <= answer.status < 300:
+            raise error_for_status(answer.status, answer.headers, answer.body, ctx)
+        return decode_json_body(answer.body, ctx)
+
+    # -- LM Studio's native API -------------------------------------------------------------------
+
+    async def native_models(self, *, budgets: Budgets | None = None) -> list[NativeModel] | None:
+        """LM Studio's model list with load state and real context lengths, or ``None`` elsewhere.
+
+        Tries ``/api/v0/models``, then ``/api/v1/models``. A server that lacks
+        both (404, LM Studio's 200-with-error-body, non-JSON, another shape)
+        gives ``None``; authentication and server failures still raise.
+        """
+        for endpoint, normalize in (("/api/v0/models", models_from_v0), ("/api/v1/models", models_from_v1)):
+            ctx = self._ctx(endpoint, method="GET")
+            answer = await self._exchange(ctx, None, budgets=budgets, quick=True)
+            if answer.status in _NOT_THERE:
+                continue
+            if not 200 <= answer.status < 300:
+                raise error_for_status(answer.status, answer.headers, answer.body, ctx)
+            try:
+                payload = msgspec.json.decode(answer.body)
+            except msgspec.DecodeError:
+                continue
+            if server_error_from_payload(payload) is not None:
+                continue
+            models = normalize(payload)
+            if models is not None:
+                return models
+        return None
+
+    async def load_model(
+        self,
+        model: str,
+        *,
+        context_length: int | None = None,
+        ttl: int | None = None,
+        extra: dict[str, Any] | None = None,
+        budgets: Budgets | None = None,
+    ) -> LoadResult:
+        """Load ``model`` via ``POST /api/v1/models/load`` (LM Studio 0.4+).
+
+        ``ttl`` (seconds) is sent for servers that honour it; LM Studio documents
+        it for JIT loads and ``lms load --ttl`` only. Loading can take minutes,
+        so only the total budget applies.
+
+        Raises:
+            UnsupportedEndpointError: not LM Studio 0.4 or newer.
+            ModelNotFoundError: no such model is downloaded.
+        """
+        body: dict[str, Any] = {"model": model}
+        if context_length is not None:
+            body["context_length"] = context_length
+        if ttl is not None:
+            body["ttl"] = ttl
+        body.update(extra or {})
+        ctx = self._ctx("/api/v1/models/load", model=model)
+        payload = await self._json(ctx, msgspec.json.encode(body), budgets=budgets, quick=False)
+        try:
+            loaded = msgspec.convert(payload, LoadResponse)
+        except msgspec.ValidationError as exc:
+            raise bad_shape(ctx, exc) from None
+        return LoadResult(
+            instance_id=loaded.instance_id or model,
+            type=loaded.type,
+            status=loaded.status,
+            load_time_seconds=loaded.load_time_seconds,
+            load_config=loaded.load_config,
+        )
+
+    async def unload_model(self, instance_id: str, *, budgets: Budgets | None = None) -> str:
+        """Unload one loaded instance via ``POST /api/v1/models/unload``; returns its id.
+
+        Raises:
+            UnsupportedEndpointError: not LM Studio 0.4 or newer.
+        """
+        ctx = self._ctx("/api/v1/models/unload", model=instance_id)
+        payload = await self._json(ctx, msgspec.json.encode({"instance_id": instance_id}), budgets=budgets, quick=True)
+        unloaded = payload.get("instance_id") if isinstance(payload, dict) else None
+        return unloaded if isinstance(unloaded, str) and unloaded else instance_id
+
+
+def _vector(embedding: list[float] | str) -> list[float]:
+    if isinstance(embedding, list):
+        return embedding
+    # encoding_format="base64": little-endian float32s.
+    values = array.array("f")
+    values.frombytes(base64.b64decode(embedding))
+    return values.tolist()

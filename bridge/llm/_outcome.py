@@ -1,0 +1,157 @@
+"""What a call returns: normalized results, the same whatever server answered."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from bridge.llm._params import ToolCall
+
+__all__ = [
+    "ChatOutcome",
+    "CompletionOutcome",
+    "EmbeddingsOutcome",
+    "LoadResult",
+    "ModelInfo",
+    "NativeModel",
+    "ResponsesOutcome",
+    "StreamProgress",
+    "Usage",
+]
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """Token counts as the server reported them (``None`` when it did not)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+class StreamProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot handed to ``on_progress`` while a stream runs.
+
+    Times are seconds since the request started. ``tokens`` counts the deltas
+    that carried text or tool-call arguments (about one token each).
+    """
+
+    tokens: int
+    elapsed: float
+    time_to_first_token: float | None
+    reasoning: bool = False
+    tool_calls: int = 0
+    model: str = ""
+
+
+class ChatOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished chat completion, streamed or not.
+
+    ``reasoning`` gathers ``reasoning_content``, ``reasoning`` and inline
+    ``<think>…</think>``; ``content`` never contains think tags. ``tokens`` is
+    ``usage.completion_tokens`` when the server sent usage, else the delta
+    count. Times are seconds; ``time_to_first_token`` is ``None`` when nothing
+    was generated.
+    """
+
+    content: str
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str = ""
+    id: str = ""
+    tokens: int = 0
+    time_to_first_token: float | None = None
+    duration: float = 0.0
+    streamed: bool = False
+    server_stats: dict[str, Any] | None = None
+
+
+class CompletionOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished legacy text completion."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str = ""
+    id: str = ""
+    tokens: int = 0
+    time_to_first_token: float | None = None
+    duration: float = 0.0
+    streamed: bool = False
+
+
+class EmbeddingsOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """Vectors in input order."""
+
+    vectors: list[list[float]]
+    model: str = ""
+    usage: Usage | None = None
+    duration: float = 0.0
+
+
+class ResponsesOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished ``/v1/responses`` call; ``output`` keeps the raw items for anything not normalized."""
+
+    id: str
+    content: str
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    status: str | None = None
+    usage: Usage | None = None
+    model: str = ""
+    output: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    tokens: int = 0
+    time_to_first_token: float | None = None
+    duration: float = 0.0
+    streamed: bool = False
+
+
+class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A model from ``/v1/models`` (any OpenAI-compatible server).
+
+    ``context_length`` is known only where the server says (llama.cpp's
+    ``meta.n_ctx``); ``max_context_length`` is the trained length when given.
+    """
+
+    id: str
+    owned_by: str | None = None
+    context_length: int | None = None
+    max_context_length: int | None = None
+    capabilities: tuple[str, ...] = ()
+
+
+class NativeModel(msgspec.Struct, frozen=True, kw_only=True):
+    """A model from LM Studio's native API (``/api/v0/models`` or ``/api/v1/models``).
+
+    ``context_length`` is the loaded context when the model is loaded (the real
+    limit for prompts), else ``max_context_length``. ``instance_ids`` are what
+    :meth:`LLMClient.unload_model` takes.
+    """
+
+    id: str
+    type: Literal["llm", "embedding"]
+    loaded: bool
+    context_length: int | None = None
+    max_context_length: int | None = None
+    tool_use: bool = False
+    vision: bool = False
+    publisher: str | None = None
+    quantization: str | None = None
+    architecture: str | None = None
+    format: str | None = None
+    display_name: str | None = None
+    instance_ids: tuple[str, ...] = ()
+    api: Literal["v0", "v1"] = "v0"
+
+
+class LoadResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``POST /api/v1/models/load`` reported."""
+
+    instance_id: str
+    type: str | None = None
+    status: str | None = None
+    load_time_seconds: float | None = None
+    load_config: dict[str, Any] | None = None

@@ -1,0 +1,237 @@
+"""What a simulated LM Studio serves: models, server switches and fault rates.
+
+Config objects are frozen msgspec structs, so the same classes load a JSON
+config file (``--config FILE``) and are checked on construction. Runtime state
+(loaded instances, queues) lives elsewhere; a config never changes while a
+server runs.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "FaultKind",
+    "ReasoningMode",
+    "SimConfig",
+    "SimModel",
+    "ToolStyle",
+    "default_config",
+    "load_config",
+]
+
+ReasoningMode = Literal["reasoning_content", "reasoning", "think"]
+"""Where reasoning goes: ``delta.reasoning_content`` (LM Studio's "separate reasoning" setting), ``delta.reasoning``
+(gpt-oss since 0.3.23), or inline ``<think>…</think>`` in ``content`` (the setting off)."""
+
+ToolStyle = Literal["native", "text"]
+"""``native``: OpenAI ``tool_calls``; ``text``: ``[TOOL_REQUEST]{…}[END_TOOL_REQUEST]`` left in ``content``."""
+
+
+class FaultKind(enum.StrEnum):
+    """The failures the simulator can inject, scripted (``Fault(kind)``) or at random (``SimConfig.fault_rates``)."""
+
+    HTTP_500 = "http_500"
+    """HTTP 500 with an OpenAI-style error object, before any work."""
+    RATE_LIMIT = "rate_limit"
+    """HTTP 429 with a ``Retry-After`` header, before any work."""
+    ERROR_BODY = "error_body"
+    """HTTP 200 whose JSON body is ``{"error": "…"}`` (how LM Studio answers bad routes), even for streams."""
+    NO_ANSWER = "no_answer"
+    """The request is read and never answered; the connection stays open until the client leaves."""
+    DROP = "drop"
+    """The connection is closed after ``after_tokens`` tokens (stream: no terminating chunk; non-stream: no reply)."""
+    STALL = "stall"
+    """Output stops for ``seconds`` (``None``: until the client leaves) after ``after_tokens`` tokens."""
+    MODEL_UNLOADED = "model_unloaded"
+    """"Model unloaded." after ``after_tokens`` tokens, as an eviction would (stream: error frame; non-stream: 400)."""
+    CONTEXT_OVERFLOW = "context_overflow"
+    """The context-overflow error, as if the prompt did not fit (stream: ``event: error`` in a 200 stream)."""
+    MALFORMED_TOOL_CALL = "malformed_tool_call"
+    """A native tool call whose ``arguments`` is not valid JSON (only on requests that carry ``tools``)."""
+    EMPTY_TOOL_CALLS = "empty_tool_calls"
+    """A plain reply carrying ``tool_calls: []`` (LM Studio 0.3.35's quirk, BT#1318)."""
+
+
+class SimModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One downloaded model of the simulated LM Studio.
+
+    Timing: a request that got a slot waits ``ttft`` seconds, then emits one
+    token (≈ one word) every ``1 / tokens_per_s`` seconds. For "exactly L seconds
+    per request" set ``latency=L``: the whole reply then comes at once, L
+    seconds after the request got its slot (queueing comes on top). Pair it with
+    a small ``reply_tokens`` to keep the reply cheap.
+
+    Args:
+        id: The model key clients send as ``model`` (e.g. ``qwen/qwen3-coder-30b``).
+        type: ``llm`` or ``embeddings``.
+        parallel: Requests generated at once per loaded instance; more wait in a FIFO queue.
+        ttft: Seconds from getting a slot to the first token (prompt processing).
+        tokens_per_s: Output speed; ``0`` or ``inf`` emits all tokens at once after ``ttft``.
+        latency: If set, overrides ``ttft`` and ``tokens_per_s``: the reply ends exactly this long after the slot.
+        reply_tokens: Length of the default reply, in tokens.
+        reasoning_tokens: Length of the default reasoning, for reasoning models.
+        context_length: Context length an instance is loaded with (the overflow limit).
+        max_context_length: Largest context length a load may ask for.
+        loaded: Loaded at server start (a manual load: never auto-evicted).
+        jit_load_delay: Seconds a load takes (JIT or ``/api/v1/models/load``).
+        tool_use: Advertised as trained for tool use (``capabilities``).
+        auto_tool_calls: Unscripted, with ``tools`` in the request, call the first tool (then answer after
+            a ``tool`` message).
+        tool_style: How unscripted tool calls are emitted.
+        reasoning: Reasoning mode, or ``None`` for a model that does not reason.
+        embedding_dim: Vector size for embedding models.
+        arch: Architecture name shown by the native API.
+        quantization: Quantization name shown by the native API.
+    """
+
+    id: str
+    type: Literal["llm", "embeddings"] = "llm"
+    parallel: int = 4
+    ttft: float = 0.0
+    tokens_per_s: float = 0.0
+    latency: float | None = None
+    reply_tokens: int = 24
+    reasoning_tokens: int = 8
+    context_length: int = 4096
+    max_context_length: int = 131072
+    loaded: bool = False
+    jit_load_delay: float = 0.0
+    tool_use: bool = True
+    auto_tool_calls: bool = False
+    tool_style: ToolStyle = "native"
+    reasoning: ReasoningMode | None = None
+    embedding_dim: int = 768
+    arch: str = "llama"
+    quantization: str = "Q4_K_M"
+
+    def __post_init__(self) -> None:
+        if not self.id or any(c.isspace() for c in self.id):
+            raise ValueError(f"SimModel.id must be a non-empty string without spaces, got {self.id!r}")
+        if self.parallel < 1:
+            raise ValueError(f"SimModel {self.id!r}: parallel must be >= 1, got {self.parallel}")
+        for name in ("ttft", "tokens_per_s", "jit_load_delay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SimModel {self.id!r}: {name} must be >= 0")
+        if self.latency is not None and not (self.latency >= 0 and math.isfinite(self.latency)):
+            raise ValueError(f"SimModel {self.id!r}: latency must be a finite number of seconds >= 0")
+        if self.reply_tokens < 1 or self.reasoning_tokens < 0 or self.embedding_dim < 1:
+            raise ValueError(f"SimModel {self.id!r}: reply_tokens and embedding_dim must be >= 1")
+        if not 1 <= self.context_length <= self.max_context_length:
+            raise ValueError(f"SimModel {self.id!r}: need 1 <= context_length <= max_context_length")
+
+    @property
+    def first_token_delay(self) -> float:
+        """Seconds from slot to first token."""
+        return self.latency if self.latency is not None else self.ttft
+
+    @property
+    def token_interval(self) -> float:
+        """Seconds between tokens (0 when the reply comes at once)."""
+        if self.latency is not None or self.tokens_per_s <= 0 or math.isinf(self.tokens_per_s):
+            return 0.0
+        return 1.0 / self.tokens_per_s
+
+
+class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The whole simulated server.
+
+    Args:
+        models: The downloaded models.
+        host: Interface to listen on (loopback unless you mean otherwise).
+        port: TCP port; ``0`` picks a free one (read it from ``SimServer.port``).
+        jit: Load an unloaded model on its first request (LM Studio's default).
+        auto_evict: A JIT load unloads every other JIT-loaded model, even mid-generation.
+            Manually loaded models are never evicted.
+        duplicate_jit_loads: Concurrent first requests each load their own instance (``key``, ``key:2`` …),
+            as LM Studio's race does, instead of all waiting for one load.
+        api_token: If set, requests need ``Authorization: Bearer <token>`` (else 401).
+        empty_tool_calls: Every non-streamed plain reply carries ``tool_calls: []`` (BT#1318).
+        fault_rates: Probability per request of each fault kind, drawn from a RNG seeded with ``seed``.
+        fault_seconds: How long a random ``stall`` lasts (``None``: until the client leaves).
+        fault_after_tokens: After how many tokens a random mid-stream fault fires.
+        retry_after: Seconds sent in ``Retry-After`` by a random ``rate_limit``.
+        seed: Seeds the fault RNG and the ids, so runs repeat.
+        unresponsive: Accept connections but never read or answer them.
+        request_log_size: Requests kept per model for ``SimServer.requests``.
+    """
+
+    models: tuple[SimModel, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 0
+    jit: bool = True
+    auto_evict: bool = True
+    duplicate_jit_loads: bool = False
+    api_token: str | None = None
+    empty_tool_calls: bool = False
+    fault_rates: dict[FaultKind, float] = msgspec.field(default_factory=dict)
+    fault_seconds: float | None = 1.0
+    fault_after_tokens: int = 2
+    retry_after: float = 1.0
+    seed: int = 0
+    unresponsive: bool = False
+    request_log_size: int = 1000
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for model in self.models:
+            if model.id in seen:
+                raise ValueError(f"SimConfig: model id {model.id!r} is listed twice")
+            seen.add(model.id)
+        for kind, rate in self.fault_rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"SimConfig: fault rate for {kind} must be within [0, 1], got {rate}")
+        if sum(self.fault_rates.values()) > 1.0 + 1e-9:
+            raise ValueError("SimConfig: fault rates add up to more than 1; at most one fault fires per request")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"SimConfig: port must be within 0..65535, got {self.port}")
+        if self.fault_after_tokens < 0 or self.retry_after < 0 or self.request_log_size < 0:
+            raise ValueError("SimConfig: fault_after_tokens, retry_after and request_log_size must be >= 0")
+
+    def model(self, model_id: str) -> SimModel:
+        """The model with this id (``KeyError`` if none)."""
+        for model in self.models:
+            if model.id == model_id:
+                return model
+        raise KeyError(model_id)
+
+
+def default_config(**overrides: object) -> SimConfig:
+    """A small LM Studio: a coder model and an embedding model loaded at start, two more loaded just in time.
+
+    ``qwen/qwen3-coder-30b`` (native tool calls) and ``text-embedding-nomic-embed-text-v1.5`` are loaded
+    manually at start, so they are never evicted; ``google/gemma-3-12b`` (thinks inline in ``<think>``, calls
+    tools as ``[TOOL_REQUEST]`` text) and ``openai/gpt-oss-20b`` (``reasoning`` field) JIT-load on first use and
+    evict each other. All answer at once (no ttft, instant tokens). Keyword arguments override
+    :class:`SimConfig` fields.
+    """
+    models = (
+        SimModel(id="qwen/qwen3-coder-30b", loaded=True, arch="qwen3moe", context_length=8192),
+        SimModel(id="google/gemma-3-12b", arch="gemma3", reasoning="think", tool_use=False, tool_style="text"),
+        SimModel(id="openai/gpt-oss-20b", arch="gpt-oss", reasoning="reasoning", quantization="MXFP4"),
+        SimModel(
+            id="text-embedding-nomic-embed-text-v1.5",
+            type="embeddings",
+            loaded=True,
+            arch="nomic-bert",
+            tool_use=False,
+            context_length=2048,
+            max_context_length=2048,
+        ),
+    )
+    base = SimConfig(models=models)
+    return msgspec.structs.replace(base, **overrides) if overrides else base
+
+
+def load_config(path: str | Path) -> SimConfig:
+    """Read a :class:`SimConfig` from a JSON file (same field names; ``models`` is a list of objects)."""
+    data = Path(path).read_bytes()
+    try:
+        return msgspec.json.decode(data, type=SimConfig)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{path}: invalid simulator config: {exc}") from exc
