@@ -11,9 +11,12 @@ A :class:`Request` names its reply type (``Request[ChatResult]``), so
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
+
+from bridge.errors import ErrorInfo
+from bridge.llm import ChatMessage, ResponseFormat, Tool, ToolCall, Usage
 
 __all__ = [
     "Message",
@@ -55,3 +58,320 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     total: float | None = None
     position: int | None = None
     tokens: int | None = None
+
+
+# ---------------------------------------------------------------------------
+# The LLM path: ModelRegistryActor's mailbox (it routes the inference messages
+# on to the LLMWorkerActor of the resolved model, whose mailbox is WorkerMessage).
+# ---------------------------------------------------------------------------
+
+
+class ModelEntry(Reply, frozen=True, kw_only=True):
+    """One model as the registry knows it. ``None`` means the server did not say."""
+
+    id: str
+    type: str = "llm"
+    loaded: bool | None = None
+    context_length: int | None = None
+    max_context_length: int | None = None
+    tool_use: bool | None = None
+    server: str = ""
+    servers: list[str] = msgspec.field(default_factory=list)
+    publisher: str | None = None
+    quantization: str | None = None
+
+
+class ServerState(Reply, frozen=True, kw_only=True):
+    """What the bridge knows of one configured LLM server."""
+
+    name: str
+    url: str
+    reachable: bool | None = None
+    lmstudio_native_api: bool | None = None
+    models: int = 0
+    loaded: list[str] = msgspec.field(default_factory=list)
+    breaker: str = "closed"
+    listing_age_s: float | None = None
+    last_error: ErrorInfo | None = None
+
+
+class ModelList(Reply, frozen=True, kw_only=True):
+    models: list[ModelEntry]
+    servers: list[ServerState]
+
+
+class ChatResult(Reply, frozen=True, kw_only=True):
+    model: str
+    content: str
+    reasoning: str | None = None
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    server: str = ""
+    time_to_first_token_s: float | None = None
+    duration_s: float = 0.0
+    queued_s: float = 0.0
+    tokens: int = 0
+    tokens_per_second: float | None = None
+    retries: int = 0
+
+
+class CompletionResult(Reply, frozen=True, kw_only=True):
+    model: str
+    text: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    server: str = ""
+    time_to_first_token_s: float | None = None
+    duration_s: float = 0.0
+    queued_s: float = 0.0
+    tokens: int = 0
+    tokens_per_second: float | None = None
+    retries: int = 0
+
+
+class EmbeddingResult(Reply, frozen=True, kw_only=True):
+    model: str
+    vectors: list[list[float]]
+    dimensions: int
+    usage: Usage | None = None
+    server: str = ""
+    duration_s: float = 0.0
+
+
+class ResponseResult(Reply, frozen=True, kw_only=True):
+    id: str
+    model: str
+    content: str
+    reasoning: str | None = None
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    status: str | None = None
+    usage: Usage | None = None
+    server: str = ""
+    time_to_first_token_s: float | None = None
+    duration_s: float = 0.0
+    retries: int = 0
+
+
+class LoadedModel(Reply, frozen=True, kw_only=True):
+    model: str
+    server: str
+    instance_id: str
+    load_time_s: float | None = None
+
+
+class UnloadedModel(Reply, frozen=True, kw_only=True):
+    model: str
+    server: str
+    instance_ids: list[str]
+
+
+class WorkerStats(Reply, frozen=True, kw_only=True):
+    """Per-model figures kept by that model's LLMWorkerActor."""
+
+    model: str
+    servers: list[str]
+    slots: int
+    queue_limit: int
+    queued: int
+    in_flight: int
+    completed: int
+    failed: int
+    busy_rejections: int
+    retries: int
+    latency_p50_s: float | None = None
+    latency_p90_s: float | None = None
+    latency_p99_s: float | None = None
+    ttft_p50_s: float | None = None
+    tokens_per_second_p50: float | None = None
+    breakers: dict[str, str] = msgspec.field(default_factory=dict)
+    restarts: int = 0
+
+
+class BridgeStatus(Reply, frozen=True, kw_only=True):
+    models: list[WorkerStats]
+    servers: list[ServerState]
+
+
+class ListModels(Request[ModelList], frozen=True, kw_only=True):
+    """List models; ``refresh`` forces a new listing instead of the cache."""
+
+    refresh: bool = False
+    model_type: str | None = None
+    loaded_only: bool = False
+
+
+class ResolveModel(Request[ModelEntry], frozen=True, kw_only=True):
+    """Validate a model id (``None``/``"default"``: the default model) without running an inference."""
+
+    model: str | None = None
+
+
+class Chat(Request[ChatResult], frozen=True, kw_only=True):
+    """A chat completion. ``model`` None or "default" means the default model."""
+
+    model: str | None = None
+    messages: list[ChatMessage]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = None
+    ttl: int | None = None
+    seed: int | None = None
+    include_reasoning: bool = False
+
+
+class Complete(Request[CompletionResult], frozen=True, kw_only=True):
+    """A raw text completion (no chat template)."""
+
+    model: str | None = None
+    prompt: str
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    ttl: int | None = None
+    seed: int | None = None
+
+
+class Embed(Request[EmbeddingResult], frozen=True, kw_only=True):
+    model: str | None = None
+    input: list[str]
+
+
+class Respond(Request[ResponseResult], frozen=True, kw_only=True):
+    """A stateful ``/v1/responses`` call (LM Studio); ``previous_response_id`` continues a conversation."""
+
+    model: str | None = None
+    input: str
+    previous_response_id: str | None = None
+    instructions: str | None = None
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    reasoning_effort: str | None = None
+    include_reasoning: bool = False
+
+
+class LoadModel(Request[LoadedModel], frozen=True, kw_only=True):
+    model: str
+    context_length: int | None = None
+    ttl: int | None = None
+
+
+class UnloadModel(Request[UnloadedModel], frozen=True, kw_only=True):
+    model: str
+
+
+class GetStatus(Request[BridgeStatus], frozen=True, kw_only=True):
+    """Per-model queue/latency figures and per-server reachability."""
+
+
+class CheckHealth(Request[ModelList], frozen=True, kw_only=True):
+    """Probe every server now (with a short budget) and report; never waits long on a dead one."""
+
+
+class GetWorkerStats(Request[WorkerStats], frozen=True, kw_only=True):
+    pass
+
+
+RegistryMessage = (
+    ListModels | ResolveModel | Chat | Complete | Embed | Respond | LoadModel | UnloadModel | GetStatus | CheckHealth
+)
+WorkerMessage = Chat | Complete | Embed | Respond | GetWorkerStats
+
+
+# ---------------------------------------------------------------------------
+# Child MCP servers: MCPSessionActor's mailbox (SessionMessage) and the
+# ChildServersActor that owns the configuration and routes to sessions.
+# ---------------------------------------------------------------------------
+
+
+class ChildToolInfo(Reply, frozen=True, kw_only=True):
+    server: str
+    name: str
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+
+
+class ChildToolList(Reply, frozen=True, kw_only=True):
+    server: str
+    tools: list[ChildToolInfo]
+
+
+class ChildToolResult(Reply, frozen=True, kw_only=True):
+    """A tool's answer. ``is_error`` results are answers too (the tool said no), not exceptions."""
+
+    server: str
+    tool: str
+    is_error: bool
+    text: str
+    content: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    structured_content: dict[str, Any] | None = None
+    duration_s: float = 0.0
+
+
+class ChildServerInfo(Reply, frozen=True, kw_only=True):
+    """One row of ``list_available_mcps``.
+
+    ``state``: not_started, starting, ready, restarting, failed, disabled or skipped.
+    """
+
+    name: str
+    transport: str
+    source: str
+    state: str
+    tool_count: int | None = None
+    last_error: str | None = None
+    restarts: int = 0
+    pid: int | None = None
+    note: str | None = None
+
+
+class ChildServerList(Reply, frozen=True, kw_only=True):
+    servers: list[ChildServerInfo]
+    errors: list[str] = msgspec.field(default_factory=list)
+
+
+class ChildToolCatalog(Reply, frozen=True, kw_only=True):
+    servers: list[ChildToolList]
+    errors: dict[str, ErrorInfo] = msgspec.field(default_factory=dict)
+
+
+class ListTools(Request[ChildToolList], frozen=True, kw_only=True):
+    refresh: bool = False
+
+
+class CallTool(Request[ChildToolResult], frozen=True, kw_only=True):
+    tool: str
+    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+    timeout: float | None = None
+
+
+class DescribeSession(Request[ChildServerInfo], frozen=True, kw_only=True):
+    pass
+
+
+SessionMessage = ListTools | CallTool | DescribeSession
+
+
+class ListChildServers(Request[ChildServerList], frozen=True, kw_only=True):
+    pass
+
+
+class ListChildTools(Request[ChildToolCatalog], frozen=True, kw_only=True):
+    """Tools of the named servers (all enabled ones when empty); starts sessions lazily."""
+
+    servers: list[str] = msgspec.field(default_factory=list)
+
+
+class CallChildTool(Request[ChildToolResult], frozen=True, kw_only=True):
+    server: str
+    tool: str
+    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+    timeout: float | None = None
+
+
+ChildServersMessage = ListChildServers | ListChildTools | CallChildTool
