@@ -1,0 +1,93 @@
+"""The bridge's settings, as typed structs with sane defaults.
+
+Loading them (CLI flags > environment > TOML file > defaults) is
+:mod:`bridge.config`'s job; everything else only reads a :class:`BridgeSettings`.
+All durations are in seconds.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from bridge.llm import Budgets
+
+__all__ = [
+    "BreakerSettings",
+    "BridgeSettings",
+    "ChildSettings",
+    "ModelLimits",
+    "RetrySettings",
+    "ServerSettings",
+]
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One LLM server. ``name`` defaults to ``host:port`` of the URL."""
+
+    url: str
+    name: str | None = None
+    api_key: str | None = None
+
+
+class ModelLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How much of one model the bridge uses at once.
+
+    ``slots`` matches LM Studio's default of 4 parallel predictions per loaded model;
+    requests past ``slots + queue`` are refused with ``busy`` instead of waiting unboundedly.
+    """
+
+    slots: int = 4
+    queue: int = 64
+
+
+class RetrySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Retries of transient failures (connect errors, 5xx, 429, model unloaded); never of 4xx or long reads."""
+
+    attempts: int = 3
+    wait_initial: float = 0.2
+    wait_max: float = 5.0
+
+
+class BreakerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Per server: after ``failures`` consecutive connection failures, fail fast for ``cooldown`` s, then probe."""
+
+    failures: int = 3
+    cooldown: float = 5.0
+
+
+class ChildSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Child MCP servers: extra config files, per-call deadline, stop grace."""
+
+    config_paths: list[str] = msgspec.field(default_factory=list)
+    call_timeout: float = 60.0
+    startup_timeout: float = 30.0
+    stop_grace: float = 2.0
+    watch: bool = True
+
+
+class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the bridge can be told.
+
+    ``call_budget`` is the time budget of one MCP tool call; it stays below Claude Code's
+    tool timeout so a slow model returns a typed timeout (with what it has) instead of
+    being cut off by the client.
+    """
+
+    servers: list[ServerSettings] = msgspec.field(
+        default_factory=lambda: [ServerSettings(url="http://localhost:1234")]
+    )
+    default_model: str | None = None
+    default_limits: ModelLimits = ModelLimits()
+    models: dict[str, ModelLimits] = msgspec.field(default_factory=dict)
+    budgets: Budgets = Budgets()
+    call_budget: float = 55.0
+    model_cache_ttl: float = 10.0
+    listing_timeout: float = 3.0
+    retry: RetrySettings = RetrySettings()
+    breaker: BreakerSettings = BreakerSettings()
+    children: ChildSettings = ChildSettings()
+    log_level: str = "INFO"
+    log_format: str = "plain"
+
+    def limits_for(self, model: str) -> ModelLimits:
+        return self.models.get(model, self.default_limits)
