@@ -1,0 +1,446 @@
+"""ModelRegistryActor: owns the model list, validates requests and routes them to workers.
+
+The cache holds what each server lists (LM Studio's native API where it answers:
+loaded state, type, context length, tool use; the OpenAI ``/v1/models`` list
+elsewhere). Refreshes are single-flight and stale-while-revalidate: a warm cache
+answers at once while one background listing per server runs, so a slow or dead
+server never delays what the cache can answer. Only a cold cache (or a model the
+cache does not know) waits for a listing, bounded by ``listing_timeout``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Mapping
+
+import anyio
+import msgspec
+
+from bridge.actors._actor import Actor
+from bridge.actors._envelope import RequestContext
+from bridge.actors._ref import ActorRef
+from bridge.actors.worker import LLMWorkerActor
+from bridge.errors import (
+    ActorUnavailableError,
+    BadRequestError,
+    BridgeError,
+    LLMConnectionError,
+    LLMTimeoutError,
+    ModelNotFoundError,
+    UnsupportedEndpointError,
+)
+from bridge.llm import Budgets, LLMClient
+from bridge.messages import (
+    BridgeStatus,
+    Chat,
+    CheckHealth,
+    Complete,
+    Embed,
+    GetStatus,
+    GetWorkerStats,
+    ListModels,
+    LoadedModel,
+    LoadModel,
+    ModelEntry,
+    ModelList,
+    RegistryMessage,
+    ResolveModel,
+    Respond,
+    ServerState,
+    UnloadedModel,
+    UnloadModel,
+    WorkerMessage,
+    WorkerStats,
+)
+from bridge.settings import BridgeSettings
+from bridge.supervisor import ChildSpec, RestartPolicy, SupervisorRef
+
+__all__ = ["ModelRegistryActor", "closest_models"]
+
+log = logging.getLogger("bridge.registry")
+
+_DEFAULT_NAMES = frozenset({"", "default", "auto"})
+
+
+def closest_models(requested: str, available: list[str], n: int = 3) -> list[str]:
+    """Model ids a user probably meant: substring and prefix matches first, then fuzzy ones."""
+    wanted = requested.lower().strip()
+    found: list[str] = []
+    for model_id in available:
+        lower = model_id.lower()
+        base = lower.rsplit("/", 1)[-1]
+        if wanted and (wanted in lower or base.startswith(wanted.rsplit("/", 1)[-1])):
+            found.append(model_id)
+    by_lower = {m.lower(): m for m in available}
+    by_base = {m.lower().rsplit("/", 1)[-1]: m for m in available}
+    for match in difflib.get_close_matches(wanted, list(by_lower), n=n, cutoff=0.5):
+        found.append(by_lower[match])
+    for match in difflib.get_close_matches(wanted.rsplit("/", 1)[-1], list(by_base), n=n, cutoff=0.5):
+        found.append(by_base[match])
+    return list(dict.fromkeys(found))[:n]
+
+
+class _Listing:
+    """One server's last listing. Strictly private to the registry."""
+
+    __slots__ = ("error", "fetched_at", "models", "native")
+
+    def __init__(self) -> None:
+        self.models: list[ModelEntry] = []
+        self.native: bool | None = None
+        self.fetched_at: float | None = None
+        self.error: BridgeError | None = None
+
+
+class ModelRegistryActor(Actor[RegistryMessage]):
+    """Validates and routes every LLM request; starts a worker per model on first use.
+
+    Args:
+        settings: Servers, default model, cache TTL, listing budget, limits.
+        clients: One pooled client per server, by server name, in the configured order.
+        workers: The supervisor the per-model workers run under.
+    """
+
+    def __init__(self, settings: BridgeSettings, clients: Mapping[str, LLMClient], workers: SupervisorRef) -> None:
+        super().__init__()
+        self.settings = settings
+        self.clients = dict(clients)
+        self.workers = workers
+        self.listings = {name: _Listing() for name in self.clients}
+        self.worker_refs: dict[str, ActorRef[WorkerMessage]] = {}
+        self._refresh_done: anyio.Event | None = None
+        self._refreshed_at: float | None = None
+        self.listing_count = 0
+
+    async def handle(self, message: RegistryMessage, ctx: RequestContext) -> object:
+        match message:
+            case ListModels():
+                await self._fresh(force=message.refresh, wait=message.refresh or self._refreshed_at is None)
+                return self._model_list(message)
+            case ResolveModel(model=model):
+                return await self._resolve(model)
+            case Chat():
+                _check_chat(message)
+                entry = await self._resolve(message.model)
+                if entry.type == "embedding":
+                    raise BadRequestError(
+                        f"{entry.id} is an embedding model; use generate_embeddings with it, or pick a chat model",
+                        details={"model": entry.id},
+                    )
+                return await self._route(entry, msgspec.structs.replace(message, model=entry.id), ctx)
+            case Complete():
+                _check_sampling(message.temperature, message.max_tokens)
+                if not message.prompt.strip():
+                    raise BadRequestError("the prompt is empty; pass the text to complete")
+                entry = await self._resolve(message.model)
+                return await self._route(entry, msgspec.structs.replace(message, model=entry.id), ctx)
+            case Embed():
+                if not message.input or not all(text.strip() for text in message.input):
+                    raise BadRequestError("nothing to embed: pass one non-empty text or a list of them")
+                entry = await self._resolve(message.model, kind="embedding")
+                return await self._route(entry, msgspec.structs.replace(message, model=entry.id), ctx)
+            case Respond():
+                if not message.input.strip():
+                    raise BadRequestError("the input is empty; pass the text to respond to")
+                _check_sampling(message.temperature, message.max_output_tokens)
+                entry = await self._resolve(message.model)
+                return await self._route(entry, msgspec.structs.replace(message, model=entry.id), ctx)
+            case LoadModel():
+                return await self._load(message)
+            case UnloadModel():
+                return await self._unload(message)
+            case GetStatus():
+                return await self._status()
+            case CheckHealth():
+                await self._fresh(force=True, wait=True)
+                return self._model_list(ListModels())
+
+    # --- the cache ----------------------------------------------------------------------------------
+    async def _fresh(self, *, force: bool = False, wait: bool = False) -> None:
+        """Refresh when stale (single-flight, in the background); wait only if asked."""
+        now = anyio.current_time()
+        stale = self._refreshed_at is None or now - self._refreshed_at >= self.settings.model_cache_ttl
+        if (stale or force) and self._refresh_done is None:
+            done = anyio.Event()
+            self._refresh_done = done
+            self.start_background(lambda: self._refresh(done), name="model listing")
+        if wait and self._refresh_done is not None:
+            with anyio.move_on_after(self.settings.listing_timeout + 1.0):
+                await self._refresh_done.wait()
+
+    async def _refresh(self, done: anyio.Event) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                for name in self.clients:
+                    tg.start_soon(self._list_one, name)
+        finally:
+            self._refreshed_at = anyio.current_time()
+            self._refresh_done = None
+            done.set()
+
+    async def _list_one(self, name: str) -> None:
+        listing = self.listings[name]
+        client = self.clients[name]
+        budget = self.settings.listing_timeout
+        budgets = Budgets(connect=budget, first_token=budget, idle=budget, total=budget)
+        self.listing_count += 1
+        try:
+            with anyio.fail_after(budget + 0.5):
+                native = await client.native_models(budgets=budgets) if listing.native is not False else None
+                if native is not None:
+                    listing.native = True
+                    models = [
+                        ModelEntry(
+                            id=m.id,
+                            type="embedding" if m.type == "embedding" else "llm",
+                            loaded=m.loaded,
+                            context_length=m.context_length,
+                            max_context_length=m.max_context_length,
+                            tool_use=m.tool_use,
+                            server=name,
+                            servers=[name],
+                            publisher=m.publisher,
+                            quantization=m.quantization,
+                        )
+                        for m in native
+                    ]
+                else:
+                    listing.native = False
+                    models = [
+                        ModelEntry(
+                            id=m.id,
+                            type="embedding" if "embed" in m.id.lower() else "llm",
+                            context_length=m.context_length,
+                            max_context_length=m.max_context_length,
+                            server=name,
+                            servers=[name],
+                        )
+                        for m in await client.list_models(budgets=budgets)
+                    ]
+        except (TimeoutError, LLMTimeoutError):
+            listing.error = LLMConnectionError(
+                f"LLM server {name} ({client.base_url}) did not list its models within {budget:g} s; "
+                "it accepts connections but does not answer. Check that it is an LLM server and not stuck, "
+                "or raise listing_timeout",
+                details={"server": name, "url": client.base_url},
+            )
+            log.warning("%s", listing.error.message)
+            return
+        except BridgeError as error:
+            listing.error = error
+            log.warning("listing models of %s failed: %s", name, error)
+            return
+        listing.models = models
+        listing.error = None
+        listing.fetched_at = anyio.current_time()
+
+    def _entries(self) -> dict[str, ModelEntry]:
+        """The merged view: each model once, with every server that lists it (configured order first)."""
+        merged: dict[str, ModelEntry] = {}
+        for name, listing in self.listings.items():
+            for entry in listing.models:
+                known = merged.get(entry.id)
+                if known is None:
+                    merged[entry.id] = entry
+                else:
+                    merged[entry.id] = msgspec.structs.replace(known, servers=[*known.servers, name])
+        return merged
+
+    def _server_states(self) -> list[ServerState]:
+        now = anyio.current_time()
+        states = []
+        for name, listing in self.listings.items():
+            reachable = None if listing.fetched_at is None and listing.error is None else listing.error is None
+            states.append(
+                ServerState(
+                    name=name,
+                    url=self.clients[name].base_url,
+                    reachable=reachable,
+                    lmstudio_native_api=listing.native,
+                    models=len(listing.models),
+                    loaded=[m.id for m in listing.models if m.loaded],
+                    listing_age_s=None if listing.fetched_at is None else round(now - listing.fetched_at, 3),
+                    last_error=listing.error.to_info() if listing.error is not None else None,
+                )
+            )
+        return states
+
+    def _model_list(self, message: ListModels) -> ModelList:
+        models = [
+            m
+            for m in self._entries().values()
+            if (message.model_type is None or m.type == message.model_type) and (not message.loaded_only or m.loaded)
+        ]
+        return ModelList(models=models, servers=self._server_states())
+
+    # --- resolution -----------------------------------------------------------------------------------
+    async def _resolve(self, requested: str | None, *, kind: str = "llm") -> ModelEntry:
+        await self._fresh(wait=self._refreshed_at is None)
+        wanted = (requested or "").strip()
+        if wanted.lower() in _DEFAULT_NAMES:
+            return await self._default(kind)
+        entries = self._entries()
+        entry = entries.get(wanted) or _case_insensitive(entries, wanted)
+        if entry is None:
+            # Perhaps the model was just added: list once more before saying no.
+            await self._fresh(force=True, wait=True)
+            entries = self._entries()
+            entry = entries.get(wanted) or _case_insensitive(entries, wanted)
+        if entry is None:
+            raise self._not_found(wanted, entries)
+        return entry
+
+    async def _default(self, kind: str) -> ModelEntry:
+        entries = self._entries()
+        configured = self.settings.default_model
+        if configured and configured.lower() not in _DEFAULT_NAMES and kind == "llm":
+            return await self._resolve(configured)
+        of_kind = [m for m in entries.values() if m.type == kind]
+        loaded = [m for m in of_kind if m.loaded]
+        if loaded:
+            return loaded[0]
+        if len(of_kind) == 1:
+            return of_kind[0]
+        if not entries:
+            raise self._no_models()
+        raise BadRequestError(
+            f"no default {kind} model: none is loaded and {len(of_kind)} are available "
+            f"({', '.join(m.id for m in of_kind[:8]) or 'none'}); pass model=..., load one, "
+            "or set default_model in the settings",
+            details={"available": [m.id for m in of_kind]},
+        )
+
+    def _not_found(self, wanted: str, entries: dict[str, ModelEntry]) -> BridgeError:
+        if not entries:
+            return self._no_models()
+        available = sorted(entries)
+        suggestions = closest_models(wanted, available)
+        hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+        shown = ", ".join(available[:12]) + (" …" if len(available) > 12 else "")
+        return ModelNotFoundError(
+            f"model {wanted!r} is not available on any configured server.{hint} Available: {shown}",
+            details={"model": wanted, "suggestions": suggestions, "available": available},
+        )
+
+    def _no_models(self) -> BridgeError:
+        errors = {name: listing.error for name, listing in self.listings.items() if listing.error is not None}
+        if errors and len(errors) == len(self.listings):
+            first = next(iter(errors.values()))
+            return LLMConnectionError(
+                "no configured LLM server could be reached ("
+                + "; ".join(f"{name}: {err.message}" for name, err in errors.items())
+                + "). Start LM Studio's server (lms server start) or fix the server URL",
+                retry_after=first.retry_after or 2.0,
+                details={"servers": list(errors)},
+            )
+        return ModelNotFoundError(
+            "the configured LLM servers list no models; download or load one (lms get / lms load)",
+            details={"available": []},
+        )
+
+    # --- routing ----------------------------------------------------------------------------------------
+    async def _worker(self, entry: ModelEntry) -> ActorRef[WorkerMessage]:
+        ref = self.worker_refs.get(entry.id)
+        if ref is not None and ref.state not in ("stopped", "failed"):
+            return ref
+        spec: ChildSpec[WorkerMessage] = ChildSpec(
+            entry.id,
+            lambda: LLMWorkerActor(entry, self.clients, self.settings),
+            restart=RestartPolicy.TRANSIENT,
+            mailbox_size=256,
+            ask_timeout=self.settings.call_budget,
+        )
+        ref = await self.workers.start_child(spec, exist_ok=True)
+        self.worker_refs[entry.id] = ref
+        return ref
+
+    async def _route(self, entry: ModelEntry, message: WorkerMessage, ctx: RequestContext) -> object:
+        progress = ctx.report_progress if ctx.wants_progress else None
+        for attempt in range(2):
+            ref = await self._worker(entry)
+            try:
+                return await ref.ask(message, timeout=max(0.0, ctx.remaining()), progress=progress)  # type: ignore[arg-type]
+            except ActorUnavailableError:
+                self.worker_refs.pop(entry.id, None)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    # --- load / unload / status --------------------------------------------------------------------------
+    async def _load(self, message: LoadModel) -> LoadedModel:
+        entry = await self._resolve(message.model)
+        name = entry.servers[0] if entry.servers else entry.server
+        client = self.clients[name]
+        result = await client.load_model(entry.id, context_length=message.context_length, ttl=message.ttl)
+        await self._fresh(force=True, wait=True)
+        return LoadedModel(
+            model=entry.id, server=name, instance_id=result.instance_id, load_time_s=result.load_time_seconds
+        )
+
+    async def _unload(self, message: UnloadModel) -> UnloadedModel:
+        entry = await self._resolve(message.model)
+        name = entry.servers[0] if entry.servers else entry.server
+        client = self.clients[name]
+        native = await client.native_models()
+        if native is None:
+            raise UnsupportedEndpointError(
+                f"server {name} has no LM Studio native API, so the bridge cannot unload models there",
+                details={"server": name},
+            )
+        instances = [i for m in native if m.id == entry.id for i in (m.instance_ids or (m.id,)) if m.loaded]
+        if not instances:
+            raise BadRequestError(f"{entry.id} is not loaded on {name}; nothing to unload", details={"server": name})
+        for instance in instances:
+            await client.unload_model(instance)
+        await self._fresh(force=True, wait=True)
+        return UnloadedModel(model=entry.id, server=name, instance_ids=list(instances))
+
+    async def _status(self) -> BridgeStatus:
+        stats: list[WorkerStats] = []
+
+        async def ask(ref: ActorRef[WorkerMessage]) -> None:
+            try:
+                stats.append(await ref.ask(GetWorkerStats(), timeout=2.0))
+            except BridgeError as error:
+                log.info("no stats from %s: %s", ref.name, error)
+
+        async with anyio.create_task_group() as tg:
+            for ref in list(self.worker_refs.values()):
+                tg.start_soon(ask, ref)
+        stats.sort(key=lambda s: s.model)
+        servers = self._server_states()
+        breakers: dict[str, str] = {}
+        for worker in stats:
+            for server, state in worker.breakers.items():
+                if state != "closed":
+                    breakers[server] = state
+        servers = [msgspec.structs.replace(s, breaker=breakers.get(s.name, "closed")) for s in servers]
+        return BridgeStatus(models=stats, servers=servers)
+
+
+def _case_insensitive(entries: dict[str, ModelEntry], wanted: str) -> ModelEntry | None:
+    lower = wanted.lower()
+    matches = [entry for model_id, entry in entries.items() if model_id.lower() == lower]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _check_sampling(temperature: float | None, max_tokens: int | None) -> None:
+    if temperature is not None and not 0.0 <= temperature <= 2.0:
+        raise BadRequestError(
+            f"temperature must be between 0 and 2, got {temperature}", details={"temperature": temperature}
+        )
+    if max_tokens is not None and max_tokens <= 0:
+        raise BadRequestError(
+            f"max_tokens must be a positive number of tokens, got {max_tokens}; omit it for the server's default",
+            details={"max_tokens": max_tokens},
+        )
+
+
+def _check_chat(message: Chat) -> None:
+    _check_sampling(message.temperature, message.max_tokens)
+    if not message.messages:
+        raise BadRequestError("no messages: pass a prompt")
+    last = message.messages[-1]
+    if last.role == "user" and (last.content is None or (isinstance(last.content, str) and not last.content.strip())):
+        raise BadRequestError("the prompt is empty; pass the text you want the model to answer")

@@ -1,0 +1,430 @@
+"""LLMWorkerActor: one per model — its slots, its queue, its retries, its breakers, its figures.
+
+Every inference on a model goes through that model's worker, so the worker is
+the one place that knows how busy the model is. It waits for a slot (bounded
+queue, ``busy`` past it), lets a not-yet-loaded model load once (the first
+request goes alone, the rest wait, so concurrent first requests never make the
+server load duplicate copies), streams from the server so it can report first
+token and tokens so far, retries only what is worth retrying, and keeps a
+circuit breaker per server so a dead LM Studio fails fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+import anyio
+
+from bridge.actors._actor import Actor
+from bridge.actors._breaker import CircuitBreaker
+from bridge.actors._envelope import RequestContext
+from bridge.actors._slots import SlotQueue
+from bridge.errors import (
+    BridgeError,
+    BusyError,
+    DeadlineExceededError,
+    LLMConnectionError,
+    LLMTimeoutError,
+    ModelUnloadedError,
+)
+from bridge.llm import (
+    Budgets,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    LLMClient,
+    ResponsesRequest,
+    RetryNotice,
+    StreamProgress,
+    call_with_retries,
+)
+from bridge.messages import (
+    Chat,
+    ChatResult,
+    Complete,
+    CompletionResult,
+    Embed,
+    EmbeddingResult,
+    GetWorkerStats,
+    ModelEntry,
+    Progress,
+    Respond,
+    ResponseResult,
+    WorkerMessage,
+    WorkerStats,
+)
+from bridge.settings import BridgeSettings
+
+__all__ = ["LLMWorkerActor"]
+
+log = logging.getLogger("bridge.worker")
+
+T = TypeVar("T")
+
+_WINDOW = 512
+_PROGRESS_EVERY = 0.5
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class _Call:
+    """What one request learned on its way through the worker."""
+
+    __slots__ = ("queued_s", "retries", "server")
+
+    def __init__(self) -> None:
+        self.queued_s = 0.0
+        self.retries = 0
+        self.server = ""
+
+
+class LLMWorkerActor(Actor[WorkerMessage]):
+    """Serves one model. Built by the registry on the model's first use.
+
+    Args:
+        model: The model as the registry knows it (id, servers, loaded state).
+        clients: The pooled HTTP clients, by server name (shared, owned by the app).
+        settings: Limits, budgets, retry and breaker settings.
+    """
+
+    def __init__(self, model: ModelEntry, clients: Mapping[str, LLMClient], settings: BridgeSettings) -> None:
+        super().__init__()
+        self.model = model
+        self.settings = settings
+        limits = settings.limits_for(model.id)
+        self.slots = SlotQueue(limits.slots, limits.queue)
+        self.max_concurrent_requests = limits.slots + limits.queue + 16
+        servers = model.servers or [model.server]
+        self.clients = [(name, clients[name]) for name in servers if name in clients]
+        self.breakers = {
+            name: CircuitBreaker(name, failures=settings.breaker.failures, cooldown=settings.breaker.cooldown)
+            for name, _ in self.clients
+        }
+        self.warm = model.loaded is not False
+        self._loading: anyio.Event | None = None
+        self.latencies: deque[float] = deque(maxlen=_WINDOW)
+        self.ttfts: deque[float] = deque(maxlen=_WINDOW)
+        self.rates: deque[float] = deque(maxlen=_WINDOW)
+        self.completed = 0
+        self.failed = 0
+        self.busy_rejections = 0
+        self.retries = 0
+
+    async def handle(self, message: WorkerMessage, ctx: RequestContext) -> object:
+        match message:
+            case Chat():
+                return await self._chat(message, ctx)
+            case Complete():
+                return await self._complete(message, ctx)
+            case Embed():
+                return await self._embed(message, ctx)
+            case Respond():
+                return await self._respond(message, ctx)
+            case GetWorkerStats():
+                return self._stats()
+
+    # --- the request path ----------------------------------------------------------------
+    async def _run(
+        self,
+        ctx: RequestContext,
+        attempt: Callable[[LLMClient, Budgets, Callable[[StreamProgress], Awaitable[None]]], Awaitable[T]],
+    ) -> tuple[T, _Call]:
+        """Queue for a slot, take the load turn if needed, then call with retries and breakers."""
+        call = _Call()
+        if self.slots.full():
+            self.busy_rejections += 1
+            raise BusyError(
+                f"model {self.model.id} has {self.slots.slots} slots busy and {self.slots.queued} requests "
+                f"queued (the limit); retry in about {self._wait_estimate():.1f} s, or raise "
+                f"models.{self.model.id!r}.queue in the settings",
+                retry_after=self._wait_estimate(),
+                details={"model": self.model.id, "queued": self.slots.queued, "slots": self.slots.slots},
+            )
+        started = anyio.current_time()
+        position = self._position_reporter(ctx) if ctx.wants_progress else None
+        await self.slots.acquire(position)
+        call.queued_s = anyio.current_time() - started
+        try:
+            loader = await self._take_load_turn(ctx)
+            try:
+                result = await self._call_with_retries(ctx, call, attempt, loader)
+            finally:
+                if loader:
+                    self._end_load_turn()
+        except BridgeError:
+            self.failed += 1
+            raise
+        finally:
+            self.slots.release()
+        self.completed += 1
+        self.latencies.append(anyio.current_time() - started)
+        return result, call
+
+    def _position_reporter(self, ctx: RequestContext) -> Callable[[int], Awaitable[None]]:
+        model = self.model.id
+
+        async def report(position: int) -> None:
+            await ctx.report_progress(
+                Progress(stage="queued", position=position, message=f"queued for {model}: position {position}")
+            )
+
+        return report
+
+    async def _take_load_turn(self, ctx: RequestContext) -> bool:
+        """True if this request must load the model (goes alone); waits while another one loads it."""
+        while not self.warm:
+            if self._loading is None:
+                self._loading = anyio.Event()
+                if ctx.wants_progress:
+                    await ctx.report_progress(Progress(stage="loading", message=f"loading {self.model.id}"))
+                return True
+            await self._loading.wait()
+        return False
+
+    def _end_load_turn(self) -> None:
+        loading, self._loading = self._loading, None
+        if loading is not None:
+            loading.set()
+
+    async def _call_with_retries(
+        self,
+        ctx: RequestContext,
+        call: _Call,
+        attempt: Callable[[LLMClient, Budgets, Callable[[StreamProgress], Awaitable[None]]], Awaitable[T]],
+        loader: bool,
+    ) -> T:
+        first_token_seen = False
+        last_report = 0.0
+
+        async def on_progress(progress: StreamProgress) -> None:
+            nonlocal first_token_seen, last_report
+            if not first_token_seen and progress.time_to_first_token is not None:
+                first_token_seen = True
+                if loader:
+                    self.warm = True
+                    self._end_load_turn()
+                if ctx.wants_progress:
+                    await ctx.report_progress(Progress(stage="first_token", tokens=progress.tokens))
+                last_report = anyio.current_time()
+            elif ctx.wants_progress and anyio.current_time() - last_report >= _PROGRESS_EVERY:
+                last_report = anyio.current_time()
+                await ctx.report_progress(
+                    Progress(
+                        stage="generating",
+                        tokens=progress.tokens,
+                        progress=float(progress.tokens),
+                        message=f"{progress.tokens} tokens from {self.model.id}",
+                    )
+                )
+
+        async def one_attempt() -> T:
+            name, client = self._pick_server()
+            call.server = name
+            breaker = self.breakers[name]
+            breaker.before_call()
+            try:
+                result = await attempt(client, self._budgets(ctx), on_progress)
+            except (LLMConnectionError, LLMTimeoutError) as exc:
+                if isinstance(exc, LLMConnectionError) or exc.details.get("budget") == "connect":
+                    breaker.record_failure()
+                else:
+                    breaker.record_neutral()
+                raise
+            except ModelUnloadedError:
+                breaker.record_success()
+                self.warm = False
+                raise
+            except BaseException:
+                breaker.record_neutral()
+                raise
+            breaker.record_success()
+            if loader:
+                self.warm = True
+            return result
+
+        async def on_retry(notice: RetryNotice) -> None:
+            call.retries += 1
+            self.retries += 1
+            log.info("%s: retry %d after %s", self.model.id, notice.attempt, notice.error)
+            if ctx.wants_progress:
+                await ctx.report_progress(
+                    Progress(stage="retry", message=f"retry {notice.attempt} on {self.model.id}: {notice.error}")
+                )
+
+        retry = self.settings.retry
+        return await call_with_retries(
+            one_attempt,
+            attempts=retry.attempts,
+            wait_initial=retry.wait_initial,
+            wait_max=retry.wait_max,
+            on_retry=on_retry,
+            timeout=max(0.0, ctx.remaining()),
+        )
+
+    def _pick_server(self) -> tuple[str, LLMClient]:
+        for name, client in self.clients:
+            if self.breakers[name].allows():
+                return name, client
+        name, client = self.clients[0]
+        return name, client  # before_call() raises the breaker's fail-fast error
+
+    def _budgets(self, ctx: RequestContext) -> Budgets:
+        remaining = ctx.remaining()
+        if remaining <= 0:
+            raise DeadlineExceededError(
+                f"no time left for {self.model.id}: the call's budget ran out while it was queued; "
+                "retry with a longer time budget or fewer concurrent calls",
+                details={"model": self.model.id, "budget": "call"},
+            )
+        budgets = self.settings.budgets
+        total = remaining if budgets.total is None else min(budgets.total, remaining)
+        return Budgets(connect=budgets.connect, first_token=budgets.first_token, idle=budgets.idle, total=total)
+
+    def _wait_estimate(self) -> float:
+        typical = _percentile(self.latencies, 0.5) or 1.0
+        return round(max(0.1, typical * (self.slots.queued + 1) / self.slots.slots), 2)
+
+    def _record(self, ttft: float | None, tokens: int, duration: float) -> float | None:
+        if ttft is not None:
+            self.ttfts.append(ttft)
+        generating = duration - (ttft or 0.0)
+        rate = tokens / generating if tokens > 1 and generating > 0 else None
+        if rate is not None:
+            self.rates.append(rate)
+        return rate
+
+    # --- the four kinds of work ------------------------------------------------------------------
+    async def _chat(self, message: Chat, ctx: RequestContext) -> ChatResult:
+        request = ChatRequest(
+            model=self.model.id,
+            messages=message.messages,
+            temperature=message.temperature,
+            max_tokens=message.max_tokens,
+            top_p=message.top_p,
+            stop=message.stop,
+            tools=message.tools,
+            tool_choice=message.tool_choice,
+            response_format=message.response_format,
+            reasoning_effort=message.reasoning_effort,
+            ttl=message.ttl,
+            seed=message.seed,
+        )
+        outcome, call = await self._run(
+            ctx, lambda client, budgets, progress: client.chat(request, budgets=budgets, on_progress=progress)
+        )
+        rate = self._record(outcome.time_to_first_token, outcome.tokens, outcome.duration)
+        return ChatResult(
+            model=outcome.model or self.model.id,
+            content=outcome.content,
+            reasoning=outcome.reasoning if message.include_reasoning else None,
+            tool_calls=outcome.tool_calls,
+            finish_reason=outcome.finish_reason,
+            usage=outcome.usage,
+            server=call.server,
+            time_to_first_token_s=outcome.time_to_first_token,
+            duration_s=outcome.duration,
+            queued_s=call.queued_s,
+            tokens=outcome.tokens,
+            tokens_per_second=rate,
+            retries=call.retries,
+        )
+
+    async def _complete(self, message: Complete, ctx: RequestContext) -> CompletionResult:
+        request = CompletionRequest(
+            model=self.model.id,
+            prompt=message.prompt,
+            temperature=message.temperature,
+            max_tokens=message.max_tokens,
+            stop=message.stop,
+            ttl=message.ttl,
+            seed=message.seed,
+        )
+        outcome, call = await self._run(
+            ctx,
+            lambda client, budgets, progress: client.complete(
+                request, stream=True, budgets=budgets, on_progress=progress
+            ),
+        )
+        rate = self._record(outcome.time_to_first_token, outcome.tokens, outcome.duration)
+        return CompletionResult(
+            model=outcome.model or self.model.id,
+            text=outcome.text,
+            finish_reason=outcome.finish_reason,
+            usage=outcome.usage,
+            server=call.server,
+            time_to_first_token_s=outcome.time_to_first_token,
+            duration_s=outcome.duration,
+            queued_s=call.queued_s,
+            tokens=outcome.tokens,
+            tokens_per_second=rate,
+            retries=call.retries,
+        )
+
+    async def _embed(self, message: Embed, ctx: RequestContext) -> EmbeddingResult:
+        request = EmbeddingRequest(model=self.model.id, input=message.input)
+        outcome, call = await self._run(ctx, lambda client, budgets, _: client.embed(request, budgets=budgets))
+        return EmbeddingResult(
+            model=outcome.model or self.model.id,
+            vectors=outcome.vectors,
+            dimensions=len(outcome.vectors[0]) if outcome.vectors else 0,
+            usage=outcome.usage,
+            server=call.server,
+            duration_s=outcome.duration,
+        )
+
+    async def _respond(self, message: Respond, ctx: RequestContext) -> ResponseResult:
+        request = ResponsesRequest(
+            model=self.model.id,
+            input=message.input,
+            previous_response_id=message.previous_response_id,
+            instructions=message.instructions,
+            temperature=message.temperature,
+            max_output_tokens=message.max_output_tokens,
+            reasoning_effort=message.reasoning_effort,
+        )
+        outcome, call = await self._run(
+            ctx, lambda client, budgets, progress: client.respond(request, budgets=budgets, on_progress=progress)
+        )
+        self._record(outcome.time_to_first_token, outcome.tokens, outcome.duration)
+        return ResponseResult(
+            id=outcome.id,
+            model=outcome.model or self.model.id,
+            content=outcome.content,
+            reasoning=outcome.reasoning if message.include_reasoning else None,
+            tool_calls=outcome.tool_calls,
+            status=outcome.status,
+            usage=outcome.usage,
+            server=call.server,
+            time_to_first_token_s=outcome.time_to_first_token,
+            duration_s=outcome.duration,
+            retries=call.retries,
+        )
+
+    def _stats(self) -> WorkerStats:
+        return WorkerStats(
+            model=self.model.id,
+            servers=[name for name, _ in self.clients],
+            slots=self.slots.slots,
+            queue_limit=self.slots.queue_limit,
+            queued=self.slots.queued,
+            in_flight=self.slots.in_use,
+            completed=self.completed,
+            failed=self.failed,
+            busy_rejections=self.busy_rejections,
+            retries=self.retries,
+            latency_p50_s=_percentile(self.latencies, 0.5),
+            latency_p90_s=_percentile(self.latencies, 0.9),
+            latency_p99_s=_percentile(self.latencies, 0.99),
+            ttft_p50_s=_percentile(self.ttfts, 0.5),
+            tokens_per_second_p50=_percentile(self.rates, 0.5),
+            breakers={name: breaker.state.value for name, breaker in self.breakers.items()},
+            restarts=self.ref.restarts,
+        )

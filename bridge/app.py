@@ -1,0 +1,95 @@
+"""Assembling the running bridge: clients, the supervisor tree, and its addresses.
+
+``open_bridge(settings)`` is the one place that decides what runs under what::
+
+    bridge (one_for_one)
+    ├── workers      supervisor: one LLMWorkerActor per model, started on first use
+    ├── registry     ModelRegistryActor
+    ├── sessions     supervisor: one MCPSessionActor per child MCP server
+    └── children     ChildServersActor (configuration, hot reload, routing)
+
+Children stop in reverse order, so the registry stops taking requests before
+the workers finish theirs, and the HTTP clients close last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridge.actors._ref import ActorRef
+from bridge.actors.registry import ModelRegistryActor
+from bridge.llm import LLMClient
+from bridge.messages import ChildServersMessage, RegistryMessage
+from bridge.settings import BridgeSettings, ServerSettings
+from bridge.supervisor import ChildSpec, Supervisor, SupervisorSpec, open_supervisor
+
+__all__ = ["Bridge", "open_bridge", "server_name"]
+
+
+def server_name(server: ServerSettings) -> str:
+    """The name a server is known by: its configured name, else ``host:port``."""
+    if server.name:
+        return server.name
+    parts = urlsplit(server.url if "://" in server.url else f"http://{server.url}")
+    return parts.netloc or server.url
+
+
+class Bridge:
+    """The addresses of a running bridge. Caution: built by :func:`open_bridge` only."""
+
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        supervisor: Supervisor,
+        registry: ActorRef[RegistryMessage],
+        children: ActorRef[ChildServersMessage] | None,
+        planner: ActorRef[Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.supervisor = supervisor
+        self.registry = registry
+        self.children = children
+        self.planner = planner
+
+
+@asynccontextmanager
+async def open_bridge(settings: BridgeSettings, *, child_servers: bool = True) -> AsyncIterator[Bridge]:
+    """Run the bridge for the body of the ``async with``; no network is touched until a request needs it."""
+    async with AsyncExitStack() as stack:
+        clients: dict[str, LLMClient] = {}
+        for server in settings.servers:
+            name = server_name(server)
+            if name in clients:
+                raise ValueError(f"two servers are named {name!r}; give them distinct names")
+            clients[name] = await stack.enter_async_context(
+                LLMClient(server.url, api_key=server.api_key, budgets=settings.budgets, max_connections=256)
+            )
+        supervisor = await stack.enter_async_context(open_supervisor("bridge", intensity=10, period=10.0))
+        workers = await supervisor.start_child(SupervisorSpec("workers", intensity=50, period=10.0))
+        registry: ActorRef[RegistryMessage] = await supervisor.start_child(
+            ChildSpec(
+                "registry",
+                lambda: ModelRegistryActor(settings, clients, workers),
+                mailbox_size=1024,
+                ask_timeout=settings.call_budget,
+            )
+        )
+        children = await _start_child_servers(supervisor, settings) if child_servers else None
+        yield Bridge(settings, supervisor, registry, children)
+
+
+async def _start_child_servers(
+    supervisor: Supervisor, settings: BridgeSettings
+) -> ActorRef[ChildServersMessage] | None:
+    try:
+        from bridge.actors.child_servers import ChildServersActor
+    except ImportError:  # the child-server actors are not part of this build yet
+        return None
+    sessions = await supervisor.start_child(SupervisorSpec("sessions", intensity=50, period=10.0))
+    ref: ActorRef[ChildServersMessage] = await supervisor.start_child(
+        ChildSpec("children", lambda: ChildServersActor(settings.children, sessions), mailbox_size=256)
+    )
+    return ref
