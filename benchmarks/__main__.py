@@ -67,7 +67,39 @@ def runtime(quick: bool) -> str:
     return _report.table("Actor runtime", rows)
 
 
-SCENARIOS: dict[str, Callable[[bool], str]] = {"runtime": runtime}
+def llm(quick: bool) -> str:
+    extra = ["--quick"] if quick else []
+    results = {b: _report.run_child("benchmarks.llm", "--backend", b, *extra) for b in ("asyncio", "trio")}
+    _report.write_json("llm", {"machine": _report.machine(), "quick": quick, "figures": results})
+    a, t = results["asyncio"], results["trio"]
+
+    def both(key: str, fmt: str) -> tuple[str, str]:
+        return fmt.format(a[key]), fmt.format(t[key])
+
+    rows = [
+        (
+            "4 models x 4 slots @ 50 ms, 256 callers: req/s",
+            *both("throughput_req_per_s", "{:,.0f}"),
+            "320 = server-bound limit",
+        ),
+        ("  ... as share of the server-bound limit", *both("throughput_ratio", "{:.1%}"), ">= 95 %"),
+        ("  ... as share of bare httpx on the same workload", *both("throughput_ratio_to_bare_httpx", "{:.1%}"), ""),
+        ("  ... failed requests", *both("throughput_failures", "{:.0f}"), "0"),
+        ("cold cache, 100 concurrent validations: listings", *both("cold_cache_listing_requests", "{:.0f}"), "1"),
+        (
+            "cached validation inside the registry, median",
+            *both("validation_in_registry_median_us", "{:.1f} µs"),
+            "< 20 µs",
+        ),
+        ("cached validation as an ask, median", *both("validation_ask_median_us", "{:.1f} µs"), ""),
+        ("cancel -> server sees disconnect, p50", *both("cancel_to_disconnect_p50_ms", "{:.2f} ms"), ""),
+        ("cancel -> server sees disconnect, p99", *both("cancel_to_disconnect_p99_ms", "{:.2f} ms"), "< 20 ms"),
+        ("registry + worker added over bare httpx, median", *both("added_median_us", "{:.0f} µs"), "< 300 µs"),
+    ]
+    return _report.table("LLM path (registry + workers + client, simulator out of process)", rows)
+
+
+SCENARIOS: dict[str, Callable[[bool], str]] = {"runtime": runtime, "llm": llm}
 
 
 def main(argv: list[str] | None = None) -> int:

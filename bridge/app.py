@@ -46,9 +46,11 @@ class Bridge:
         supervisor: Supervisor,
         registry: ActorRef[RegistryMessage],
         children: ActorRef[ChildServersMessage] | None,
+        clients: dict[str, LLMClient],
         planner: ActorRef[Any] | None = None,
     ) -> None:
         self.settings = settings
+        self.clients = clients
         self.supervisor = supervisor
         self.registry = registry
         self.children = children
@@ -78,7 +80,7 @@ async def open_bridge(settings: BridgeSettings, *, child_servers: bool = True) -
             )
         )
         children = await _start_child_servers(supervisor, settings) if child_servers else None
-        yield Bridge(settings, supervisor, registry, children)
+        yield Bridge(settings, supervisor, registry, children, clients)
 
 
 async def _start_child_servers(

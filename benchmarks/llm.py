@@ -1,0 +1,265 @@
+"""Benchmark of the LLM path (registry + workers + client) against the simulated LM Studio.
+
+Run: ``python -m benchmarks llm [--quick]``. The simulator runs in its own
+process (so it does not share the bridge's core) except for the cancellation
+scenario, which needs one clock on both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+
+from bridge.actors.registry import ModelRegistryActor
+from bridge.app import open_bridge
+from bridge.llm import ChatMessage
+from bridge.messages import Chat, Progress, ResolveModel
+from bridge.settings import BridgeSettings, ModelLimits, ServerSettings
+from bridge.sim import SimConfig, SimModel, SimServer
+from bridge.sim.testing import sim_process
+from bridge.supervisor import ChildSpec
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def user(text: str) -> list[ChatMessage]:
+    return [ChatMessage(role="user", content=text)]
+
+
+def sim_file(models: list[dict[str, Any]]) -> str:
+    handle = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
+    json.dump({"models": models}, handle)
+    handle.close()
+    return handle.name
+
+
+async def throughput(quick: bool) -> dict[str, float]:
+    """4 models x 4 slots at 50 ms per request; C concurrent callers; achieved / server-bound limit."""
+    models, slots, latency = 4, 4, 0.05
+    requests = 400 if quick else 2000
+    callers = 256
+    ids = [f"bench/model-{i}" for i in range(models)]
+    path = sim_file([{"id": i, "loaded": True, "parallel": slots, "latency": latency, "reply_tokens": 1} for i in ids])
+    try:
+        async with sim_process(["--config", path]) as sim:
+            limits = {i: ModelLimits(slots=slots, queue=4096) for i in ids}
+            settings = BridgeSettings(servers=[ServerSettings(url=sim.url, name="sim")], models=limits)
+            async with open_bridge(settings, child_servers=False) as bridge:
+                for model in ids:
+                    await bridge.registry.ask(Chat(model=model, messages=user("warm")))
+                next_index = 0
+                failures = 0
+
+                async def caller() -> None:
+                    nonlocal next_index, failures
+                    while next_index < requests:
+                        index = next_index
+                        next_index += 1
+                        try:
+                            await bridge.registry.ask(Chat(model=ids[index % models], messages=user(f"q{index}")))
+                        except Exception:
+                            failures += 1
+
+                start = time.perf_counter()
+                async with anyio.create_task_group() as tg:
+                    for _ in range(callers):
+                        tg.start_soon(caller)
+                elapsed = time.perf_counter() - start
+            bare_elapsed = await _bare_httpx_same_workload(sim.url, ids, slots, requests, callers)
+    finally:
+        Path(path).unlink()  # noqa: ASYNC240 - one tiny temp file, after the measurement
+    limit = models * slots / latency
+    achieved = requests / elapsed
+    bare = requests / bare_elapsed
+    return {
+        "throughput_req_per_s": achieved,
+        "throughput_limit_req_per_s": limit,
+        "throughput_ratio": achieved / limit,
+        "throughput_bare_httpx_req_per_s": bare,
+        "throughput_ratio_to_bare_httpx": achieved / bare,
+        "throughput_failures": float(failures),
+    }
+
+
+async def _bare_httpx_same_workload(url: str, ids: list[str], slots: int, requests: int, callers: int) -> float:
+    """The practical ceiling: the same requests from a bare httpx client, ``slots`` at a time per model."""
+    limiters = {model: anyio.CapacityLimiter(slots) for model in ids}
+    next_index = 0
+    async with httpx.AsyncClient(base_url=url, trust_env=False, limits=httpx.Limits(max_connections=256)) as client:
+
+        async def caller() -> None:
+            nonlocal next_index
+            while next_index < requests:
+                index = next_index
+                next_index += 1
+                model = ids[index % len(ids)]
+                body = {"model": model, "messages": [{"role": "user", "content": f"q{index}"}], "stream": True}
+                async with limiters[model], client.stream("POST", "/v1/chat/completions", json=body) as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: {"):
+                            msgspec.json.decode(line[6:])
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(callers):
+                tg.start_soon(caller)
+        return time.perf_counter() - start
+
+
+async def validation(quick: bool) -> dict[str, float]:
+    """Cached validation cost and cold-cache single-flight."""
+    config = SimConfig(models=(SimModel(id="qwen/qwen3-coder-30b", loaded=True), SimModel(id="google/gemma-3-12b")))
+    async with SimServer(config) as sim:
+        settings = BridgeSettings(servers=[ServerSettings(url=sim.url, name="sim")])
+        async with open_bridge(settings, child_servers=False) as bridge:
+            async with anyio.create_task_group() as tg:
+                for _ in range(100):
+                    tg.start_soon(bridge.registry.ask, ResolveModel(model="qwen/qwen3-coder-30b"))
+            cold_listings = sim.stats.http_requests
+            samples = 2000 if quick else 20000
+            asks: list[float] = []
+            for _ in range(samples):
+                start = time.perf_counter()
+                await bridge.registry.ask(ResolveModel(model="qwen/qwen3-coder-30b"))
+                asks.append(time.perf_counter() - start)
+        # The validation itself, as the registry does it on a warm cache (no mailbox hop): a probe
+        # registry started beside the real one, whose instance we keep to call directly.
+        holder: list[ModelRegistryActor] = []
+
+        def probe_registry() -> ModelRegistryActor:
+            holder.append(ModelRegistryActor(settings, bridge.clients, bridge.supervisor.child_supervisor("workers")))
+            return holder[-1]
+
+        async with open_bridge(settings, child_servers=False) as bridge:
+            probe = await bridge.supervisor.start_child(ChildSpec("probe", probe_registry))
+            await probe.ask(ResolveModel(model="qwen/qwen3-coder-30b"))
+            registry = holder[-1]
+            direct: list[float] = []
+            for _ in range(samples):
+                start = time.perf_counter()
+                await registry._resolve("qwen/qwen3-coder-30b")
+                direct.append(time.perf_counter() - start)
+    return {
+        "cold_cache_listing_requests": float(cold_listings),
+        "validation_ask_median_us": statistics.median(asks) * 1e6,
+        "validation_in_registry_median_us": statistics.median(direct) * 1e6,
+    }
+
+
+async def cancellation(quick: bool) -> dict[str, float]:
+    """Caller cancels mid-stream; when does the simulator see the connection closed?"""
+    rounds = 50 if quick else 300
+    config = SimConfig(models=(SimModel(id="m", loaded=True, parallel=64, tokens_per_s=200, reply_tokens=100_000),))
+    delays: list[float] = []
+    async with SimServer(config) as sim:
+        settings = BridgeSettings(servers=[ServerSettings(url=sim.url, name="sim")])
+        async with open_bridge(settings, child_servers=False) as bridge:
+            for i in range(rounds):
+                first = anyio.Event()
+
+                async def on_progress(progress: Progress, first: anyio.Event = first) -> None:
+                    if progress.stage == "first_token":
+                        first.set()
+
+                before = sim.stats.model("m").disconnects
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(
+                        lambda i=i: bridge.registry.ask(Chat(model="m", messages=user(f"{i}")), progress=on_progress)
+                    )
+                    await first.wait()
+                    await anyio.sleep(0.01)
+                    cancelled_at = anyio.current_time()
+                    tg.cancel_scope.cancel()
+                with anyio.fail_after(5):
+                    while sim.stats.model("m").disconnects == before:
+                        await anyio.sleep(0.0005)
+                record = sim.stats.model("m").disconnect_log[-1]
+                delays.append(record.detected_at - cancelled_at)
+    return {
+        "cancel_to_disconnect_p50_ms": statistics.median(delays) * 1e3,
+        "cancel_to_disconnect_p99_ms": percentile(delays, 0.99) * 1e3,
+        "cancel_rounds": float(rounds),
+    }
+
+
+async def added_latency(quick: bool) -> dict[str, float]:
+    """Registry + worker over a bare httpx streamed chat to the same simulator (sequential)."""
+    samples = 300 if quick else 2000
+    path = sim_file([{"id": "m", "loaded": True, "parallel": 4, "latency": 0.0, "reply_tokens": 1}])
+    try:
+        async with sim_process(["--config", path]) as sim:
+            body = {
+                "model": "m",
+                "messages": [{"role": "user", "content": "hi"}],
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            bare: list[float] = []
+            async with httpx.AsyncClient(base_url=sim.url, trust_env=False) as client:
+                for _ in range(samples):
+                    start = time.perf_counter()
+                    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                        async for line in response.aiter_lines():
+                            if line.startswith("data: {"):
+                                msgspec.json.decode(line[6:])
+                    bare.append(time.perf_counter() - start)
+            settings = BridgeSettings(servers=[ServerSettings(url=sim.url, name="sim")])
+            bridged: list[float] = []
+            async with open_bridge(settings, child_servers=False) as bridge:
+                await bridge.registry.ask(Chat(model="m", messages=user("warm")))
+                for _ in range(samples):
+                    start = time.perf_counter()
+                    await bridge.registry.ask(Chat(model="m", messages=user("hi")))
+                    bridged.append(time.perf_counter() - start)
+    finally:
+        Path(path).unlink()  # noqa: ASYNC240 - one tiny temp file, after the measurement
+    return {
+        "bare_httpx_median_us": statistics.median(bare) * 1e6,
+        "bridge_median_us": statistics.median(bridged) * 1e6,
+        "added_median_us": (statistics.median(bridged) - statistics.median(bare)) * 1e6,
+        "added_p99_us": (percentile(bridged, 0.99) - percentile(bare, 0.99)) * 1e6,
+    }
+
+
+async def run_all(quick: bool) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    only = _ONLY or (throughput, validation, cancellation, added_latency)
+    for scenario in only:
+        figures.update(await scenario(quick))
+    return figures
+
+
+_ONLY: list[Any] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.llm")
+    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["throughput", "validation", "cancellation", "added_latency"])
+    args = parser.parse_args(argv)
+    if args.only:
+        _ONLY.append(globals()[args.only])
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    figures = anyio.run(run_all, args.quick, backend=args.backend)
+    sys.stdout.write(msgspec.json.encode(figures).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
