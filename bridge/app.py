@@ -6,7 +6,8 @@
     ├── workers      supervisor: one LLMWorkerActor per model, started on first use
     ├── registry     ModelRegistryActor
     ├── sessions     supervisor: one MCPSessionActor per child MCP server
-    └── children     ChildServersActor (configuration, hot reload, routing)
+    ├── children     ChildServersActor (configuration, hot reload, routing)
+    └── planner      PlannerActor (autonomous runs)
 
 Children stop in reverse order, so the registry stops taking requests before
 the workers finish theirs, and the HTTP clients close last.
@@ -14,16 +15,19 @@ the workers finish theirs, and the HTTP clients close last.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge.actors._ref import ActorRef
+from bridge.actors.planner import PlannerActor
 from bridge.actors.registry import ModelRegistryActor
+from bridge.children import ConfigSource, default_sources
 from bridge.llm import LLMClient
-from bridge.messages import ChildServersMessage, RegistryMessage
-from bridge.settings import BridgeSettings, ServerSettings
+from bridge.messages import ChildServersMessage, PlannerMessage, RegistryMessage
+from bridge.settings import BridgeSettings, ChildSettings, ServerSettings
 from bridge.supervisor import ChildSpec, Supervisor, SupervisorSpec, open_supervisor
 
 __all__ = ["Bridge", "open_bridge", "server_name"]
@@ -47,7 +51,7 @@ class Bridge:
         registry: ActorRef[RegistryMessage],
         children: ActorRef[ChildServersMessage] | None,
         clients: dict[str, LLMClient],
-        planner: ActorRef[Any] | None = None,
+        planner: ActorRef[PlannerMessage] | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -80,18 +84,36 @@ async def open_bridge(settings: BridgeSettings, *, child_servers: bool = True) -
             )
         )
         children = await _start_child_servers(supervisor, settings) if child_servers else None
-        yield Bridge(settings, supervisor, registry, children, clients)
+        planner: ActorRef[PlannerMessage] | None = None
+        if children is not None:
+            child_ref = children
+            planner = await supervisor.start_child(
+                ChildSpec("planner", lambda: PlannerActor(registry, child_ref), mailbox_size=256)
+            )
+        yield Bridge(settings, supervisor, registry, children, clients, planner)
 
 
 async def _start_child_servers(
     supervisor: Supervisor, settings: BridgeSettings
 ) -> ActorRef[ChildServersMessage] | None:
     try:
-        from bridge.actors.child_servers import ChildServersActor
-    except ImportError:  # the child-server actors are not part of this build yet
+        from bridge.actors.child_servers import ChildServersActor  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:  # the child-server actor lands separately; until then there are no child servers
         return None
+    child = settings.children
+    sources = child_config_sources(child)
     sessions = await supervisor.start_child(SupervisorSpec("sessions", intensity=50, period=10.0))
     ref: ActorRef[ChildServersMessage] = await supervisor.start_child(
-        ChildSpec("children", lambda: ChildServersActor(settings.children, sessions), mailbox_size=256)
+        ChildSpec("children", lambda: ChildServersActor(child, sessions, sources=sources), mailbox_size=256)
     )
     return ref
+
+
+def child_config_sources(child: ChildSettings) -> list[ConfigSource]:
+    """The config files to read: the usual places plus ``config_paths``, or only those when ``discover`` is off."""
+    if child.discover:
+        return default_sources(child.config_paths)
+    return [
+        ConfigSource(path=Path(os.path.abspath(os.path.expanduser(p))), origin="explicit", required=True)
+        for p in child.config_paths
+    ]

@@ -58,10 +58,14 @@ __all__ = [
     "ListChildServers",
     "ListChildTools",
     "CallChildTool",
+    "ToolCallRecord",
+    "RunResult",
+    "RunTask",
     "RegistryMessage",
     "WorkerMessage",
     "SessionMessage",
     "ChildServersMessage",
+    "PlannerMessage",
 ]
 
 R = TypeVar("R")
@@ -413,3 +417,65 @@ class CallChildTool(Request[ChildToolResult], frozen=True, kw_only=True):
 
 
 ChildServersMessage = ListChildServers | ListChildTools | CallChildTool
+
+
+# ---------------------------------------------------------------------------
+# Autonomous runs: the PlannerActor's mailbox.
+# ---------------------------------------------------------------------------
+
+
+class ToolCallRecord(Reply, frozen=True, kw_only=True):
+    """One tool call of a run, as it happened."""
+
+    round: int
+    server: str
+    tool: str
+    arguments: dict[str, Any] | str
+    ok: bool
+    duration_s: float = 0.0
+    size: int = 0
+    error: str | None = None
+
+
+class RunResult(Reply, frozen=True, kw_only=True):
+    """The outcome of an autonomous run; every stop returns the work so far.
+
+    ``stop_reason``: final_answer, max_rounds, time_budget, loop, or error.
+    """
+
+    answer: str
+    stop_reason: str
+    model: str
+    rounds: int
+    tool_calls: list[ToolCallRecord] = msgspec.field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_time_s: float = 0.0
+    tool_time_s: float = 0.0
+    total_s: float = 0.0
+    reasoning: str | None = None
+    servers: list[str] = msgspec.field(default_factory=list)
+    error: ErrorInfo | None = None
+
+
+class RunTask(Request[RunResult], frozen=True, kw_only=True):
+    """Work through ``task`` with the tools of ``servers`` (all enabled child servers when empty).
+
+    ``allow``/``deny`` are shell-style patterns matched against ``tool`` and ``server__tool``.
+    """
+
+    task: str
+    servers: list[str] = msgspec.field(default_factory=list)
+    model: str | None = None
+    max_rounds: int = 20
+    max_tokens: int | None = None
+    time_budget: float | None = None
+    allow: list[str] = msgspec.field(default_factory=list)
+    deny: list[str] = msgspec.field(default_factory=list)
+    include_reasoning: bool = False
+    temperature: float | None = None
+    system_prompt: str | None = None
+    tool_concurrency: int = 4
+
+
+PlannerMessage = RunTask

@@ -56,9 +56,14 @@ class BreakerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class ChildSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Child MCP servers: extra config files, per-call deadline, stop grace."""
+    """Child MCP servers: extra config files, per-call deadline, stop grace.
+
+    ``discover``: also read the usual places ($MCP_JSON_PATH, ./.mcp.json, ~/.lmstudio/mcp.json,
+    ~/.mcp.json); off, only ``config_paths`` are read.
+    """
 
     config_paths: list[str] = msgspec.field(default_factory=list)
+    discover: bool = True
     call_timeout: float = 60.0
     startup_timeout: float = 30.0
     stop_grace: float = 2.0
