@@ -462,6 +462,8 @@ class RunTask(Request[RunResult], frozen=True, kw_only=True):
     """Work through ``task`` with the tools of ``servers`` (all enabled child servers when empty).
 
     ``allow``/``deny`` are shell-style patterns matched against ``tool`` and ``server__tool``.
+    ``examples`` are OpenAI-format messages placed between the system prompt and the task: a few
+    worked tool calls make small local models far more reliable at calling tools.
     """
 
     task: str
@@ -475,6 +477,7 @@ class RunTask(Request[RunResult], frozen=True, kw_only=True):
     include_reasoning: bool = False
     temperature: float | None = None
     system_prompt: str | None = None
+    examples: list[dict[str, Any]] = msgspec.field(default_factory=list)
     tool_concurrency: int = 4
 
 

@@ -130,6 +130,7 @@ class PlannerActor(Actor[PlannerMessage]):
         result_budget = tool_result_budget(context)
         run.messages = [
             {"role": "system", "content": task.system_prompt or DEFAULT_SYSTEM_PROMPT},
+            *task.examples,
             {"role": "user", "content": task.task},
         ]
         tools = [msgspec.convert(t, Tool) for t in catalog.chat_tools()]
