@@ -79,6 +79,8 @@ class _Run:
         self.model_time = 0.0
         self.tool_time = 0.0
         self.started = anyio.current_time()
+        self.deadline = float("inf")
+        self.out_of_time = False
 
     def result(self, stop_reason: str, error: BridgeError | None = None) -> RunResult:
         return RunResult(
@@ -140,6 +142,7 @@ class PlannerActor(Actor[PlannerMessage]):
             budget = min(budget, task.time_budget)
         loops = LoopDetector()
         stop = "max_rounds"
+        run.deadline = anyio.current_time() + max(0.0, budget)
         with anyio.move_on_after(max(0.0, budget)) as scope:
             try:
                 while run.rounds < task.max_rounds:
@@ -151,6 +154,9 @@ class PlannerActor(Actor[PlannerMessage]):
                         stop = "final_answer"
                         break
                     looped = await self._run_calls(run, calls, catalog, loops, result_budget, ctx)
+                    if run.out_of_time:
+                        stop = "time_budget"
+                        break
                     if looped:
                         stop = "loop"
                         break
@@ -224,6 +230,7 @@ class PlannerActor(Actor[PlannerMessage]):
             extraction = extract_tool_calls(content, catalog, id_prefix=f"r{run.rounds}")
             if extraction.calls:
                 content = extraction.text
+                run.answer = content.strip() or run.answer
                 calls = [(c.id, c.name, c.arguments) for c in extraction.calls]
         if calls:
             run.messages.append(
@@ -335,8 +342,8 @@ class PlannerActor(Actor[PlannerMessage]):
                             error=str(error),
                         )
                     )
-                    if isinstance(error, DeadlineExceededError) and ctx.remaining() <= 0:
-                        raise
+                    if isinstance(error, DeadlineExceededError) and run.deadline - anyio.current_time() < 0.5:
+                        run.out_of_time = True  # the tool ran into the run's own budget
                     return
             duration = anyio.current_time() - started
             text = _result_text(result)
