@@ -99,7 +99,33 @@ def llm(quick: bool) -> str:
     return _report.table("LLM path (registry + workers + client, simulator out of process)", rows)
 
 
-SCENARIOS: dict[str, Callable[[bool], str]] = {"runtime": runtime, "llm": llm}
+def planner(quick: bool) -> str:
+    extra = ["--quick"] if quick else []
+    results = {b: _report.run_child("benchmarks.planner", "--backend", b, *extra) for b in ("asyncio", "trio")}
+    _report.write_json("planner", {"machine": _report.machine(), "quick": quick, "figures": results})
+    a, t = results["asyncio"], results["trio"]
+
+    def both(key: str, fmt: str) -> tuple[str, str]:
+        return fmt.format(a[key]), fmt.format(t[key])
+
+    rows = [
+        ("loop's own time per round, median", *both("loop_overhead_per_round_median_ms", "{:.2f} ms"), "< 1 ms"),
+        ("loop's own time per round, p99", *both("loop_overhead_per_round_p99_ms", "{:.2f} ms"), ""),
+        (
+            "runs x rounds (tool calls)",
+            f"{a['runs']:.0f} x {a['rounds_per_run']:.1f} ({a['tool_calls']:.0f})",
+            f"{t['runs']:.0f} x {t['rounds_per_run']:.1f} ({t['tool_calls']:.0f})",
+            "",
+        ),
+        ("total time", *both("total_s", "{:.2f} s"), ""),
+        ("bound set by the model slots", *both("slot_bound_s", "{:.2f} s"), ""),
+        ("share not spent in the model (bridge + tools)", *both("bridge_share", "{:.1%}"), ""),
+        ("failed tool calls", *both("failed_tool_calls", "{:.0f}"), "0"),
+    ]
+    return _report.table("Autonomous runs (4 models x 4 slots @ 100 ms, 2 real stdio child servers)", rows)
+
+
+SCENARIOS: dict[str, Callable[[bool], str]] = {"runtime": runtime, "llm": llm, "planner": planner}
 
 
 def main(argv: list[str] | None = None) -> int:
