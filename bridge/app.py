@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge.actors._ref import ActorRef
+from bridge.actors.child_servers import ChildServersActor
 from bridge.actors.planner import PlannerActor
 from bridge.actors.registry import ModelRegistryActor
 from bridge.children import ConfigSource, default_sources
@@ -93,13 +94,7 @@ async def open_bridge(settings: BridgeSettings, *, child_servers: bool = True) -
         yield Bridge(settings, supervisor, registry, children, clients, planner)
 
 
-async def _start_child_servers(
-    supervisor: Supervisor, settings: BridgeSettings
-) -> ActorRef[ChildServersMessage] | None:
-    try:
-        from bridge.actors.child_servers import ChildServersActor  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:  # the child-server actor lands separately; until then there are no child servers
-        return None
+async def _start_child_servers(supervisor: Supervisor, settings: BridgeSettings) -> ActorRef[ChildServersMessage]:
     child = settings.children
     sources = child_config_sources(child)
     sessions = await supervisor.start_child(SupervisorSpec("sessions", intensity=50, period=10.0))

@@ -42,7 +42,7 @@ async def stream_lines(client: httpx.AsyncClient, **extra: Any) -> tuple[list[st
         async with client.stream("POST", "/v1/chat/completions", json=body) as response:
             async for line in response.aiter_lines():
                 if line:
-                    lines.append(line)  # noqa: PERF401 -- keep what came before a transport error
+                    lines.append(line)
     except httpx.TransportError as exc:
         return lines, exc
     return lines, None
