@@ -125,7 +125,56 @@ def planner(quick: bool) -> str:
     return _report.table("Autonomous runs (4 models x 4 slots @ 100 ms, 2 real stdio child servers)", rows)
 
 
-SCENARIOS: dict[str, Callable[[bool], str]] = {"runtime": runtime, "llm": llm, "planner": planner}
+def children(quick: bool) -> str:
+    extra = ["--quick"] if quick else []
+    results = {b: _report.run_child("benchmarks.children", "--backend", b, *extra) for b in ("asyncio", "trio")}
+    _report.write_json("children", {"machine": _report.machine(), "quick": quick, "figures": results})
+    a, t = results["asyncio"], results["trio"]
+
+    def both(key: str, fmt: str) -> tuple[str, str]:
+        return fmt.format(a[key]), fmt.format(t[key])
+
+    rows = [
+        (
+            "child killed mid-call -> caller has its error, median",
+            *both("crash_to_error_ms_median", "{:.1f} ms"),
+            "< 100 ms",
+        ),
+        ("  ... worst", *both("crash_to_error_ms_max", "{:.1f} ms"), "< 100 ms"),
+        (
+            "restart -> next call succeeds (0.1 s backoff + start)",
+            *both("restart_to_call_ok_ms_median", "{:.0f} ms"),
+            "",
+        ),
+        ("kill-and-restart cycles", *both("kill_cycles", "{:.0f}"), "100"),
+        (
+            "  ... leftover processes / lost replies",
+            f"{a['kill_cycles_leftover_processes']} / {a['kill_cycles_lost_replies']}",
+            f"{t['kill_cycles_leftover_processes']} / {t['kill_cycles_lost_replies']}",
+            "0 / 0",
+        ),
+        (
+            "config written -> added server callable, median",
+            *both("reload_to_callable_ms_median", "{:.0f} ms"),
+            "< 1 s",
+        ),
+        (
+            "64 concurrent call_tool on one child: calls/s (bridge)",
+            *both("concurrent_throughput_per_s_bridge", "{:,.0f}"),
+            "",
+        ),
+        ("  ... calls/s, plain SDK session (direct)", *both("concurrent_throughput_per_s_direct", "{:,.0f}"), ""),
+        ("  ... latency the bridge adds, median", *both("concurrent_bridge_added_ms_median", "{:.1f} ms"), ""),
+    ]
+    return _report.table("Child MCP servers (real stdio children)", rows)
+
+
+SCENARIOS: dict[str, Callable[[bool], str]] = {
+    "runtime": runtime,
+    "llm": llm,
+    "planner": planner,
+    "children": children,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
