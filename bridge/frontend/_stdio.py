@@ -1,0 +1,293 @@
+"""Serving MCP over stdio: nothing but JSON-RPC on stdout, and a clean exit when stdin closes.
+
+The SDK's own stdin reader blocks in a worker thread that cancellation cannot
+stop, so a server whose stdin stays open cannot be shut down (it waits for
+EOF). :class:`StdinLines` reads stdin without a thread instead: the
+descriptor is moved to a private duplicate (fd 0 then reads ``/dev/null``, so
+nothing else in the process can steal the wire) and read when the event loop
+says it is readable. :class:`StdoutWire` does the same for stdout (fd 1 then
+points at stderr, so a stray ``print`` cannot corrupt the wire) and writes
+each message without the two thread hops of the SDK's writer.
+
+When stdin reaches EOF the client is gone: requests in flight are cancelled
+(which cancels their actor work and closes their LLM streams), the actor
+system shuts down, and :func:`serve_stdio` returns within about a second.
+SIGTERM, SIGINT and SIGHUP do the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import signal
+import stat
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Final, Self
+
+import anyio
+import anyio.lowlevel
+from mcp.server.stdio import stdio_server
+
+from bridge.frontend._format import DEFAULT_OUTPUT_LIMIT
+from bridge.frontend._server import BridgeSlot, create_server
+from bridge.settings import BridgeSettings
+
+__all__ = ["EOF_GRACE", "SHUTDOWN_LIMIT", "StdinLines", "StdoutWire", "serve_stdio"]
+
+log = logging.getLogger("bridge.frontend")
+
+EOF_GRACE: Final = 0.2
+"""Seconds requests in flight may still finish and answer after stdin closed."""
+SHUTDOWN_LIMIT: Final = 0.9
+"""Seconds from stdin EOF (or a signal) until everything is stopped, cancelled if need be."""
+BRIDGE_START_DELAY: Final = 0.25
+"""Seconds the actor system waits after start-up for the handshake to be answered (unless a tool needs it)."""
+
+_READ_SIZE: Final = 1 << 16
+POSIX: Final = sys.platform != "win32"
+"""Where stdin and stdout are read and written without threads (``wait_readable`` on pipes)."""
+
+
+def _pollable(fd: int) -> bool:
+    """Pipes, sockets and terminals can be waited on; regular files and ``/dev/null`` never block."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
+def _divert(fd: int, flags: int, *, to: int | None = None) -> int:
+    """Move ``fd`` to a private close-on-exec duplicate and point ``fd`` at ``to`` (or the null device)."""
+    import fcntl  # POSIX only, like the whole thread-free path
+
+    private = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    if to is not None:
+        os.dup2(to, fd)
+    else:
+        null = os.open(os.devnull, flags)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    return private
+
+
+class StdinLines:
+    """Lines of a file descriptor as an async iterator, read without a thread, so cancellation works.
+
+    The descriptor's blocking mode is left alone (a terminal shares it with stdout and stderr): the
+    loop waits until it is readable, and a read then returns what is there. Use :meth:`claim` for
+    the process's stdin and :meth:`release` to put it back. ``eof`` is set once the other end closed it.
+    """
+
+    def __init__(self, fd: int, *, restore: int | None = None) -> None:
+        self._fd = fd
+        self._restore = restore
+        self._buffer = bytearray()
+        self._at_eof = False
+        self._pollable = _pollable(fd)
+        self.eof = anyio.Event()
+
+    @classmethod
+    def claim(cls) -> Self:
+        """Take fd 0 for the wire; fd 0 reads ``/dev/null`` meanwhile, so nothing else can eat the wire."""
+        return cls(_divert(0, os.O_RDONLY), restore=0)
+
+    def release(self) -> None:
+        """Put fd 0 back (if claimed)."""
+        if self._restore is not None:
+            target, self._restore = self._restore, None
+            try:
+                os.dup2(self._fd, target)
+            finally:
+                os.close(self._fd)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline >= 0:
+                line = bytes(self._buffer[: newline + 1])
+                del self._buffer[: newline + 1]
+                return line.decode("utf-8", errors="replace")
+            if self._at_eof:
+                if self._buffer:
+                    rest = bytes(self._buffer)
+                    self._buffer.clear()
+                    return rest.decode("utf-8", errors="replace")
+                self.eof.set()
+                raise StopAsyncIteration
+            if self._pollable:
+                await anyio.wait_readable(self._fd)
+            else:
+                await anyio.lowlevel.checkpoint()
+            chunk = os.read(self._fd, _READ_SIZE)
+            if chunk:
+                self._buffer += chunk
+            else:
+                self._at_eof = True
+
+
+class StdoutWire:
+    """The MCP wire out: whole messages written to a private duplicate of fd 1, without a thread.
+
+    While it is claimed, fd 1 points at stderr, so a stray ``print`` cannot corrupt the wire. A
+    pipe or socket of its own is made non-blocking and written when the loop says it has room;
+    anything else (a terminal or a pipe shared with stderr, whose mode must not change under the
+    log writers) is written from a worker thread, as the SDK does.
+    """
+
+    def __init__(self, fd: int, *, restore: int | None = None) -> None:
+        self._fd = fd
+        self._restore = restore
+        self._nonblocking = False
+        mode = os.fstat(fd)
+        if stat.S_ISFIFO(mode.st_mode) or stat.S_ISSOCK(mode.st_mode):
+            err = os.fstat(2)
+            shared = (err.st_dev, err.st_ino) == (mode.st_dev, mode.st_ino)
+            if not shared and os.get_blocking(fd):
+                os.set_blocking(fd, False)
+                self._nonblocking = True
+
+    @classmethod
+    def claim(cls) -> Self:
+        """Take fd 1 for the wire; fd 1 writes to stderr meanwhile."""
+        return cls(_divert(1, os.O_WRONLY, to=2), restore=1)
+
+    def release(self) -> None:
+        """Put fd 1 back as it was."""
+        if self._nonblocking:
+            with contextlib.suppress(OSError):
+                os.set_blocking(self._fd, True)
+            self._nonblocking = False
+        if self._restore is not None:
+            target, self._restore = self._restore, None
+            try:
+                os.dup2(self._fd, target)
+            finally:
+                os.close(self._fd)
+
+    async def write(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8"))
+        if not self._nonblocking:
+            await anyio.to_thread.run_sync(_write_all, self._fd, data)
+            return
+        while data:
+            try:
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                await anyio.wait_writable(self._fd)
+                continue
+            data = data[written:]
+
+    async def flush(self) -> None:
+        """Every write goes straight to the descriptor: nothing is buffered."""
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _shut_down(serving: anyio.CancelScope, everything: anyio.CancelScope, grace: float) -> None:
+    now = anyio.current_time()
+    everything.deadline = min(everything.deadline, now + SHUTDOWN_LIMIT)
+    serving.deadline = min(serving.deadline, now + grace)
+
+
+async def _stop_on_signal(serving: anyio.CancelScope, everything: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            _shut_down(serving, everything, 0.0)
+            return
+
+
+async def _stop_after_eof(stdin: StdinLines, serving: anyio.CancelScope, everything: anyio.CancelScope) -> None:
+    await stdin.eof.wait()
+    log.info("stdin closed: shutting down")
+    _shut_down(serving, everything, EOF_GRACE)
+
+
+async def _run_bridge(settings: BridgeSettings, slot: BridgeSlot, stop: anyio.Event, *, child_servers: bool) -> None:
+    """Open the actor system once a tool wants it (or shortly after start), keep it until ``stop``."""
+    # initialize and tools/list need no actor: let them be answered first, then start the actors.
+    async with anyio.create_task_group() as tg:
+
+        async def first(event_wait: Callable[[], Awaitable[None]]) -> None:
+            await event_wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(first, slot.wanted)
+        tg.start_soon(first, stop.wait)
+        tg.start_soon(first, lambda: anyio.sleep(BRIDGE_START_DELAY))
+    if stop.is_set():
+        slot.fail(RuntimeError("the bridge was stopped before it started"))
+        return
+    from bridge.app import open_bridge
+
+    try:
+        async with open_bridge(settings, child_servers=child_servers) as bridge:
+            slot.set(bridge)
+            # Everything loaded so far (the SDK, pydantic's schemas, the actors: ~100k objects) lives as
+            # long as the process. Out of the collector's sight, a full collection takes well under a
+            # millisecond instead of ~50 ms, which would otherwise stall every call in flight now and then.
+            gc.freeze()
+            await stop.wait()
+    except Exception as exc:
+        # Keep serving: every tool then answers actor_unavailable with the reason, which a client
+        # shows, where a dead server would just vanish from the session (Claude Code does not restart it).
+        log.exception("the bridge's actors stopped")
+        slot.fail(exc)
+
+
+async def serve_stdio(
+    settings: BridgeSettings,
+    *,
+    child_servers: bool = True,
+    output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    handle_signals: bool = True,
+) -> None:
+    """Run the bridge and serve it over this process's stdin/stdout until stdin closes (or a signal).
+
+    No network is touched before a tool call needs it, and the actor system starts right after the
+    handshake, so ``initialize`` is answered at once even when no LLM server is up.
+    """
+    serving = anyio.CancelScope()
+    slot = BridgeSlot()
+    server = create_server(slot, settings=settings, output_limit=output_limit)
+    lowlevel = server._lowlevel_server
+    stop = anyio.Event()
+    stdin: StdinLines | None = None
+    stdout: StdoutWire | None = None
+    try:
+        # Elsewhere than POSIX, the SDK's own (thread-based) stdio is used: it stops at stdin EOF too.
+        if POSIX:
+            stdin = StdinLines.claim()
+            stdout = StdoutWire.claim()
+        with anyio.CancelScope() as everything:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: _run_bridge(settings, slot, stop, child_servers=child_servers))
+                async with anyio.create_task_group() as watchers:
+                    if handle_signals and POSIX:
+                        watchers.start_soon(_stop_on_signal, serving, everything)
+                    if stdin is not None:
+                        watchers.start_soon(_stop_after_eof, stdin, serving, everything)
+                    with serving:
+                        async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
+                            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+                    watchers.cancel_scope.cancel()
+                # The actors shut down in order (with their own grace), bounded by SHUTDOWN_LIMIT.
+                _shut_down(serving, everything, 0.0)
+                stop.set()
+        if everything.cancelled_caught:
+            log.warning("shutdown took longer than %.1f s; the rest was cancelled", SHUTDOWN_LIMIT)
+    finally:
+        if stdout is not None:
+            stdout.release()
+        if stdin is not None:
+            stdin.release()
+        sys.stderr.flush()

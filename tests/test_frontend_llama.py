@@ -1,0 +1,197 @@
+"""The MCP front end against a real llama.cpp server (SmolLM2-135M): in memory and over real stdio.
+
+llama.cpp has no LM Studio native API, so model loading answers `unsupported`, and the one model it
+serves is the default. These test the mechanics (requests, streaming, progress, cancellation, errors),
+not the quality of a 135M model's answers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+import pytest
+from mcp import Client, ClientSession, StdioServerParameters, stdio_client
+from mcp.types import CallToolResult
+
+from bridge.app import open_bridge
+from bridge.frontend import create_server
+from bridge.settings import BridgeSettings, ServerSettings
+from tests.peers import LlamaServer
+
+
+def settings(server: LlamaServer, **overrides: Any) -> BridgeSettings:
+    return BridgeSettings(
+        servers=[ServerSettings(url=server.base_url, name="llama")], listing_timeout=10.0, **overrides
+    )
+
+
+@asynccontextmanager
+async def in_memory(server: LlamaServer, **overrides: Any) -> AsyncIterator[Client]:
+    async with (
+        open_bridge(settings(server, **overrides), child_servers=False) as bridge,
+        Client(create_server(bridge), mode="legacy") as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def errlog(tmp_path: Path) -> Iterator[TextIO]:
+    """Where the server's stderr goes (a real file: the child process writes to it)."""
+    with open(tmp_path / "serve-stderr.log", "w", encoding="utf-8") as log:
+        yield log
+
+
+def text(result: CallToolResult) -> str:
+    block = result.content[0]
+    assert block.type == "text"
+    return block.text
+
+
+def data(result: CallToolResult) -> dict[str, Any]:
+    assert result.structured_content is not None
+    structured: dict[str, Any] = result.structured_content
+    return structured
+
+
+async def test_every_llm_tool_against_llama_cpp(llama_server: LlamaServer) -> None:
+    async with in_memory(llama_server) as client:
+        health = await client.call_tool("health_check", {})
+        models = await client.call_tool("list_models", {})
+        current = await client.call_tool("get_current_model", {})
+        chat = await client.call_tool("chat_completion", {"prompt": "Say hi.", "max_tokens": 12, "temperature": 0})
+        completion = await client.call_tool("text_completion", {"prompt": "The sky is", "max_tokens": 8})
+        embeddings = await client.call_tool(
+            "generate_embeddings", {"text": ["a cat", "a dog"], "model": llama_server.model}
+        )
+        response = await client.call_tool("create_response", {"input": "Say hi.", "max_output_tokens": 12})
+        batch = await client.call_tool(
+            "batch_chat", {"prompts": ["Say one.", "Say two.", "Say three."], "max_tokens": 8}
+        )
+        status = await client.call_tool("bridge_status", {})
+    for result in (health, models, current, chat, completion, embeddings, response, batch, status):
+        assert not result.is_error, text(result)
+    assert data(health)["healthy"] is True
+    assert data(health)["servers"][0]["lmstudio_native_api"] is False
+    assert [m["id"] for m in data(models)["models"]] == [llama_server.model]
+    assert data(current)["model"] == llama_server.model
+    assert data(chat)["tokens"] > 0
+    assert data(chat)["model"]
+    assert data(completion)["text"]
+    assert data(embeddings)["count"] == 2
+    assert data(embeddings)["dimensions"] > 0
+    assert data(response)["content"]
+    assert data(batch)["succeeded"] == 3
+    worker = data(status)["models"][0]
+    assert worker["completed"] >= 5
+    assert worker["in_flight"] == 0
+
+
+async def test_model_loading_is_unsupported_on_llama_cpp(llama_server: LlamaServer) -> None:
+    """No native API: load and unload are typed `unsupported` (or bad_request) errors, never crashes."""
+    async with in_memory(llama_server) as client:
+        loaded = await client.call_tool("load_model", {"model": llama_server.model})
+        unloaded = await client.call_tool("unload_model", {"model": llama_server.model})
+    for result in (loaded, unloaded):
+        assert result.is_error
+        assert data(result)["code"] == "unsupported", text(result)
+        assert text(result).startswith("unsupported: ")
+
+
+async def test_errors_against_llama_cpp(llama_server: LlamaServer) -> None:
+    async with in_memory(llama_server) as client:
+        missing = await client.call_tool("chat_completion", {"prompt": "x", "model": "no-such-model"})
+        overflow = await client.call_tool("chat_completion", {"prompt": "word " * 5000, "max_tokens": 4})
+    assert missing.is_error
+    assert data(missing)["code"] == "model_not_found"
+    assert llama_server.model in data(missing)["details"]["available"]
+    assert overflow.is_error
+    assert data(overflow)["code"] == "context_overflow", text(overflow)
+
+
+async def test_progress_and_cancellation_against_llama_cpp(llama_server: LlamaServer) -> None:
+    """Progress arrives from the real stream; a cancelled long generation leaves the slots free."""
+    async with in_memory(llama_server) as client:
+        heard: list[str] = []
+        first = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            heard.append(message or "")
+            if (message or "").startswith("first token"):
+                first.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                lambda: client.call_tool(
+                    "chat_completion",
+                    {"prompt": "Write a very long story about a cat.", "max_tokens": 3000},
+                    progress_callback=on_progress,
+                )
+            )
+            await first.wait()
+            tg.cancel_scope.cancel()
+        # Both slots free again: as many calls as the server has slots all run and answer.
+        async with anyio.create_task_group() as tg:
+            results: list[CallToolResult] = []
+
+            async def short() -> None:
+                results.append(await client.call_tool("chat_completion", {"prompt": "Hi.", "max_tokens": 4}))
+
+            for _ in range(llama_server.n_parallel):
+                tg.start_soon(short)
+        status = data(await client.call_tool("bridge_status", {}))
+    assert any(m.startswith("first token") for m in heard)
+    assert all(not r.is_error for r in results)
+    assert status["models"][0]["in_flight"] == 0
+
+
+async def test_stdio_against_llama_cpp(llama_server: LlamaServer, tmp_path: Path, errlog: TextIO) -> None:
+    """`serve` as a subprocess over stdio, pointed at llama.cpp, with progress."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMSTUDIO")}
+    env["HOME"] = str(tmp_path)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "bridge", "serve", "--base-url", llama_server.base_url, "--no-child-servers"],
+        env=env,
+    )
+    heard: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        heard.append(message or "")
+
+    async with (
+        stdio_client(params, errlog=errlog) as (read, write),
+        ClientSession(read, write, read_timeout_seconds=120) as session,
+    ):
+        await session.initialize()
+        chat = await session.call_tool(
+            "chat_completion", {"prompt": "Count to five.", "max_tokens": 40}, progress_callback=on_progress
+        )
+        embeddings = await session.call_tool("generate_embeddings", {"text": "hello", "model": llama_server.model})
+        missing = await session.call_tool("chat_completion", {"prompt": "x", "model": "nope"})
+    assert isinstance(chat, CallToolResult)
+    assert isinstance(embeddings, CallToolResult)
+    assert isinstance(missing, CallToolResult)
+    assert not chat.is_error, text(chat)
+    assert data(chat)["model"]
+    assert data(chat)["tokens"] > 0
+    assert data(embeddings)["count"] == 1
+    assert missing.is_error
+    assert data(missing)["code"] == "model_not_found"
+    assert any(m.startswith("first token") for m in heard), heard
+
+
+async def test_call_budget_against_llama_cpp(llama_server: LlamaServer) -> None:
+    """A generation longer than the call budget ends as a typed timeout and leaves nothing in flight."""
+    async with in_memory(llama_server, call_budget=0.3) as client:
+        result = await client.call_tool("chat_completion", {"prompt": "Write a very long story.", "max_tokens": 3000})
+        status = data(await client.call_tool("bridge_status", {}))
+    assert result.is_error
+    assert data(result)["code"] == "timeout", text(result)
+    assert data(result)["retryable"] is True
+    assert all(m["in_flight"] == 0 for m in status["models"])
