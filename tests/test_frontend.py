@@ -38,7 +38,8 @@ READ_ONLY = {
     "bridge_status",
     "list_available_mcps",
 }
-ALL_TOOLS = READ_ONLY | {"create_response", "load_model", "unload_model"}
+AUTONOMOUS = {"autonomous_with_mcp", "autonomous_with_multiple_mcps", "autonomous_discover_and_execute"}
+ALL_TOOLS = READ_ONLY | AUTONOMOUS | {"create_response", "load_model", "unload_model"}
 
 
 def sim_config(**overrides: Any) -> SimConfig:
@@ -127,6 +128,10 @@ async def test_every_tool_is_listed_with_its_annotations() -> None:
         assert tool.annotations.read_only_hint is (name in READ_ONLY), name
     assert tools["unload_model"].annotations is not None
     assert tools["unload_model"].annotations.destructive_hint is True
+    for name in AUTONOMOUS:
+        annotations = tools[name].annotations
+        assert annotations is not None
+        assert annotations.open_world_hint is True, name
     chat = tools["chat_completion"].input_schema
     assert chat["required"] == ["prompt"]
     assert set(chat["properties"]) == {

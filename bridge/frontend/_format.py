@@ -28,6 +28,7 @@ from bridge.messages import (
     ModelEntry,
     ModelList,
     ResponseResult,
+    RunResult,
     ServerState,
     UnloadedModel,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "health_output",
     "loaded_output",
     "models_output",
+    "run_output",
     "response_output",
     "status_output",
     "unloaded_output",
@@ -574,3 +576,44 @@ def children_output(reply: ChildServerList | None, limit: int = DEFAULT_OUTPUT_L
     lines += [f"! {e}" for e in reply.errors]
     structured = {"enabled": True, "servers": [_compact(_builtins(s)) for s in reply.servers], "errors": reply.errors}
     return _fit_listing("\n".join(lines), structured, limit)
+
+
+_STOP_NOTES: Final = {
+    "final_answer": "the model gave its final answer",
+    "max_rounds": "the round limit was reached (raise max_rounds to let it go on)",
+    "time_budget": "the time budget ran out; this is the work so far (raise time_budget or simplify the task)",
+    "loop": "the model repeated the same tool call a third time; stopped to save time",
+    "error": "the run stopped on an error",
+}
+
+
+def run_output(result: RunResult, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:
+    """An autonomous run: the answer first, then how it ended and its trace, compactly."""
+    calls = result.tool_calls
+    failed = sum(1 for c in calls if not c.ok)
+    summary = (
+        f"[{result.stop_reason}: {_STOP_NOTES.get(result.stop_reason, result.stop_reason)}; {result.rounds} rounds, "
+        f"{len(calls)} tool calls ({failed} failed), model {result.model}, "
+        f"{result.model_time_s:.1f} s in the model, {result.tool_time_s:.1f} s in tools, {result.total_s:.1f} s in all]"
+    )
+    trace = [
+        f"  round {c.round}: {c.server}.{c.tool} {'ok' if c.ok else 'error'} ({c.duration_s * 1000:.0f} ms"
+        + (f", {c.size:,} chars" if c.size else "")
+        + (f": {c.error[:120]}" if c.error else "")
+        + ")"
+        for c in calls[-30:]
+    ]
+    if len(calls) > 30:
+        trace.insert(0, f"  … {len(calls) - 30} earlier calls")
+    error = f"\nerror: {result.error.code}: {result.error.message}" if result.error is not None else ""
+
+    def build(bodies: Sequence[str]) -> ToolOutput:
+        answer = bodies[0]
+        structured = _compact(_builtins(result))
+        structured["answer"] = answer
+        structured.pop("tool_calls", None)
+        structured["tool_calls"] = [_compact(_builtins(c)) for c in calls[-30:]]
+        text = "\n".join([answer or "(no answer)", "", summary, *trace]) + error
+        return ToolOutput(text=text, structured=structured)
+
+    return fit(build, [result.answer], limit)

@@ -50,6 +50,7 @@ from bridge.frontend._format import (
     loaded_output,
     models_output,
     response_output,
+    run_output,
     status_output,
     unloaded_output,
 )
@@ -67,11 +68,13 @@ from bridge.messages import (
     ListModels,
     LoadModel,
     Message,
+    PlannerMessage,
     Progress,
     RegistryMessage,
     Request,
     ResolveModel,
     Respond,
+    RunTask,
     UnloadModel,
 )
 from bridge.settings import BridgeSettings
@@ -228,6 +231,15 @@ class Frontend:
 
     async def children(self) -> ActorRef[ChildServersMessage] | None:
         return (await self.slot.get()).children
+
+    async def planner(self) -> ActorRef[PlannerMessage]:
+        planner = (await self.slot.get()).planner
+        if planner is None:
+            raise ActorUnavailableError(
+                "autonomous runs need child MCP servers, and this bridge was started without them "
+                "(--no-child-servers); restart it without that flag"
+            )
+        return planner
 
     async def ask(
         self,
@@ -395,7 +407,7 @@ def create_server(
     fe = Frontend(slot, settings, output_limit=output_limit)
     _register_llm_tools(server, fe)
     _register_child_tools(server, fe)
-    # The autonomous tools (planner) register here when bridge.planner is set (a later issue).
+    _register_autonomous_tools(server, fe)
     return server
 
 
@@ -656,3 +668,125 @@ def _register_child_tools(server: BridgeMCPServer, fe: Frontend) -> None:
         return await fe.run(go)
 
     del list_available_mcps
+
+
+RunTaskText = Annotated[str, Field(description="What the local model should do, in plain words.")]
+RunModel = Annotated[str | None, Field(description="Model id; omit for the default model.")]
+RunRounds = Annotated[int, Field(description="Most model turns (each may call tools).", ge=1, le=100)]
+RunTokens = Annotated[int | str, Field(description='Most tokens per model turn, or "auto".')]
+RunBudget = Annotated[float | None, Field(description="Seconds the run may take (default: the call budget).", gt=0)]
+RunAllow = Annotated[list[str] | None, Field(description="Only tools matching these patterns (tool or server__tool).")]
+RunDeny = Annotated[list[str] | None, Field(description="Never tools matching these patterns.")]
+RunReasoning = Annotated[bool, Field(description="Include the model's reasoning in the result.")]
+
+
+AUTONOMOUS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
+"""A local model calls other servers' tools: anything those tools do can happen."""
+
+
+def _register_autonomous_tools(server: BridgeMCPServer, fe: Frontend) -> None:
+    limit = fe.limit
+
+    async def start(
+        ctx: Ctx,
+        task: str,
+        servers: list[str],
+        model: str | None,
+        max_rounds: int,
+        max_tokens: int | str,
+        time_budget: float | None,
+        allow_tools: list[str] | None,
+        deny_tools: list[str] | None,
+        include_reasoning: bool,
+    ) -> CallToolResult:
+        async def go() -> ToolOutput:
+            if isinstance(max_tokens, str) and max_tokens.strip().lower() != "auto":
+                raise BadRequestError(f'max_tokens must be a number of tokens or "auto", got {max_tokens!r}')
+            message = RunTask(
+                task=task,
+                servers=servers,
+                model=_none_if_blank(model),
+                max_rounds=max_rounds,
+                max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+                time_budget=time_budget,
+                allow=allow_tools or [],
+                deny=deny_tools or [],
+                include_reasoning=include_reasoning,
+            )
+            return run_output(await fe.ask(ctx, await fe.planner(), message, model=model), limit)
+
+        return await fe.run(go)
+
+    @server.tool(annotations=AUTONOMOUS)
+    async def autonomous_with_mcp(
+        ctx: Ctx,
+        mcp_name: Annotated[str, Field(description="The child MCP server whose tools the model may use.")],
+        task: RunTaskText,
+        model: RunModel = None,
+        max_rounds: RunRounds = 20,
+        max_tokens: RunTokens = "auto",
+        time_budget: RunBudget = None,
+        allow_tools: RunAllow = None,
+        deny_tools: RunDeny = None,
+        include_reasoning: RunReasoning = False,
+    ) -> CallToolResult:
+        """Hand a task to a local model that works through it with the tools of one child MCP server (see
+        list_available_mcps). Returns the answer, why it stopped, and a trace of every tool call."""
+        return await start(
+            ctx,
+            task,
+            [mcp_name],
+            model,
+            max_rounds,
+            max_tokens,
+            time_budget,
+            allow_tools,
+            deny_tools,
+            include_reasoning,
+        )
+
+    @server.tool(annotations=AUTONOMOUS)
+    async def autonomous_with_multiple_mcps(
+        ctx: Ctx,
+        mcp_names: Annotated[list[str], Field(description="The child MCP servers to use.", min_length=1)],
+        task: RunTaskText,
+        model: RunModel = None,
+        max_rounds: RunRounds = 20,
+        max_tokens: RunTokens = "auto",
+        time_budget: RunBudget = None,
+        allow_tools: RunAllow = None,
+        deny_tools: RunDeny = None,
+        include_reasoning: RunReasoning = False,
+    ) -> CallToolResult:
+        """Like autonomous_with_mcp with several child servers; the model sees their tools as server__tool."""
+        return await start(
+            ctx,
+            task,
+            list(mcp_names),
+            model,
+            max_rounds,
+            max_tokens,
+            time_budget,
+            allow_tools,
+            deny_tools,
+            include_reasoning,
+        )
+
+    @server.tool(annotations=AUTONOMOUS)
+    async def autonomous_discover_and_execute(
+        ctx: Ctx,
+        task: RunTaskText,
+        model: RunModel = None,
+        max_rounds: RunRounds = 20,
+        max_tokens: RunTokens = "auto",
+        time_budget: RunBudget = None,
+        allow_tools: RunAllow = None,
+        deny_tools: RunDeny = None,
+        include_reasoning: RunReasoning = False,
+    ) -> CallToolResult:
+        """Like autonomous_with_mcp with every enabled child server (never the bridge itself)."""
+        return await start(
+            ctx, task, [], model, max_rounds, max_tokens, time_budget, allow_tools, deny_tools, include_reasoning
+        )
+
+    del autonomous_with_mcp, autonomous_with_multiple_mcps, autonomous_discover_and_execute
