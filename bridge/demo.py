@@ -16,6 +16,7 @@ Needs only the installed package: no LM Studio, no network, no test extras.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -84,7 +85,16 @@ async def tour(out: Transcript, backend: str, workdir: Path, errlog: TextIO) -> 
     async with SimServer(_sim_config()) as sim:
         out.step(f"simulated LM Studio listening on {sim.url} with {len(sim.config.models)} models (in this process)")
         # The user's own settings must not steer the demo: a clean environment and an empty config file.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LMSTUDIO")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSTUDIO", "MCP_JSON"))}
+        children = workdir / "mcp.json"
+        children.write_text(
+            json.dumps(
+                {"mcpServers": {"workshop": {"command": sys.executable, "args": ["-m", "bridge.sim.demo_tools"]}}}
+            )
+        )
+        (workdir / "config.toml").write_text(
+            f"[children]\nconfig_paths = [{json.dumps(str(children))}]\ndiscover = false\nwatch = false\n"
+        )
         params = StdioServerParameters(
             command=sys.executable,
             args=[
@@ -95,7 +105,6 @@ async def tour(out: Transcript, backend: str, workdir: Path, errlog: TextIO) -> 
                 sim.url,
                 "--config",
                 str(workdir / "config.toml"),
-                "--no-child-servers",
                 "--log-level",
                 "WARNING",
                 "--backend",
@@ -131,6 +140,7 @@ async def _session_tour(
         await _progress(out, session)
         await _cancellation(out, session, sim)
         await _typed_error(out, session)
+        await _autonomous(out, session, sim)
         await _status(out, session)
         closing = time.perf_counter()
     out.step(f"closed stdin: the bridge shut its actors down and exited ({time.perf_counter() - closing:.2f} s)")
@@ -259,6 +269,35 @@ async def _typed_error(out: Transcript, session: Any) -> None:
     data = result.structured_content
     out.detail(f"isError=true, code={data['code']}, retryable={str(data['retryable']).lower()}")
     out.detail(_short(_text(result), 150))
+
+
+async def _autonomous(out: Transcript, session: Any, sim: Any) -> None:
+    from bridge.sim import CallTools, Say, ToolCallSpec
+
+    sentence = "Supervised actors keep every local model busy and every failure typed."
+    sim.script(
+        CODER,
+        [
+            CallTools([ToolCallSpec("word_count", {"text": sentence})]),
+            Say("The sentence has 10 words."),
+        ],
+    )
+    started = time.perf_counter()
+    result = await _call(
+        session,
+        "autonomous_with_mcp",
+        {"mcp_name": "workshop", "task": f"How many words are in: {sentence!r}?", "model": CODER},
+    )
+    data = result.structured_content or {}
+    out.step(
+        f"autonomous_with_mcp on {CODER} with the 'workshop' child server: {data.get('stop_reason')} after "
+        f"{data.get('rounds')} rounds in {time.perf_counter() - started:.2f} s -> {_short(str(data.get('answer')))}"
+    )
+    for call in data.get("tool_calls", []):
+        out.detail(
+            f"round {call['round']}: {call['server']}.{call['tool']}({json.dumps(call['arguments'])[:60]}) "
+            f"{'ok' if call['ok'] else 'error'} in {call.get('duration_s', 0) * 1000:.0f} ms"
+        )
 
 
 async def _status(out: Transcript, session: Any) -> None:
