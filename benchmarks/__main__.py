@@ -169,7 +169,33 @@ def children(quick: bool) -> str:
     return _report.table("Child MCP servers (real stdio children)", rows)
 
 
+def frontend(quick: bool) -> str:
+    extra = ["--quick"] if quick else []
+    results = {b: _report.run_child("benchmarks.frontend", "--backend", b, *extra) for b in ("asyncio", "trio")}
+    _report.write_json("frontend", {"machine": _report.machine(), "quick": quick, "figures": results})
+    a, t = results["asyncio"], results["trio"]
+
+    def both(key: str, fmt: str) -> tuple[str, str]:
+        return fmt.format(a[key]), fmt.format(t[key])
+
+    rows = [
+        (
+            "initialize from process start, median (no LLM server)",
+            *both("initialize_no_server_median_s", "{:.2f} s"),
+            "<= 1.0 s",
+        ),
+        ("  ... worst", *both("initialize_no_server_max_s", "{:.2f} s"), ""),
+        ("added over bare httpx at 64 concurrent, p50", *both("added_p50_ms", "{:.1f} ms"), "< 2 ms"),
+        ("added over bare httpx at 64 concurrent, p99", *both("added_p99_ms", "{:.1f} ms"), "< 10 ms"),
+        ("8 models x 4 slots @ 100 ms, 64 callers: req/s", *both("throughput_req_per_s", "{:.0f}"), ""),
+        ("  ... as share of the server-bound limit", *both("throughput_ratio", "{:.1%}"), ">= 90 %"),
+        ("  ... failed calls", *both("throughput_failures", "{:.0f}"), "0"),
+    ]
+    return _report.table("MCP front end (real stdio: client -> serve -> actors -> HTTP)", rows)
+
+
 SCENARIOS: dict[str, Callable[[bool], str]] = {
+    "frontend": frontend,
     "runtime": runtime,
     "llm": llm,
     "planner": planner,
