@@ -141,7 +141,9 @@ async def test_every_tool_over_stdio(sim: SimProcess, tmp_path: Path, serve_back
             ("bridge_status", {}),
             ("list_available_mcps", {}),
         ]
-        assert {name for name, _ in calls} == tools
+        autonomous = {"autonomous_with_mcp", "autonomous_with_multiple_mcps", "autonomous_discover_and_execute"}
+        # The autonomous tools need child servers; tests/test_frontend_autonomous.py runs them over stdio.
+        assert {name for name, _ in calls} | autonomous == tools
         results = {name: await call(session, name, args) for name, args in calls}
     for name, result in results.items():
         assert not result.is_error, f"{name}: {text(result)}"
@@ -237,7 +239,7 @@ async def test_initialize_and_tools_without_any_llm_server(tmp_path: Path, errlo
         tools = (await session.list_tools()).tools
         health = await call(session, "health_check", {})
         chat = await call(session, "chat_completion", {"prompt": "hi"})
-    assert len(tools) == 12
+    assert len(tools) == 15
     assert not health.is_error
     assert data(health)["healthy"] is False
     assert chat.is_error
@@ -342,7 +344,7 @@ async def test_notifications_cancelled_stops_the_call(sim: SimProcess, tmp_path:
             await process.wait()
     assert stats["disconnects"] == 1
     assert reply["id"] == 3  # nothing was sent for the cancelled request 2
-    assert len(reply["result"]["tools"]) == 12
+    assert len(reply["result"]["tools"]) == 15
 
 
 async def test_stdout_carries_only_json_rpc_and_logs_go_to_stderr(sim: SimProcess, tmp_path: Path) -> None:

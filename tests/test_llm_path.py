@@ -351,3 +351,13 @@ async def test_list_models_filters_and_reports_servers() -> None:
         embeddings = await bridge.registry.ask(ListModels(model_type="embedding"))
         assert [m.id for m in embeddings.models] == ["text-embedding-nomic"]
         assert everything.servers[0].lmstudio_native_api is True
+
+
+async def test_running_out_of_time_keeps_the_text_generated_so_far() -> None:
+    """When a call's deadline comes mid-generation, the timeout error carries the partial answer."""
+    config = sim_config(models=(SimModel(id=QWEN, loaded=True, tokens_per_s=50, reply_tokens=5000),))
+    async with running(config) as (_, bridge):
+        with pytest.raises(DeadlineExceededError) as info:
+            await bridge.registry.ask(Chat(model=QWEN, messages=user("go")), timeout=1.0)
+        assert info.value.details["budget"] == "total"
+        assert info.value.details["partial_content"].startswith("Reply to: go")

@@ -230,13 +230,21 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             call.server = name
             breaker = self.breakers[name]
             breaker.before_call()
+            budgets = self._budgets(ctx)
             try:
-                result = await attempt(client, self._budgets(ctx), on_progress)
-            except (LLMConnectionError, LLMTimeoutError) as exc:
-                if isinstance(exc, LLMConnectionError) or exc.details.get("budget") == "connect":
+                result = await attempt(client, budgets, on_progress)
+            except LLMTimeoutError as exc:
+                if exc.details.get("budget") == "total" and self._cut_by_caller(budgets):
+                    breaker.record_neutral()
+                    raise self._out_of_call_time(exc) from exc
+                if exc.details.get("budget") == "connect":
                     breaker.record_failure()
                 else:
                     breaker.record_neutral()
+                raise
+            except LLMConnectionError as exc:
+                del exc
+                breaker.record_failure()
                 raise
             except ModelUnloadedError:
                 breaker.record_success()
@@ -285,8 +293,26 @@ class LLMWorkerActor(Actor[WorkerMessage]):
                 details={"model": self.model.id, "budget": "call"},
             )
         budgets = self.settings.budgets
+        # End the LLM call a little before the asker's deadline, so the client's own timeout (which
+        # keeps the text generated so far) wins the race against the ask's deadline.
+        remaining = max(remaining - min(0.5, remaining * 0.05), remaining / 2)
         total = remaining if budgets.total is None else min(budgets.total, remaining)
         return Budgets(connect=budgets.connect, first_token=budgets.first_token, idle=budgets.idle, total=total)
+
+    def _cut_by_caller(self, budgets: Budgets) -> bool:
+        """Whether the call's ``total`` budget was the caller's deadline rather than the configured one."""
+        configured = self.settings.budgets.total
+        return configured is None or (budgets.total is not None and budgets.total < configured)
+
+    def _out_of_call_time(self, exc: LLMTimeoutError) -> DeadlineExceededError:
+        """The caller's time ran out mid-generation: a typed timeout that keeps what was generated."""
+        return DeadlineExceededError(
+            f"{self.model.id} was still generating when the call's time ran out, so the bridge stopped it "
+            f"({exc.details.get('tokens', 0)} tokens so far; the text so far is in partial_content). Ask for "
+            "less output (max_tokens), or give the call a longer time budget",
+            retryable=True,
+            details={**exc.details, "actor": self.name, "model": self.model.id, "budget": "total"},
+        )
 
     def _wait_estimate(self) -> float:
         typical = _percentile(self.latencies, 0.5) or 1.0

@@ -19,7 +19,7 @@ import anyio
 import httpx
 import msgspec
 
-from bridge.errors import LLMError
+from bridge.errors import BridgeError, LLMError
 from bridge.llm._budgets import Budgets, Clock, timeout_error
 from bridge.llm._chat import (
     ChatAccumulator,
@@ -232,7 +232,11 @@ class LLMClient:
         except httpx.TransportError as exc:
             raise self._transport_failure(exc, ctx, clock, accumulator.tokens) from exc
         if clock.scope.cancelled_caught:
-            raise clock.timeout_error(what=ctx.describe(), details=ctx.details(), tokens=accumulator.tokens)
+            details = ctx.details()
+            partial = _partial_text(accumulator)
+            if partial:
+                details["partial_content"] = partial  # what the model wrote before the budget ran out
+            raise clock.timeout_error(what=ctx.describe(), details=details, tokens=accumulator.tokens)
         return accumulator
 
     @staticmethod
@@ -480,3 +484,16 @@ def _vector(embedding: list[float] | str) -> list[float]:
     values = array.array("f")
     values.frombytes(base64.b64decode(embedding))
     return values.tolist()
+
+
+def _partial_text(accumulator: object) -> str:
+    """The text generated so far by a call that is being cut off (empty if none or not text)."""
+    outcome = getattr(accumulator, "outcome", None)
+    if outcome is None or not getattr(accumulator, "tokens", 0):
+        return ""
+    try:
+        result = outcome()
+    except BridgeError:
+        return ""
+    text = getattr(result, "content", None) or getattr(result, "text", None)
+    return text if isinstance(text, str) else ""
