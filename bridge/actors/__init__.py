@@ -1,8 +1,10 @@
 """The actors of lmstudio-bridge and the runtime they stand on.
 
-``Actor``, ``ActorRef`` and ``RequestContext`` are the runtime; the concrete
-actors (``ModelRegistryActor``, ``LLMWorkerActor``, ``MCPSessionActor``,
-``PlannerActor``) live in their own modules beside it.
+This package re-exports the runtime only (``Actor``, ``ActorRef``, ``RequestContext``):
+the supervisor imports it, and the concrete actors import the supervisor. The actors
+themselves live in their own modules: ``bridge.actors.registry.ModelRegistryActor``,
+``bridge.actors.worker.LLMWorkerActor``, ``bridge.actors.mcp_session.MCPSessionActor``,
+``bridge.actors.child_servers.ChildServersActor`` and ``bridge.actors.planner.PlannerActor``.
 """
 
 from bridge.actors._actor import Actor as Actor
@@ -10,21 +12,5 @@ from bridge.actors._envelope import ProgressSink as ProgressSink
 from bridge.actors._envelope import RequestContext as RequestContext
 from bridge.actors._ref import ActorRef as ActorRef
 from bridge.actors._ref import ChildState as ChildState
-from bridge.actors.child_servers import ChildServersActor as ChildServersActor
-from bridge.actors.mcp_session import MCPSessionActor as MCPSessionActor
-from bridge.actors.planner import PlannerActor as PlannerActor
-from bridge.actors.registry import ModelRegistryActor as ModelRegistryActor
-from bridge.actors.worker import LLMWorkerActor as LLMWorkerActor
 
-__all__ = [
-    "Actor",
-    "ActorRef",
-    "ChildServersActor",
-    "ChildState",
-    "LLMWorkerActor",
-    "MCPSessionActor",
-    "ModelRegistryActor",
-    "PlannerActor",
-    "ProgressSink",
-    "RequestContext",
-]
+__all__ = ["Actor", "ActorRef", "ChildState", "ProgressSink", "RequestContext"]

@@ -1,0 +1,24 @@
+"""Every module imports on its own in a fresh interpreter (an import cycle can hide behind test order)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import bridge
+
+MODULES = sorted(
+    name
+    for _, name, _ in pkgutil.walk_packages(bridge.__path__, prefix="bridge.")
+    if not name.endswith("__main__") and name != "bridge.sim.demo_tools"
+)
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_imports_alone(module: str) -> None:
+    """Importing the module first, before anything else of the bridge, works."""
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
