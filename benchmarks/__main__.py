@@ -194,12 +194,19 @@ def frontend(quick: bool) -> str:
     return _report.table("MCP front end (real stdio: client -> serve -> actors -> HTTP)", rows)
 
 
+def stress(quick: bool) -> str:
+    from benchmarks.stress import stress_table
+
+    return stress_table(quick)
+
+
 SCENARIOS: dict[str, Callable[[bool], str]] = {
     "frontend": frontend,
     "runtime": runtime,
     "llm": llm,
     "planner": planner,
     "children": children,
+    "stress": stress,
 }
 
 

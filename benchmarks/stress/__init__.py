@@ -1,0 +1,343 @@
+"""The stress suite: end to end through a real MCP client over stdio into ``lmstudio-bridge serve``.
+
+Each scenario is a module with ``main(argv)`` that runs in a fresh interpreter per server backend
+(``--backend asyncio|trio``; the load generator itself always runs on asyncio) and prints one JSON
+line of figures. :func:`stress_table` runs them all, writes ``benchmarks/results/stress.json`` (and
+``stress_throughput.png`` when matplotlib is installed) and returns the tables.
+
+=================  =============================================================================
+``throughput``     8 models x 4 slots @ 100 ms, 256 callers: vs the server-bound limit, vs bare
+                   httpx, a sweep over callers, and vs a sequential blocking-HTTP MCP server
+``latency``        added latency over bare httpx, p50/p99, at 1 and 64 concurrent
+``cancel_storm``   1,000 calls cancelled at random points: lost, streams closed, quiesce time
+``backpressure``   10,000 calls at once at 16 slots: busy vs queued, peak RSS, none lost
+``batch``          ``batch_chat`` fan-out over 8 models
+``chaos``          simulator faults at a rate: every call ends in a result or a typed error in time
+``soak``           steady mixed load: RSS, descriptors, child processes sampled, slope
+=================  =============================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from benchmarks import _report
+
+__all__ = ["SCENARIOS", "format_tables", "stress_table"]
+
+BACKENDS = ("asyncio", "trio")
+Figures = dict[str, Any]
+Row = tuple[str, str, str, str]
+
+
+def _both(a: Figures, t: Figures, key: str, fmt: str) -> tuple[str, str]:
+    def one(f: Figures) -> str:
+        value = f.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        return fmt.format(value)
+
+    return one(a), one(t)
+
+
+def _sweep(f: Figures, suffix: str) -> list[tuple[int, float]]:
+    """The sweep points ``sweep_<callers><suffix>``, by callers."""
+    points = []
+    for key, value in f.items():
+        parts = key.split("_", 2)
+        if parts[0] == "sweep" and parts[1].isdigit() and "_" + parts[2] == suffix:
+            points.append((int(parts[1]), float(value)))
+    return sorted(points)
+
+
+def _throughput_rows(a: Figures, t: Figures) -> list[Row]:
+    return [
+        ("256 callers, 8 models x 4 slots @ 100 ms: req/s", *_both(a, t, "req_per_s", "{:,.0f}"), "320 = limit"),
+        ("  ... share of the server-bound limit", *_both(a, t, "ratio_to_limit", "{:.1%}"), ">= 90 %"),
+        (
+            "  ... worst / best of 3 rounds, req/s",
+            *_each(a, t, lambda f: f"{f.get('req_per_s_worst', 0):,.0f} / {f.get('req_per_s_best', 0):,.0f}"),
+            "",
+        ),
+        ("  ... share of bare httpx, same workload", *_both(a, t, "ratio_to_bare_httpx", "{:.1%}"), ""),
+        ("  ... bare httpx req/s", *_both(a, t, "bare_httpx_req_per_s", "{:,.0f}"), ""),
+        (
+            "  ... failed / lost",
+            f"{a['failed']:.0f} / {a['lost']:.0f}",
+            f"{t['failed']:.0f} / {t['lost']:.0f}",
+            "0 / 0",
+        ),
+        (
+            "callers 1/8/32/64/128/256/512: req/s",
+            *_each(
+                a,
+                t,
+                lambda f: "/".join(f"{v:.0f}" for _, v in _sweep(f, "_req_per_s")),
+            ),
+            "plot",
+        ),
+        ("sequential blocking-HTTP MCP server: req/s", *_both(a, t, "sequential_req_per_s", "{:,.1f}"), ""),
+        ("  ... bridge / sequential", *_both(a, t, "ratio_to_sequential", "{:,.1f}x"), ""),
+        ("serve RSS after the run", *_both(a, t, "serve_rss_mb", "{:,.0f} MB"), ""),
+    ]
+
+
+def _latency_rows(a: Figures, t: Figures) -> list[Row]:
+    return [
+        ("1 caller: bare httpx p50 / p99", *_pair(a, t, "c1_bare_p50_ms", "c1_bare_p99_ms"), ""),
+        ("1 caller: added p50", *_both(a, t, "c1_added_p50_ms", "{:.2f} ms"), "< 2 ms"),
+        ("1 caller: added p99", *_both(a, t, "c1_added_p99_ms", "{:.2f} ms"), "< 10 ms"),
+        ("64 callers @ 500 ms: bridge p50 / p99", *_pair(a, t, "c64_bridge_p50_ms", "c64_bridge_p99_ms"), ""),
+        ("64 callers: bare httpx p50 / p99", *_pair(a, t, "c64_bare_p50_ms", "c64_bare_p99_ms"), ""),
+        ("64 callers: added over bare httpx, p50", *_both(a, t, "c64_added_p50_ms", "{:.1f} ms"), "< 2 ms"),
+        ("64 callers: added over bare httpx, p99", *_both(a, t, "c64_added_p99_ms", "{:.1f} ms"), "< 10 ms"),
+        ("64 callers: over the model's 500 ms, p50", *_both(a, t, "c64_over_floor_p50_ms", "{:.1f} ms"), ""),
+        ("64 callers: over the model's 500 ms, p99", *_both(a, t, "c64_over_floor_p99_ms", "{:.1f} ms"), ""),
+        ("lost", *_both(a, t, "lost", "{:.0f}"), "0"),
+    ]
+
+
+def _each(a: Figures, t: Figures, fn: Callable[[Figures], str]) -> tuple[str, str]:
+    return fn(a), fn(t)
+
+
+def _pair(a: Figures, t: Figures, k1: str, k2: str) -> tuple[str, str]:
+    return _each(a, t, lambda f: f"{f[k1]:.1f} / {f[k2]:.1f} ms")
+
+
+def _cancel_rows(a: Figures, t: Figures) -> list[Row]:
+    def split(f: Figures) -> str:
+        return f"{f['cancelled']:.0f} / {f['completed']:.0f} / {f['typed_errors']:.0f} / {f['lost']:.0f}"
+
+    return [
+        ("calls cancelled / completed / typed error / lost", split(a), split(t), "lost 0"),
+        ("simulator: streams closed by the client", *_both(a, t, "sim_disconnects", "{:.0f}"), ""),
+        ("simulator: requests still open afterwards", *_both(a, t, "sim_open_after", "{:.0f}"), "0"),
+        ("last cancel -> nothing running or queued", *_both(a, t, "quiesce_ms", "{:.0f} ms"), ""),
+        (
+            "afterwards, 32 calls at once (1 per slot): ok, time",
+            *_each(a, t, lambda f: f"{f['after_ok']:.0f}, {f['after_all_slots_s']:.2f} s"),
+            "32, ~0.35 s",
+        ),
+    ]
+
+
+def _backpressure_rows(a: Figures, t: Figures) -> list[Row]:
+    def split(f: Figures, p: str) -> str:
+        return f"{f[p + '_served']:,.0f} / {f[p + '_busy']:,.0f} / {f[p + '_other_errors']:.0f} / {f[p + '_lost']:.0f}"
+
+    return [
+        (
+            "all at once, queue 64, 200 ms: served / busy / other / lost",
+            split(a, "bounded"),
+            split(t, "bounded"),
+            "lost 0",
+        ),
+        ("  ... wall time", *_both(a, t, "bounded_wall_s", "{:.1f} s"), ""),
+        ("  ... serve peak RSS", *_both(a, t, "bounded_rss_peak_mb", "{:.0f} MB"), ""),
+        (
+            f"{a['queued_calls']:,.0f} at once, queue = burst, 50 ms: served / busy / other / lost",
+            split(a, "queued"),
+            split(t, "queued"),
+            "all / 0",
+        ),
+        ("  ... wall time", *_both(a, t, "queued_wall_s", "{:.1f} s"), ""),
+        (
+            "  ... serve RSS before -> peak",
+            *_each(a, t, lambda f: f"{f['queued_rss_before_mb']:.0f} -> {f['queued_rss_peak_mb']:.0f} MB"),
+            "",
+        ),
+        ("  ... most generating at once (simulator)", *_both(a, t, "queued_sim_max_generating", "{:.0f}"), "<= 16"),
+    ]
+
+
+def _batch_rows(a: Figures, t: Figures) -> list[Row]:
+    def split(f: Figures) -> str:
+        return f"{f['split_succeeded']:,.0f} / {f['split_failed']:.0f} / {f['split_missing']:.0f} / {f['lost']:.0f}"
+
+    return [
+        (
+            "all prompts in ONE batch_chat call: answered",
+            *_each(a, t, lambda f: "ok" if f["single_call_ok"] else "refused: bad_request (100-item cap)"),
+            "ok",
+        ),
+        ("same as 100-item calls at once: ok / failed / missing / lost", split(a), split(t), "all / 0 / 0 / 0"),
+        ("  ... wall time vs slot bound", *_each(a, t, lambda f: f"{f['split_s']:.2f} s vs {f['bound_s']:.2f} s"), ""),
+        ("  ... share of the slot bound", *_both(a, t, "split_share_of_bound", "{:.1%}"), ""),
+    ]
+
+
+def _chaos_rows(a: Figures, t: Figures) -> list[Row]:
+    def split(f: Figures) -> str:
+        return f"{f['ok']:,.0f} / {f['typed_errors']:.0f} / {f['lost']:.0f} / {f['over_budget']:.0f}"
+
+    def codes(f: Figures) -> str:
+        return ", ".join(f"{k[5:]} {v:.0f}" for k, v in sorted(f.items()) if k.startswith("code_")) or "none"
+
+    def runs(f: Figures) -> str:
+        return f"{f['runs_result']:.0f} / {f['runs_typed_error']:.0f} / {f['runs_lost']:.0f}"
+
+    return [
+        ("faults: ok / typed error / lost / over budget", split(a), split(t), "lost 0, over 0"),
+        ("  ... typed errors by code", *_each(a, t, codes), ""),
+        (
+            "  ... faults injected, evictions (simulator)",
+            *_each(a, t, lambda f: f"{f['sim_faults']:.0f}, {f['sim_evictions']:.0f}"),
+            "",
+        ),
+        ("  ... longest call (budget 6 s)", *_both(a, t, "longest_s", "{:.2f} s"), "<= 7 s"),
+        ("child kills during runs: runs result / typed error / lost", runs(a), runs(t), "lost 0"),
+        (
+            "  ... children killed, tool calls failed (typed) of all",
+            *_each(
+                a, t, lambda f: f"{f['child_kills']:.0f}, {f['tool_calls_failed_typed']:.0f} of {f['tool_calls']:.0f}"
+            ),
+            "",
+        ),
+        ("  ... longest run (budget 8 s)", *_both(a, t, "runs_longest_s", "{:.2f} s"), "<= 13 s"),
+        ("  ... child processes left after stop", *_both(a, t, "leaked_children", "{:.0f}"), "0"),
+    ]
+
+
+def _restart_rows(a: Figures, t: Figures) -> list[Row]:
+    def split(f: Figures) -> str:
+        return f"{f['ok']:,.0f} / {f['typed_errors']:.0f} / {f['lost']:.0f}"
+
+    return [
+        ("calls ok / typed error (actor_crashed) / lost", split(a), split(t), "lost 0"),
+        ("workers crashed", *_both(a, t, "crashes", "{:.0f}"), ""),
+        ("crash -> model serving again, p50", *_both(a, t, "recovery_p50_ms", "{:.0f} ms"), ""),
+        ("crash -> model serving again, max", *_both(a, t, "recovery_max_ms", "{:.0f} ms"), ""),
+        (
+            "afterwards, 32 calls at once: ok / lost",
+            *_each(a, t, lambda f: f"{f['after_ok']:.0f} / {f['after_lost']:.0f}"),
+            "lost 0",
+        ),
+    ]
+
+
+def _soak_rows(a: Figures, t: Figures) -> list[Row]:
+    def calls(f: Figures) -> str:
+        return f"{f['ok']:,.0f} / {f['cancelled']:,.0f} / {f['typed_errors']:.0f} / {f['lost']:.0f}"
+
+    def trend(key: str, unit: str, fmt: str) -> Callable[[Figures], str]:
+        return lambda f: (
+            f"{f[key + '_first']:{fmt}} -> {f[key + '_last']:{fmt}}{unit}, {f[key + '_slope_per_min']:+.2f}/min"
+        )
+
+    return [
+        ("calls ok / cancelled / typed error / lost", calls(a), calls(t), "lost 0"),
+        ("serve RSS (MB): first -> last, slope", *_each(a, t, trend("rss", "", ".1f")), "flat"),
+        ("open descriptors", *_each(a, t, trend("fds", "", ".0f")), "flat"),
+        ("threads", *_each(a, t, trend("threads", "", ".0f")), "flat"),
+        ("child processes", *_each(a, t, trend("children", "", ".0f")), "flat (2)"),
+    ]
+
+
+SCENARIOS: dict[str, tuple[str, Callable[[Figures, Figures], list[Row]], Callable[[Figures], str]]] = {
+    "throughput": (
+        "Multi-model throughput through MCP (serve over stdio, simulator out of process)",
+        _throughput_rows,
+        lambda f: "",
+    ),
+    "latency": ("Added latency: MCP + serve vs bare httpx, same simulator", _latency_rows, lambda f: ""),
+    "cancel_storm": ("Cancellation storm", _cancel_rows, lambda f: f"{f['calls']:,.0f} calls"),
+    "backpressure": ("Backpressure: bursts at a model with 16 slots", _backpressure_rows, lambda f: ""),
+    "batch": (
+        "batch_chat fan-out over 8 models x 4 slots @ 100 ms",
+        _batch_rows,
+        lambda f: f"{f['prompts']:,.0f} prompts",
+    ),
+    "restart_storm": (
+        "Restart storm: 1 % of requests crash their worker",
+        _restart_rows,
+        lambda f: f"{f['calls']:,.0f} calls",
+    ),
+    "chaos": (
+        "Chaos: simulator faults at 17 %, child servers killed during autonomous runs",
+        _chaos_rows,
+        lambda f: f"{f['calls']:,.0f} calls, {f['runs']:.0f} runs",
+    ),
+    "soak": ("Soak: steady mixed load", _soak_rows, lambda f: f"{f['seconds']:.0f} s, sampled every second"),
+}
+
+
+def _plot(results: dict[str, dict[str, Figures]]) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    bounds: list[tuple[int, float]] = []
+    for backend, figures in results.get("throughput", {}).items():
+        points = _sweep(figures, "_req_per_s")
+        ax.plot([c for c, _ in points], [v for _, v in points], marker="o", label=f"bridge (serve on {backend})")
+        bounds = _sweep(figures, "_bound_req_per_s")
+    ax.plot([c for c, _ in bounds], [v for _, v in bounds], linestyle="--", color="grey", label="server-bound limit")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent MCP callers")
+    ax.set_ylabel("requests / s")
+    ax.set_title("8 models x 4 slots @ 100 ms, through MCP stdio")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    path = _report.RESULTS / "stress_throughput.png"
+    _report.RESULTS.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
+def stress_table(quick: bool, only: list[str] | None = None) -> str:
+    """Run every stress scenario on both server backends; return the tables, write the JSON (and plot).
+
+    Full mode runs one scenario process at a time (the figures are about speed). Quick mode proves the
+    suite runs and asserts nothing about speed, so it runs up to four scenario processes at once.
+    """
+    extra = ["--quick"] if quick else []
+    names = [n for n in SCENARIOS if not only or n in only]
+    jobs = [(name, backend) for name in names for backend in BACKENDS]
+
+    def job(name: str, backend: str) -> Figures:
+        start = time.perf_counter()
+        try:
+            figures = _report.run_child(f"benchmarks.stress.{name}", "--backend", backend, *extra)
+        except RuntimeError as exc:  # one retry: a scenario process that failed to start serve, say
+            print(f"stress: {name} on {backend} failed; retrying once:\n{str(exc)[-800:]}", file=sys.stderr)
+            figures = _report.run_child(f"benchmarks.stress.{name}", "--backend", backend, *extra)
+            figures["retried"] = 1.0
+        figures["scenario_wall_s"] = time.perf_counter() - start
+        return figures
+
+    if quick:
+        with ThreadPoolExecutor(4) as pool:
+            futures = {key: pool.submit(job, *key) for key in jobs}
+            done = {key: f.result() for key, f in futures.items()}
+    else:
+        done = {key: job(*key) for key in jobs}
+    results: dict[str, dict[str, Figures]] = {n: {b: done[(n, b)] for b in BACKENDS} for n in names}
+    payload: dict[str, Any] = {"machine": _report.machine(), "quick": quick, "figures": results, "plot": None}
+    _report.write_json("stress", payload)
+    if "throughput" in results and not quick:
+        payload["plot"] = _plot(results)
+        _report.write_json("stress", payload)
+    return format_tables(results)
+
+
+def format_tables(results: dict[str, dict[str, Figures]]) -> str:
+    """The tables of a run's figures (as in ``benchmarks/results/stress.json``)."""
+    tables: list[str] = []
+    for name, by_backend in results.items():
+        title, rows, note = SCENARIOS[name]
+        a, t = by_backend["asyncio"], by_backend["trio"]
+        suffix = note(a)
+        tables.append(_report.table(f"Stress: {title}" + (f" ({suffix})" if suffix else ""), rows(a, t)))
+    return "\n\n".join(tables)

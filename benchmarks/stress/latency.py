@@ -1,0 +1,88 @@
+"""Added latency: ``chat_completion`` through MCP + serve versus a bare httpx streamed chat, same simulator.
+
+* 1 concurrent: a model answering at once (latency 0, 1 token); N sequential calls each way.
+* 64 concurrent: a model taking 500 ms per request (128 req/s offered, well under what the
+  machine can carry), 64 closed-loop callers each way, 64 at a time (the bridge's slots, a
+  limiter for httpx). The simulator has 128 slots so that neither side ever queues there (a
+  caller's next request can arrive before the simulator released the previous one's slot).
+
+Added = bridge percentile minus bare percentile (p50 and p99). The bridge path includes the MCP
+client's own JSON-RPC and pydantic work, the stdio pipe both ways, and ``serve``.
+
+Run: ``python -m benchmarks.stress.latency --backend asyncio|trio [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import anyio
+
+from benchmarks.stress import _load as L
+
+
+async def _sequential(served: L.Served, model: str, samples: int) -> list[float]:
+    latencies: list[float] = []
+    for i in range(samples):
+        start = time.perf_counter()
+        outcome = await L.chat(served.session, model, f"hi {i}", deadline=30)
+        if outcome.kind == "ok":
+            latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+async def run(backend: str, quick: bool) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    samples = 60 if quick else 1000
+    fast, slow = "stress/fast", "stress/slow"
+    models = [
+        {"id": fast, "loaded": True, "parallel": 4, "latency": 0.0, "reply_tokens": 1},
+        {"id": slow, "loaded": True, "parallel": 128, "latency": 0.5, "reply_tokens": 1},
+    ]
+    concurrent_requests = 64 if quick else 640
+    async with L.open_sim(models) as sim:
+        bare_1, _ = await L.bare_httpx_chat(sim.url, [fast], 4, requests=samples, callers=1)
+        # The first round opens 64 connections: leave it out.
+        warm_64, _ = await L.bare_httpx_chat(sim.url, [slow], 64, requests=concurrent_requests + 64, callers=64)
+        bare_64 = warm_64[64:]
+        config = L.bridge_toml(sim.url, {fast: (4, 64), slow: (64, 1024)})
+        try:
+            async with L.serve(backend, config) as served:
+                await _sequential(served, fast, 5 if quick else 20)
+                await L.chat(served.session, slow, "warm", deadline=30)
+                bridge_1 = await _sequential(served, fast, samples)
+                tally, _ = await L.closed_loop(
+                    served.session, [slow], requests=concurrent_requests, callers=64, deadline=30
+                )
+                bridge_64 = tally.latencies
+                figures["lost"] = tally.n("lost") + float(samples - len(bridge_1))
+        finally:
+            config.unlink(missing_ok=True)
+    for name, bare, bridged in (("c1", bare_1[10:], bridge_1), ("c64", bare_64, bridge_64)):
+        for q, label in ((0.5, "p50"), (0.99, "p99")):
+            b, m = L.percentile(bare, q), L.percentile(bridged, q)
+            figures[f"{name}_bare_{label}_ms"] = b * 1e3
+            figures[f"{name}_bridge_{label}_ms"] = m * 1e3
+            figures[f"{name}_added_{label}_ms"] = (m - b) * 1e3
+    # At 64 concurrent, a bare httpx client on loopback shows stalls of its own (p50 above the model's
+    # 500 ms, p99 near 1 s on both backends, with no queueing at the simulator), so the bridge is also
+    # compared with the floor: the model's own 500 ms.
+    figures["c64_over_floor_p50_ms"] = L.percentile(bridge_64, 0.5) * 1e3 - 500
+    figures["c64_over_floor_p99_ms"] = L.percentile(bridge_64, 0.99) * 1e3 - 500
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.latency")
+    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    L.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
