@@ -406,6 +406,20 @@ async def test_batch_chat_returns_every_answer_and_each_typed_error() -> None:
     assert "model_not_found: " in text(result)
 
 
+async def test_batch_chat_fans_out_a_thousand_prompts_in_one_call() -> None:
+    """1,000 prompts over two models in one call: every item answered, the result still within its limit."""
+    async with connected() as (client, sim):
+        result = await client.call_tool(
+            "batch_chat", {"prompts": [f"p{i}" for i in range(500)], "models": [QWEN, OSS], "max_tokens": 4}
+        )
+        assert len(sim.requests(QWEN)) + len(sim.requests(OSS)) >= 1000
+    assert not result.is_error, text(result)
+    batch = data(result)
+    assert (batch["succeeded"], batch["failed"]) == (1000, 0)
+    assert len(text(result)) <= DEFAULT_OUTPUT_LIMIT
+    assert text(result).startswith("batch: 1000 of 1000 succeeded")
+
+
 async def test_batch_chat_runs_concurrently_within_each_models_limits() -> None:
     """Ten items on a model with two slots: all answered, never more than two at once, and two at once."""
     config = sim_config(models=(SimModel(id=QWEN, loaded=True, latency=0.05, reply_tokens=1, parallel=8),))

@@ -89,8 +89,9 @@ log = logging.getLogger("bridge.frontend")
 R = TypeVar("R")
 Ctx = Context[Any, Any]
 
-MAX_BATCH_ITEMS: Final = 100
-"""Items one ``batch_chat`` call may carry."""
+MAX_BATCH_ITEMS: Final = 1000
+"""Items one ``batch_chat`` call may carry: enough for a large fan-out, bounded so one call cannot queue
+unbounded work (each item still waits its turn within its model's limits and the call's budget)."""
 
 INSTRUCTIONS: Final = """\
 Local LLMs served by LM Studio (or another OpenAI-compatible server) on this machine.
