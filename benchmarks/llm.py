@@ -234,29 +234,33 @@ async def added_latency(quick: bool) -> dict[str, float]:
     }
 
 
-async def run_all(quick: bool) -> dict[str, float]:
+SCENARIOS = {
+    "throughput": throughput,
+    "validation": validation,
+    "cancellation": cancellation,
+    "added_latency": added_latency,
+}
+
+
+async def run_all(quick: bool, only: str | None = None) -> dict[str, float]:
     figures: dict[str, float] = {}
-    only = _ONLY or (throughput, validation, cancellation, added_latency)
-    for scenario in only:
+    for name, scenario in SCENARIOS.items():
+        if only is not None and name != only:
+            continue
         figures.update(await scenario(quick))
     return figures
-
-
-_ONLY: list[Any] = []
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.llm")
     parser.add_argument("--backend", choices=["asyncio", "trio"], required=True)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["throughput", "validation", "cancellation", "added_latency"])
+    parser.add_argument("--only", choices=list(SCENARIOS))
     args = parser.parse_args(argv)
-    if args.only:
-        _ONLY.append(globals()[args.only])
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    figures = anyio.run(run_all, args.quick, backend=args.backend)
+    figures = anyio.run(run_all, args.quick, args.only, backend=args.backend)
     sys.stdout.write(msgspec.json.encode(figures).decode() + "\n")
     return 0
 

@@ -285,9 +285,6 @@ class Supervisor:
             shutdown_grace=spec.shutdown_grace,
         )
 
-    @property
-    def in_flight(self) -> int:
-        return 0
 
     # --- the address book ----------------------------------------------------
     @property

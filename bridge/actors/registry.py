@@ -111,7 +111,6 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         self.worker_refs: dict[str, ActorRef[WorkerMessage]] = {}
         self._refresh_done: anyio.Event | None = None
         self._refreshed_at: float | None = None
-        self.listing_count = 0
 
     async def handle(self, message: RegistryMessage, ctx: RequestContext) -> object:
         match message:
@@ -184,7 +183,6 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         client = self.clients[name]
         budget = self.settings.listing_timeout
         budgets = Budgets(connect=budget, first_token=budget, idle=budget, total=budget)
-        self.listing_count += 1
         try:
             with anyio.fail_after(budget + 0.5):
                 native = await client.native_models(budgets=budgets) if listing.native is not False else None

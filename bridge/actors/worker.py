@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -318,6 +318,18 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         typical = _percentile(self.latencies, 0.5) or 1.0
         return round(max(0.1, typical * (self.slots.queued + 1) / self.slots.slots), 2)
 
+    def _figures(self, call: _Call, ttft: float | None, tokens: int, duration: float) -> dict[str, Any]:
+        """Record one generation's figures and return the fields chat and completion results share."""
+        return {
+            "server": call.server,
+            "time_to_first_token_s": ttft,
+            "duration_s": duration,
+            "queued_s": call.queued_s,
+            "tokens": tokens,
+            "tokens_per_second": self._record(ttft, tokens, duration),
+            "retries": call.retries,
+        }
+
     def _record(self, ttft: float | None, tokens: int, duration: float) -> float | None:
         if ttft is not None:
             self.ttfts.append(ttft)
@@ -346,7 +358,6 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         outcome, call = await self._run(
             ctx, lambda client, budgets, progress: client.chat(request, budgets=budgets, on_progress=progress)
         )
-        rate = self._record(outcome.time_to_first_token, outcome.tokens, outcome.duration)
         return ChatResult(
             model=outcome.model or self.model.id,
             content=outcome.content,
@@ -354,13 +365,7 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             tool_calls=outcome.tool_calls,
             finish_reason=outcome.finish_reason,
             usage=outcome.usage,
-            server=call.server,
-            time_to_first_token_s=outcome.time_to_first_token,
-            duration_s=outcome.duration,
-            queued_s=call.queued_s,
-            tokens=outcome.tokens,
-            tokens_per_second=rate,
-            retries=call.retries,
+            **self._figures(call, outcome.time_to_first_token, outcome.tokens, outcome.duration),
         )
 
     async def _complete(self, message: Complete, ctx: RequestContext) -> CompletionResult:
@@ -379,19 +384,12 @@ class LLMWorkerActor(Actor[WorkerMessage]):
                 request, stream=True, budgets=budgets, on_progress=progress
             ),
         )
-        rate = self._record(outcome.time_to_first_token, outcome.tokens, outcome.duration)
         return CompletionResult(
             model=outcome.model or self.model.id,
             text=outcome.text,
             finish_reason=outcome.finish_reason,
             usage=outcome.usage,
-            server=call.server,
-            time_to_first_token_s=outcome.time_to_first_token,
-            duration_s=outcome.duration,
-            queued_s=call.queued_s,
-            tokens=outcome.tokens,
-            tokens_per_second=rate,
-            retries=call.retries,
+            **self._figures(call, outcome.time_to_first_token, outcome.tokens, outcome.duration),
         )
 
     async def _embed(self, message: Embed, ctx: RequestContext) -> EmbeddingResult:
