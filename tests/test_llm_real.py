@@ -25,7 +25,14 @@ from tests.peers import GET_CURRENT_TIME_TOOL, LlamaServer, tool_use_few_shot
 
 
 def _hello(server: LlamaServer, max_tokens: int = 8) -> ChatRequest:
-    return ChatRequest(model=server.model, messages=[ChatMessage(role="user", content="Say hi")], max_tokens=max_tokens)
+    # Greedy and asking for a long answer: a sampled "Say hi" sometimes ends before max_tokens.
+    return ChatRequest(
+        model=server.model,
+        messages=[ChatMessage(role="user", content="Tell me a long story about a dragon.")],
+        max_tokens=max_tokens,
+        temperature=0,
+        seed=1,
+    )
 
 
 async def test_real_list_models_and_no_native_api(llama_server: LlamaServer) -> None:

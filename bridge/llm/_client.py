@@ -49,6 +49,7 @@ from bridge.llm._outcome import (
 from bridge.llm._params import ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest, encode_body
 from bridge.llm._responses import ResponsesAccumulator
 from bridge.llm._sse import SSEDecoder
+from bridge.llm._transport import HTTP11Transport
 from bridge.llm._url import normalize_base_url
 from bridge.llm._wire import EmbeddingList, LoadResponse
 
@@ -111,8 +112,9 @@ class LLMClient:
         api_key: Sent as ``Authorization: Bearer``; LM Studio needs it when
             "Require Authentication" is on.
         budgets: Default time budgets; each call can override them.
-        max_connections: Size of the connection pool.
-        transport: An httpx transport to use instead of the network (tests).
+        max_connections: Connections open at once to this server.
+        transport: An httpx transport to use instead of :class:`HTTP11Transport`, the
+            bridge's own lean HTTP/1.1 transport (tests pass ``httpx.MockTransport``).
 
     Use it as ``async with LLMClient(...) as client:`` or call :meth:`aclose`.
     Proxy environment variables are ignored: LLM servers are usually local,
@@ -134,9 +136,8 @@ class LLMClient:
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
         self._http = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or HTTP11Transport(max_connections=max_connections),
             headers=headers,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             timeout=self._timeout(self._budgets),
             follow_redirects=False,
             trust_env=False,
