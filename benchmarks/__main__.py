@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(SCENARIOS[name](args.quick), flush=True)
         print()
-    print(f"JSON written under {_report.RESULTS}", file=sys.stderr)
+    print(f"JSON written under {_report.results_dir(args.quick)}", file=sys.stderr)
     return 0
 
 

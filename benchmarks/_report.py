@@ -54,8 +54,14 @@ def table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join([f"### {title}", "", line, rule, *body])
 
 
+def results_dir(quick: bool) -> Path:
+    """Where a run's files go: a quick run (CI smoke) never overwrites the full run's figures."""
+    return RESULTS / "quick" if quick else RESULTS
+
+
 def write_json(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    folder = results_dir(bool(payload.get("quick")))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_bytes(msgspec.json.format(msgspec.json.encode(payload), indent=2) + b"\n")
     return path
