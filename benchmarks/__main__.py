@@ -8,14 +8,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from benchmarks import _report
 
+BACKENDS = ("asyncio", "trio")
+
+
+def _run_backends(module: str, quick: bool) -> dict[str, dict[str, Any]]:
+    """One fresh interpreter per backend: one after the other for figures, side by side for ``--quick``."""
+    extra = ["--quick"] if quick else []
+    if not quick:
+        return {b: _report.run_child(module, "--backend", b, *extra) for b in BACKENDS}
+    with ThreadPoolExecutor(len(BACKENDS)) as pool:
+        futures = {b: pool.submit(_report.run_child, module, "--backend", b, *extra) for b in BACKENDS}
+        return {b: f.result() for b, f in futures.items()}
+
 
 def runtime(quick: bool) -> str:
-    extra = ["--quick"] if quick else []
-    results = {b: _report.run_child("benchmarks.runtime", "--backend", b, *extra) for b in ("asyncio", "trio")}
+    results = _run_backends("benchmarks.runtime", quick)
     _report.write_json("runtime", {"machine": _report.machine(), "quick": quick, "figures": results})
     a, t = results["asyncio"], results["trio"]
 
@@ -68,8 +82,7 @@ def runtime(quick: bool) -> str:
 
 
 def llm(quick: bool) -> str:
-    extra = ["--quick"] if quick else []
-    results = {b: _report.run_child("benchmarks.llm", "--backend", b, *extra) for b in ("asyncio", "trio")}
+    results = _run_backends("benchmarks.llm", quick)
     _report.write_json("llm", {"machine": _report.machine(), "quick": quick, "figures": results})
     a, t = results["asyncio"], results["trio"]
 
@@ -100,8 +113,7 @@ def llm(quick: bool) -> str:
 
 
 def planner(quick: bool) -> str:
-    extra = ["--quick"] if quick else []
-    results = {b: _report.run_child("benchmarks.planner", "--backend", b, *extra) for b in ("asyncio", "trio")}
+    results = _run_backends("benchmarks.planner", quick)
     _report.write_json("planner", {"machine": _report.machine(), "quick": quick, "figures": results})
     a, t = results["asyncio"], results["trio"]
 
@@ -126,8 +138,7 @@ def planner(quick: bool) -> str:
 
 
 def children(quick: bool) -> str:
-    extra = ["--quick"] if quick else []
-    results = {b: _report.run_child("benchmarks.children", "--backend", b, *extra) for b in ("asyncio", "trio")}
+    results = _run_backends("benchmarks.children", quick)
     _report.write_json("children", {"machine": _report.machine(), "quick": quick, "figures": results})
     a, t = results["asyncio"], results["trio"]
 
@@ -170,8 +181,7 @@ def children(quick: bool) -> str:
 
 
 def frontend(quick: bool) -> str:
-    extra = ["--quick"] if quick else []
-    results = {b: _report.run_child("benchmarks.frontend", "--backend", b, *extra) for b in ("asyncio", "trio")}
+    results = _run_backends("benchmarks.frontend", quick)
     _report.write_json("frontend", {"machine": _report.machine(), "quick": quick, "figures": results})
     a, t = results["asyncio"], results["trio"]
 
@@ -216,10 +226,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves the suite runs, not speed")
     args = parser.parse_args(argv)
     names = args.scenarios or list(SCENARIOS)
-    for name in names:
-        print(SCENARIOS[name](args.quick), flush=True)
-        print()
-    print(f"JSON written under {_report.results_dir(args.quick)}", file=sys.stderr)
+    start = time.perf_counter()
+    if args.quick:
+        # A smoke run asserts nothing about speed: every group at once, to stay under a minute.
+        with ThreadPoolExecutor(len(names)) as pool:
+            futures = [pool.submit(SCENARIOS[name], True) for name in names]
+            tables = [f.result() for f in futures]
+    else:
+        tables = []
+        for name in names:
+            tables.append(SCENARIOS[name](False))
+            print(tables[-1], flush=True)
+            print()
+    if args.quick:
+        print("\n\n".join(tables), flush=True)
+    took = time.perf_counter() - start
+    folder = _report.results_dir(args.quick)
+    print(f"JSON written under {folder}; took {took:.0f} s", file=sys.stderr)
+    found = [p for name in names for p in _report.problems(_report.read_json(folder / f"{name}.json"), name)]
+    if found:
+        print("Lost replies or leaked processes:", *found, sep="\n  ", file=sys.stderr)
+        return 1
     return 0
 
 

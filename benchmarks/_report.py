@@ -54,6 +54,24 @@ def table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join([f"### {title}", "", line, rule, *body])
 
 
+_MUST_BE_ZERO = frozenset({"lost", "leaked", "leftover"})
+
+
+def problems(payload: Any, where: str = "") -> list[str]:
+    """Figures that say a reply was lost or a process leaked (any number named *lost*, *leaked* or
+    *leftover* that is not 0): speed is never checked, but these are correctness, in quick runs too."""
+    found: list[str] = []
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            path = f"{where}.{key}" if where else str(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if _MUST_BE_ZERO & set(str(key).split("_")) and value != 0:
+                    found.append(f"{path} = {value}")
+            else:
+                found += problems(value, path)
+    return found
+
+
 def results_dir(quick: bool) -> Path:
     """Where a run's files go: a quick run (CI smoke) never overwrites the full run's figures."""
     return RESULTS / "quick" if quick else RESULTS
@@ -65,3 +83,7 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     path = folder / f"{name}.json"
     path.write_bytes(msgspec.json.format(msgspec.json.encode(payload), indent=2) + b"\n")
     return path
+
+
+def read_json(path: Path) -> Any:
+    return msgspec.json.decode(path.read_bytes())

@@ -348,8 +348,8 @@ async def run(backend: str, quick: bool) -> dict[str, Any]:
         sdk.write_text(SDK_SERVER)
         figures: dict[str, Any] = {"backend": backend, "quick": quick}
         figures |= await crash_and_restart(sdk, 2 if quick else 10)
-        figures |= await kill_cycles(tiny, 10 if quick else 100)
-        figures |= await hot_reload(tiny, directory, 2 if quick else 5)
+        figures |= await kill_cycles(tiny, 4 if quick else 100)
+        figures |= await hot_reload(tiny, directory, 1 if quick else 5)
         figures |= await concurrency(sdk, 3 if quick else 30, backend)
         return figures
 

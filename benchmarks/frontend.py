@@ -113,7 +113,7 @@ async def _time_initialize(url: str, config: Path, backend: str) -> float:
 
 
 async def initialize(quick: bool, work: Path, backend: str, sim_url: str) -> dict[str, float]:
-    rounds = 3 if quick else 10
+    rounds = 1 if quick else 10
     with socket_port() as dead_port:
         dead = [
             await _time_initialize(f"http://127.0.0.1:{dead_port}", work / "empty.toml", backend) for _ in range(rounds)
@@ -209,7 +209,7 @@ async def _callers(one: Any, rounds: int) -> None:
 
 
 async def added_latency(quick: bool, work: Path, backend: str, errlog: TextIO) -> dict[str, float]:
-    rounds = 4 if quick else 25
+    rounds = 2 if quick else 25
     model = "bench/held"
     sim_json = work / "sim-latency.json"
     sim_json.write_text(
@@ -248,7 +248,7 @@ async def added_latency(quick: bool, work: Path, backend: str, errlog: TextIO) -
 
 
 async def throughput(quick: bool, work: Path, backend: str, errlog: TextIO) -> dict[str, float]:
-    requests = 640 if quick else 3200
+    requests = 160 if quick else 3200
     ids = [f"bench/model-{i}" for i in range(THROUGHPUT_MODELS)]
     sim_json = work / "sim-throughput.json"
     sim_json.write_text(

@@ -49,7 +49,7 @@ def sim_file(models: list[dict[str, Any]]) -> str:
 async def throughput(quick: bool) -> dict[str, float]:
     """4 models x 4 slots at 50 ms per request; C concurrent callers; achieved / server-bound limit."""
     models, slots, latency = 4, 4, 0.05
-    requests = 400 if quick else 2000
+    requests = 160 if quick else 2000
     callers = 256
     ids = [f"bench/model-{i}" for i in range(models)]
     path = sim_file([{"id": i, "loaded": True, "parallel": slots, "latency": latency, "reply_tokens": 1} for i in ids])
@@ -129,7 +129,7 @@ async def validation(quick: bool) -> dict[str, float]:
                 for _ in range(100):
                     tg.start_soon(bridge.registry.ask, ResolveModel(model="qwen/qwen3-coder-30b"))
             cold_listings = sim.stats.http_requests
-            samples = 2000 if quick else 20000
+            samples = 500 if quick else 20000
             asks: list[float] = []
             for _ in range(samples):
                 start = time.perf_counter()
@@ -161,7 +161,7 @@ async def validation(quick: bool) -> dict[str, float]:
 
 async def cancellation(quick: bool) -> dict[str, float]:
     """Caller cancels mid-stream; when does the simulator see the connection closed?"""
-    rounds = 50 if quick else 300
+    rounds = 20 if quick else 300
     config = SimConfig(models=(SimModel(id="m", loaded=True, parallel=64, tokens_per_s=200, reply_tokens=100_000),))
     delays: list[float] = []
     async with SimServer(config) as sim:
@@ -197,7 +197,7 @@ async def cancellation(quick: bool) -> dict[str, float]:
 
 async def added_latency(quick: bool) -> dict[str, float]:
     """Registry + worker over a bare httpx streamed chat to the same simulator (sequential)."""
-    samples = 300 if quick else 2000
+    samples = 100 if quick else 2000
     path = sim_file([{"id": "m", "loaded": True, "parallel": 4, "latency": 0.0, "reply_tokens": 1}])
     try:
         async with sim_process(["--config", path]) as sim:

@@ -200,12 +200,12 @@ async def restart_time(cycles: int) -> dict[str, float]:
 
 async def run_all(quick: bool) -> dict[str, float]:
     figures: dict[str, float] = {}
-    figures.update(await round_trip(5_000 if quick else 50_000))
-    total = 10_000 if quick else 100_000
+    figures.update(await round_trip(2_000 if quick else 50_000))
+    total = 2_000 if quick else 100_000
     figures.update(await in_flight(total, 10, concurrency=None))
     queued = await in_flight(total, 10, concurrency=64)
     figures.update({f"queued_{key}": value for key, value in queued.items()})
-    figures.update(await restart_time(50 if quick else 500))
+    figures.update(await restart_time(20 if quick else 500))
     return figures
 
 

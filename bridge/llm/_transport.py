@@ -218,7 +218,8 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
     Args:
         max_connections: Connections open at once across all origins; a request
             past it waits (inside the caller's own deadline) for one to free up.
-        keepalive_expiry: Seconds an idle connection is kept for reuse.
+        keepalive_expiry: Seconds an idle connection is kept for reuse: below the
+            5 s after which Node servers (LM Studio) close idle connections.
         ssl_context: For ``https`` origins; made on first use when not given.
     """
 
@@ -226,7 +227,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self,
         *,
         max_connections: int = 100,
-        keepalive_expiry: float = 5.0,
+        keepalive_expiry: float = 4.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._limit = anyio.Semaphore(max_connections, fast_acquire=True)
