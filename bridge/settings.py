@@ -78,9 +78,7 @@ class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     being cut off by the client.
     """
 
-    servers: list[ServerSettings] = msgspec.field(
-        default_factory=lambda: [ServerSettings(url="http://localhost:1234")]
-    )
+    servers: list[ServerSettings] = msgspec.field(default_factory=lambda: [ServerSettings(url="http://localhost:1234")])
     default_model: str | None = None
     default_limits: ModelLimits = ModelLimits()
     models: dict[str, ModelLimits] = msgspec.field(default_factory=dict)

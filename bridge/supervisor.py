@@ -285,7 +285,6 @@ class Supervisor:
             shutdown_grace=spec.shutdown_grace,
         )
 
-
     # --- the address book ----------------------------------------------------
     @property
     def address_book(self) -> dict[str, Ref]:

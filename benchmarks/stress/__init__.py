@@ -12,8 +12,10 @@ line of figures. :func:`stress_table` runs them all, writes ``benchmarks/results
 ``cancel_storm``   1,000 calls cancelled at random points: lost, streams closed, quiesce time
 ``backpressure``   10,000 calls at once at 16 slots: busy vs queued, peak RSS, none lost
 ``batch``          ``batch_chat`` fan-out over 8 models
-``chaos``          simulator faults at a rate: every call ends in a result or a typed error in time
-``soak``           steady mixed load: RSS, descriptors, child processes sampled, slope
+``autonomous``     concurrent autonomous runs over 4 models and two real child servers, vs the slot bound
+``chaos``          simulator faults at a rate, child servers killed during autonomous runs: every call
+                   ends in a result or a typed error in time
+``soak``           steady mixed load: RSS, descriptors, threads, children, tasks sampled; flat or not
 =================  =============================================================================
 """
 
@@ -201,7 +203,7 @@ def _chaos_rows(a: Figures, t: Figures) -> list[Row]:
             "",
         ),
         ("  ... longest call (budget 6 s)", *_both(a, t, "longest_s", "{:.2f} s"), "<= 7 s"),
-        ("child kills during runs: runs result / typed error / lost", runs(a), runs(t), "lost 0"),
+        ("child kills during MCP runs: result / typed error / lost", runs(a), runs(t), "lost 0"),
         (
             "  ... children killed, tool calls failed (typed) of all",
             *_each(
@@ -210,7 +212,8 @@ def _chaos_rows(a: Figures, t: Figures) -> list[Row]:
             "",
         ),
         ("  ... longest run (budget 8 s)", *_both(a, t, "runs_longest_s", "{:.2f} s"), "<= 13 s"),
-        ("  ... child processes left after stop", *_both(a, t, "leaked_children", "{:.0f}"), "0"),
+        ("  ... runs over budget + 5 s", *_both(a, t, "runs_over_budget", "{:.0f}"), "0"),
+        ("  ... child processes left after serve stopped", *_both(a, t, "leaked_children", "{:.0f}"), "0"),
     ]
 
 
@@ -231,21 +234,75 @@ def _restart_rows(a: Figures, t: Figures) -> list[Row]:
     ]
 
 
+def _verdict(value: Any) -> str:
+    """A soak verdict figure: 1.0 flat, 0.0 grows, None/NaN too few samples to judge (quick runs)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "too short to judge"
+    return "flat" if value else "GROWS"
+
+
 def _soak_rows(a: Figures, t: Figures) -> list[Row]:
     def calls(f: Figures) -> str:
         return f"{f['ok']:,.0f} / {f['cancelled']:,.0f} / {f['typed_errors']:.0f} / {f['lost']:.0f}"
 
-    def trend(key: str, unit: str, fmt: str) -> Callable[[Figures], str]:
-        return lambda f: (
-            f"{f[key + '_first']:{fmt}} -> {f[key + '_last']:{fmt}}{unit}, {f[key + '_slope_per_min']:+.2f}/min"
-        )
+    def trend(key: str, fmt: str) -> Callable[[Figures], str]:
+        def one(f: Figures) -> str:
+            if key + "_first" not in f:
+                return "n/a"
+            verdict = _verdict(f.get(key + "_flat"))
+            return (
+                f"{f[key + '_first']:{fmt}} -> {f[key + '_last']:{fmt}}, "
+                f"{f[key + '_slope_per_min']:+.2f}/min: {verdict}"
+            )
+
+        return one
+
+    def idle(f: Figures) -> str:
+        if "tasks_idle_before" not in f:
+            return "n/a"
+        return f"{f['tasks_idle_before']:.0f} -> {f['tasks_idle_after']:.0f}"
 
     return [
         ("calls ok / cancelled / typed error / lost", calls(a), calls(t), "lost 0"),
-        ("serve RSS (MB): first -> last, slope", *_each(a, t, trend("rss", "", ".1f")), "flat"),
-        ("open descriptors", *_each(a, t, trend("fds", "", ".0f")), "flat"),
-        ("threads", *_each(a, t, trend("threads", "", ".0f")), "flat"),
-        ("child processes", *_each(a, t, trend("children", "", ".0f")), "flat (2)"),
+        ("serve RSS (MB): first -> last, slope", *_each(a, t, trend("rss", ".1f")), "flat"),
+        ("open descriptors", *_each(a, t, trend("fds", ".0f")), "flat"),
+        ("threads", *_each(a, t, trend("threads", ".0f")), "flat"),
+        ("child processes", *_each(a, t, trend("children", ".0f")), "flat (2)"),
+        ("tasks in serve's event loop, under load", *_each(a, t, trend("tasks", ".0f")), "flat"),
+        ("  ... idle, after a warm-up -> after the load", *_each(a, t, idle), ""),
+        (
+            "verdict (flat: growth over the steady window within noise, see soak.py)",
+            *_each(a, t, lambda f: _verdict(f.get("flat"))),
+            "flat",
+        ),
+    ]
+
+
+def _autonomous_rows(a: Figures, t: Figures) -> list[Row]:
+    def runs(f: Figures) -> str:
+        return f"{f['runs_ok']:.0f} / {f['runs_typed_error']:.0f} / {f['runs_lost']:.0f}"
+
+    return [
+        ("runs ok / typed error / lost", runs(a), runs(t), "lost 0"),
+        (
+            "  ... finished properly (final answer) of all runs",
+            *_each(a, t, lambda f: f"{f['runs_final_answer']:.0f} of {f['runs_total']:.0f}"),
+            "all",
+        ),
+        (
+            "  ... rounds per run, min / max",
+            *_each(a, t, lambda f: f"{f['rounds_min']:.0f} / {f['rounds_max']:.0f}"),
+            f"{a['rounds'] + 1:.0f} / {a['rounds'] + 1:.0f}",
+        ),
+        ("wall time vs model-slot bound", *_each(a, t, lambda f: f"{f['wall_s']:.2f} s vs {f['bound_s']:.2f} s"), ""),
+        ("  ... share of the slot bound", *_both(a, t, "share_of_bound", "{:.1%}"), ""),
+        ("share of the runs' time not in the model", *_both(a, t, "not_in_model_share", "{:.1%}"), ""),
+        (
+            "tool calls made / failed",
+            *_each(a, t, lambda f: f"{f['tool_calls']:,.0f} / {f['tool_calls_failed']:.0f}"),
+            "failed 0",
+        ),
+        ("child processes left after serve stopped", *_both(a, t, "leaked_children", "{:.0f}"), "0"),
     ]
 
 
@@ -267,6 +324,11 @@ SCENARIOS: dict[str, tuple[str, Callable[[Figures, Figures], list[Row]], Callabl
         "Restart storm: 1 % of requests crash their worker",
         _restart_rows,
         lambda f: f"{f['calls']:,.0f} calls",
+    ),
+    "autonomous": (
+        "Autonomous runs through MCP: 4 models x 4 slots @ 100 ms a turn, two real child servers",
+        _autonomous_rows,
+        lambda f: f"{f['runs']:.0f} runs x {f['rounds']:.0f} rounds, plus {f['multi_runs']:.0f} over both servers",
     ),
     "chaos": (
         "Chaos: simulator faults at 17 %, child servers killed during autonomous runs",

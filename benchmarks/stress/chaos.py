@@ -7,11 +7,13 @@ at the rates below (HTTP 500, 429 with Retry-After, dropped streams, stalls that
 idle 1 s). Every call must end in a result or a typed error, within its budget (+1 s of slack for
 the pipe and the client).
 
-Part 2, in-process (the planner tools are not on the MCP front end yet): concurrent autonomous runs
-(``RunTask`` through ``open_bridge``) over two real stdio child servers (the test suite's echo
-server), each round calling ``sleep(0.3)``, while a killer SIGKILLs a random child server process
-every 250 ms. Every run must end in a ``RunResult`` or a typed ``BridgeError`` within its time
-budget (+5 s), and no child process may be left once the bridge has stopped.
+Part 2, through MCP into ``serve`` with two real stdio child servers (the test suite's echo server
+as echo-a and echo-b, started with serve): concurrent ``autonomous_with_mcp`` runs over 4 scripted
+models (each round calls ``sleep(0.3)``, distinct arguments so loop detection stays out of it), while
+a killer SIGKILLs a random echo process among serve's descendants every 250 ms. Each child call may
+take 3 s. Every run must end in a result or a typed error within its time budget of 8 s (+5 s of
+slack: the run's last tool call, the pipe), and no child process may be left once serve has stopped
+(found by a marker in their environment, since serve's orphans are reparented).
 
 Run: ``python -m benchmarks.stress.chaos --backend asyncio|trio [--quick]``.
 """
@@ -19,7 +21,6 @@ Run: ``python -m benchmarks.stress.chaos --backend asyncio|trio [--quick]``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
@@ -32,15 +33,12 @@ import anyio
 import psutil  # type: ignore[import-untyped]
 
 from benchmarks.stress import _load as L
-from bridge.app import open_bridge
-from bridge.errors import BridgeError
-from bridge.messages import RunResult, RunTask
-from bridge.settings import BridgeSettings, ChildSettings, ModelLimits, ServerSettings
-from bridge.sim import CallTools, Say, SimConfig, SimModel, SimServer, ToolCallSpec
+from benchmarks.stress import autonomous as A
+from bridge.sim import CallTools, Say, ToolCallSpec
 
-ECHO = L.REPO / "tests" / "_children" / "echo_server.py"
 RATES = {"http_500": 0.03, "rate_limit": 0.03, "drop": 0.03, "stall": 0.03, "model_unloaded": 0.03, "no_answer": 0.02}
 CALL_BUDGET = 6.0
+RUN_BUDGET, RUN_SLACK = 8.0, 5.0
 
 
 async def faults(backend: str, quick: bool) -> dict[str, float]:
@@ -108,51 +106,43 @@ async def faults(backend: str, quick: bool) -> dict[str, float]:
     return figures
 
 
-def _echo_processes() -> list[psutil.Process]:
+def _echo_children(served: L.Served) -> list[psutil.Process]:
+    """serve's live echo server processes (its descendants running the echo server)."""
     found = []
-    for p in psutil.Process().children(recursive=True):
+    try:
+        descendants = served.process().children(recursive=True)
+    except psutil.Error:
+        return found
+    for process in descendants:
         try:
-            if str(ECHO) in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
+            if str(A.ECHO) in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
         except psutil.Error:
             continue
     return found
 
 
-async def child_kills(quick: bool) -> dict[str, float]:
+async def child_kills(backend: str, quick: bool) -> dict[str, float]:
     runs = 4 if quick else 24
     rounds = 6
-    budget = 8.0
+    budget = RUN_BUDGET
     ids = L.model_ids(4)
-    sim_config = SimConfig(
-        models=tuple(SimModel(id=m, loaded=True, parallel=4, latency=0.02, reply_tokens=1) for m in ids)
-    )
-    path = L.LOG_DIR / f"children-{os.getpid()}.json"
-    L.LOG_DIR.mkdir(parents=True, exist_ok=True)
-    servers = {n: {"command": sys.executable, "args": [str(ECHO)]} for n in ("echo-a", "echo-b")}
-    path.write_text(json.dumps({"mcpServers": servers}))
+    models = [{"id": m, "loaded": True, "parallel": 4, "latency": 0.02, "reply_tokens": 1} for m in ids]
+    marker = A.new_marker()
     outcomes: Counter[str] = Counter()
-    tool_failures = 0
-    tool_calls = 0
-    kills = 0
+    tool_failures = untyped_failures = tool_calls = kills = over_budget = 0
     longest = 0.0
-    try:
-        async with SimServer(sim_config) as sim:
-            for m in ids:
-                # Distinct arguments each round, so the planner's loop detection does not stop the runs.
-                turns = [CallTools([ToolCallSpec("sleep", {"seconds": 0.3 + 0.001 * j})]) for j in range(rounds * runs)]
-                sim.script(m, [*turns, Say("done")])
-            settings = BridgeSettings(
-                servers=[ServerSettings(url=sim.url, name="sim")],
-                models={m: ModelLimits(slots=4, queue=256) for m in ids},
-                children=ChildSettings(config_paths=[str(path)], discover=False, watch=False, call_timeout=3.0),
-                call_budget=budget + 5,
-            )
-            async with open_bridge(settings) as bridge:
-                assert bridge.planner is not None
-                planner = bridge.planner
-                for server in ("echo-a", "echo-b"):
-                    await planner.ask(RunTask(task="warm", model=ids[0], servers=[server], max_rounds=1), timeout=60)
+    tally = L.Tally()
+    async with L.open_sim(models) as sim:
+        for m in ids:
+            # Distinct arguments every turn, so the planner's loop detection does not stop the runs.
+            turns = [CallTools([ToolCallSpec("sleep", {"seconds": 0.3 + 0.001 * j})]) for j in range(rounds * runs)]
+            await A.script(sim.url, m, [*turns, Say("done")])
+        children = A.children_file(marker, timeout=3.0)
+        config = L.bridge_toml(sim.url, {m: (4, 256) for m in ids}, call_budget=budget + 5, children=[str(children)])
+        try:
+            async with L.serve(backend, config, child_servers=True) as served:
+                await A.wait_ready(served.session, A.SERVERS)
                 rng = random.Random(5)
                 done = anyio.Event()
 
@@ -160,38 +150,39 @@ async def child_kills(quick: bool) -> dict[str, float]:
                     nonlocal kills
                     while not done.is_set():
                         await anyio.sleep(0.25)
-                        victims = _echo_processes()
+                        victims = _echo_children(served)
                         if victims:
-                            victim = rng.choice(victims)
                             try:
-                                os.kill(victim.pid, signal.SIGKILL)
+                                os.kill(rng.choice(victims).pid, signal.SIGKILL)
                                 kills += 1
                             except ProcessLookupError:
                                 pass
 
                 async def one(i: int) -> None:
-                    nonlocal tool_failures, tool_calls, longest
-                    task = RunTask(
-                        task=f"run {i}",
-                        model=ids[i % len(ids)],
-                        servers=[("echo-a", "echo-b")[i % 2]],
-                        max_rounds=rounds,
-                        time_budget=budget,
+                    nonlocal tool_failures, untyped_failures, tool_calls, longest, over_budget
+                    arguments = {
+                        "mcp_name": A.SERVERS[i % 2],
+                        "task": f"run {i}",
+                        "model": ids[i % len(ids)],
+                        "max_rounds": rounds,
+                        "time_budget": budget,
+                    }
+                    outcome, data = await A.run_call(
+                        served.session, "autonomous_with_mcp", arguments, deadline=budget + RUN_SLACK
                     )
-                    start = time.perf_counter()
-                    try:
-                        with anyio.fail_after(budget + 5):
-                            result = await planner.ask(task, timeout=budget + 5)
-                    except BridgeError as error:
-                        outcomes[f"error:{error.code}"] += 1
-                    except TimeoutError:
-                        outcomes["lost"] += 1
+                    tally.add(outcome)
+                    longest = max(longest, outcome.seconds)
+                    over_budget += int(outcome.seconds > budget + RUN_SLACK)
+                    if outcome.kind == "ok":
+                        outcomes[f"result:{data.get('stop_reason')}"] += 1
+                        calls = data.get("tool_calls", [])
+                        tool_calls += len(calls)
+                        tool_failures += sum(1 for c in calls if not c.get("ok") and c.get("error"))
+                        untyped_failures += sum(1 for c in calls if not c.get("ok") and not c.get("error"))
+                    elif outcome.kind == "error":
+                        outcomes[f"error:{outcome.code}"] += 1
                     else:
-                        assert isinstance(result, RunResult)
-                        outcomes[f"result:{result.stop_reason}"] += 1
-                        tool_calls += len(result.tool_calls)
-                        tool_failures += sum(1 for c in result.tool_calls if not c.ok)
-                    longest = max(longest, time.perf_counter() - start)
+                        outcomes["lost"] += 1
 
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(killer)
@@ -199,20 +190,25 @@ async def child_kills(quick: bool) -> dict[str, float]:
                         for i in range(runs):
                             runs_tg.start_soon(one, i)
                     done.set()
-            await anyio.sleep(0.5)
-            leaked = len(_echo_processes())
-    finally:
-        path.unlink(missing_ok=True)
+        finally:
+            config.unlink(missing_ok=True)
+            children.unlink(missing_ok=True)
+    leaked = await A.leftover_children(marker)
+    if tally.lost_details:
+        print("chaos: lost runs:", *tally.lost_details, sep="\n  ", file=sys.stderr)
     figures = {
         "runs": float(runs),
         "runs_result": float(sum(n for k, n in outcomes.items() if k.startswith("result:"))),
         "runs_typed_error": float(sum(n for k, n in outcomes.items() if k.startswith("error:"))),
         "runs_lost": float(outcomes.get("lost", 0)),
+        "runs_over_budget": float(over_budget),
         "runs_longest_s": longest,
         "run_budget_s": budget,
+        "run_slack_s": RUN_SLACK,
         "child_kills": float(kills),
         "tool_calls": float(tool_calls),
         "tool_calls_failed_typed": float(tool_failures),
+        "tool_calls_failed_untyped": float(untyped_failures),
         "leaked_children": float(leaked),
     }
     for key, n in outcomes.items():
@@ -221,7 +217,7 @@ async def child_kills(quick: bool) -> dict[str, float]:
 
 
 async def run(backend: str, quick: bool) -> dict[str, float]:
-    return await faults(backend, quick)
+    return await faults(backend, quick) | await child_kills(backend, quick)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,10 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)
-    figures = anyio.run(run, args.backend, args.quick, backend="asyncio")
-    # The in-process part runs the bridge itself, so it runs on the backend under test.
-    figures |= anyio.run(child_kills, args.quick, backend=args.backend)
-    L.emit(figures)
+    L.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
     return 0
 
 

@@ -1,12 +1,27 @@
-"""Soak: steady mixed load for N minutes; serve's RSS, descriptors, threads and child processes sampled.
+"""Soak: steady mixed load for N minutes; serve's RSS, descriptors, threads, children and tasks sampled.
 
 4 models x 4 slots (10-token streamed replies at 200 tokens/s) on the simulator; 24 callers mixing
 ``chat_completion`` (most), a 3-in-5 chance of a call cancelled half-way, ``batch_chat`` of 8,
 ``list_models``, ``list_available_mcps`` and ``bridge_status``; serve also runs two child MCP
-servers (the test suite's echo server). Every second: serve's RSS, open descriptors, threads, live
-child processes. Figures: first / last / slope per minute of each, after a warm-up of a fifth of
-the run (allocator arenas and caches fill first). Task count is not exposed by ``bridge_status``,
-so it is not reported.
+servers (the test suite's echo server). Every second: serve's RSS, open descriptors, threads and
+live child processes (from outside, by pid), and the live tasks in its event loop (``bridge_status``,
+``process.tasks``). The task count is also taken idle: after a warm-up burst that fills every slot
+once (what serve keeps once used: workers, pooled connections, child sessions) and a second after the
+load; the two should match.
+
+Figures per series, over the steady window (samples taken under load after a warm-up of a fifth of
+the run, while allocator arenas and caches fill): first, last, max, slope per minute, ``growth``
+(the least-squares line's rise from the window's first to its last sample) and a verdict
+``<key>_flat`` (1.0 or 0.0). A series is flat when its growth is within noise:
+
+* ``rss`` (MB):                     growth < max(2 MB, 2 % of the first sample);
+* ``fds``, ``threads``, ``children``: last sample == first sample, or growth < 1;
+* ``tasks``:                        growth < max(5, 2 % of the first sample).
+
+``flat`` is 1.0 when every series is. A window of fewer than 10 samples is too short to judge: the
+verdicts are then NaN (``null`` in the JSON). Quick mode (3 s, 2 steady samples) proves the sampling
+works and gives no verdict. Idle task counts that differ by a few tasks, by as much after 3 s as after
+3 min, are pools that filled under load, not a leak.
 
 Run: ``python -m benchmarks.stress.soak --backend asyncio|trio [--quick] [--minutes N]``.
 """
@@ -14,16 +29,23 @@ Run: ``python -m benchmarks.stress.soak --backend asyncio|trio [--quick] [--minu
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
+import math
 import os
 import random
 import sys
 import time
 
 import anyio
+from mcp import ClientSession
 
 from benchmarks.stress import _load as L
+
+SERIES = ("rss", "fds", "threads", "children", "tasks")
+MIN_STEADY = 10
+SCALE = {"rss": 2.0**20}
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:
@@ -36,6 +58,35 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
     if var == 0:
         return 0.0
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var * 60.0
+
+
+def is_flat(key: str, points: list[tuple[float, float]], growth: float) -> bool:
+    """The verdict of the module docstring for one series."""
+    first, last = points[0][1], points[-1][1]
+    if key == "rss":
+        return growth < max(2.0, 0.02 * first)
+    if key == "tasks":
+        return growth < max(5.0, 0.02 * first)
+    return last == first or growth < 1.0
+
+
+async def serve_tasks(session: ClientSession) -> float:
+    """serve's live tasks, from ``bridge_status``; NaN when it does not say (a typed error, say)."""
+    with anyio.fail_after(35):
+        data = await L.status(session)
+    tasks = data.get("process", {}).get("tasks")
+    return float(tasks) if isinstance(tasks, int) else float("nan")
+
+
+async def warm_up(session: ClientSession, ids: list[str]) -> None:
+    """Fill every slot once, so the idle task count before the load has what serve keeps once used
+    (per-model workers, pooled connections, child sessions) and compares with the one after it."""
+    async with anyio.create_task_group() as tg:
+        for k in range(16 * len(ids)):
+            tg.start_soon(functools.partial(L.chat, session, ids[k % len(ids)], f"w{k}", deadline=30))
+        tg.start_soon(functools.partial(L.call, session, "list_available_mcps", {}, deadline=30))
+        items = [{"prompt": f"wb{j}", "model": ids[j % len(ids)]} for j in range(8)]
+        tg.start_soon(functools.partial(L.call, session, "batch_chat", {"items": items}, deadline=30))
 
 
 async def run(backend: str, seconds: float) -> dict[str, float]:
@@ -58,6 +109,8 @@ async def run(backend: str, seconds: float) -> dict[str, float]:
         try:
             async with L.serve(backend, config, child_servers=True) as served:
                 session = served.session
+                await warm_up(session, ids)
+                idle_before = await serve_tasks(session)
                 start = time.perf_counter()
                 end = start + seconds
 
@@ -85,18 +138,21 @@ async def run(backend: str, seconds: float) -> dict[str, float]:
 
                 async def sampler() -> None:
                     while time.perf_counter() < end:
-                        samples.append((time.perf_counter() - start, L.proc_sample(served.pid)))
-                        await anyio.sleep(1.0)
+                        at = time.perf_counter() - start
+                        sample = L.proc_sample(served.pid)
+                        sample["tasks"] = await serve_tasks(session)
+                        samples.append((at, sample))
+                        await anyio.sleep(max(0.0, at + 1.0 - (time.perf_counter() - start)))
 
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(sampler)
                     for k in range(24):
                         tg.start_soon(caller, k)
-                samples.append((time.perf_counter() - start, L.proc_sample(served.pid)))
+                await anyio.sleep(1.0)
+                idle_after = await serve_tasks(session)
         finally:
             config.unlink(missing_ok=True)
             children.unlink(missing_ok=True)
-    steady = [s for s in samples if s[0] >= seconds / 5] or samples
     figures: dict[str, float] = {
         "seconds": seconds,
         "calls": float(tally.total),
@@ -105,13 +161,38 @@ async def run(backend: str, seconds: float) -> dict[str, float]:
         "cancelled": tally.n("cancelled"),
         "lost": tally.n("lost"),
         "samples": float(len(samples)),
+        "tasks_idle_before": idle_before,
+        "tasks_idle_after": idle_after,
     }
-    for key, scale in (("rss", 2**20), ("fds", 1.0), ("threads", 1.0), ("children", 1.0)):
-        points = [(t, v[key] / scale) for t, v in steady]
-        figures[f"{key}_first"] = points[0][1]
-        figures[f"{key}_last"] = points[-1][1]
-        figures[f"{key}_max"] = max(p[1] for p in points)
-        figures[f"{key}_slope_per_min"] = slope_per_minute(points)
+    return figures | verdicts(samples, warmup=seconds / 5)
+
+
+def verdicts(samples: list[tuple[float, dict[str, float]]], *, warmup: float) -> dict[str, float]:
+    """first / last / max / slope / growth / flat per series over the steady window, and ``flat`` overall."""
+    steady = [s for s in samples if s[0] >= warmup] or samples
+    figures: dict[str, float] = {"steady_samples": float(len(steady))}
+    verdicts: list[float] = []
+    for key in SERIES:
+        points = [(t, v[key] / SCALE.get(key, 1.0)) for t, v in steady if not math.isnan(v[key])]
+        if not points:
+            verdicts.append(0.0)  # a series that could not be sampled is no evidence of anything
+            figures[f"{key}_flat"] = 0.0
+            continue
+        slope = slope_per_minute(points)
+        growth = slope / 60.0 * (points[-1][0] - points[0][0])
+        verdict = float("nan")
+        if len(points) >= MIN_STEADY:
+            verdict = 1.0 if is_flat(key, points, growth) else 0.0
+        verdicts.append(verdict)
+        figures |= {
+            f"{key}_first": points[0][1],
+            f"{key}_last": points[-1][1],
+            f"{key}_max": max(p[1] for p in points),
+            f"{key}_slope_per_min": slope,
+            f"{key}_growth": growth,
+            f"{key}_flat": verdict,
+        }
+    figures["flat"] = float("nan") if any(math.isnan(v) for v in verdicts) else min(verdicts)
     return figures
 
 
@@ -119,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.soak")
     parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--minutes", type=float, default=None, help="default: 0.75 (full), 0.05 (quick)")
+    parser.add_argument("--minutes", type=float, default=None, help="default: 3 (full), 0.05 (quick)")
     args = parser.parse_args(argv)
-    minutes = args.minutes if args.minutes is not None else (0.05 if args.quick else 0.75)
+    minutes = args.minutes if args.minutes is not None else (0.05 if args.quick else 3.0)
     logging.basicConfig(level=logging.ERROR)
     L.emit(anyio.run(run, args.backend, minutes * 60, backend="asyncio"))
     return 0

@@ -543,7 +543,8 @@ def unloaded_output(reply: UnloadedModel) -> ToolOutput:
     return ToolOutput(text=text, structured=_compact(_builtins(reply)))
 
 
-def status_output(reply: BridgeStatus, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:
+def status_output(reply: BridgeStatus, limit: int = DEFAULT_OUTPUT_LIMIT, *, tasks: int | None = None) -> ToolOutput:
+    """Per model and server state; ``tasks`` (live tasks in serve's event loop) shows task leaks from outside."""
     lines = [f"{len(reply.models)} models in use, {len(reply.servers)} servers"]
     for w in reply.models:
         p50 = f", p50 {w.latency_p50_s:.2f} s" if w.latency_p50_s is not None else ""
@@ -557,10 +558,13 @@ def status_output(reply: BridgeStatus, limit: int = DEFAULT_OUTPUT_LIMIT) -> Too
         )
     lines.append("Servers:")
     lines += [_server_line(s) for s in reply.servers]
-    structured = {
+    structured: dict[str, Any] = {
         "models": [_compact(_builtins(w)) | {"in_flight": w.in_flight, "queued": w.queued} for w in reply.models],
         "servers": [_server_fields(s) for s in reply.servers],
     }
+    if tasks is not None:
+        lines.append(f"Process: {tasks} tasks")
+        structured["process"] = {"tasks": tasks}
     return _fit_listing("\n".join(lines), structured, limit)
 
 

@@ -26,6 +26,7 @@ from mcp.server.mcpserver.exceptions import ToolError as SDKToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bridge._diagnostics import task_count
 from bridge.actors._ref import ActorRef
 from bridge.errors import (
     ActorUnavailableError,
@@ -644,7 +645,7 @@ def _register_llm_tools(server: BridgeMCPServer, fe: Frontend) -> None:
         breakers; per server: reachability. Use it to see why calls wait or fail."""
 
         async def go() -> ToolOutput:
-            return status_output(await fe.ask(ctx, await registry(), GetStatus()), limit)
+            return status_output(await fe.ask(ctx, await registry(), GetStatus()), limit, tasks=task_count())
 
         return await fe.run(go)
 
