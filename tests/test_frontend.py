@@ -72,13 +72,17 @@ def settings_for(url: str, **overrides: Any) -> BridgeSettings:
 
 @asynccontextmanager
 async def connected(
-    config: SimConfig | None = None, *, output_limit: int = DEFAULT_OUTPUT_LIMIT, **overrides: Any
+    config: SimConfig | None = None,
+    *,
+    output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    batch_dir: Path | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[Client, SimServer]]:
     async with SimServer(config or sim_config()) as sim:
         settings = settings_for(sim.url, **overrides)
         async with (
             open_bridge(settings, child_servers=False) as bridge,
-            Client(create_server(bridge, output_limit=output_limit), mode="legacy") as client,
+            Client(create_server(bridge, output_limit=output_limit, batch_dir=batch_dir), mode="legacy") as client,
         ):
             yield client, sim
 
@@ -406,9 +410,10 @@ async def test_batch_chat_returns_every_answer_and_each_typed_error() -> None:
     assert "model_not_found: " in text(result)
 
 
-async def test_batch_chat_fans_out_a_thousand_prompts_in_one_call() -> None:
-    """1,000 prompts over two models in one call: every item answered, the result still within its limit."""
-    async with connected() as (client, sim):
+async def test_batch_chat_fans_out_a_thousand_prompts_in_one_call(tmp_path: Path) -> None:
+    """1,000 prompts over two models in one call: every item answered; the result fits its limit, and since
+    1,000 answers do not, every item in full is in the results file it names."""
+    async with connected(batch_dir=tmp_path) as (client, sim):
         result = await client.call_tool(
             "batch_chat", {"prompts": [f"p{i}" for i in range(500)], "models": [QWEN, OSS], "max_tokens": 4}
         )
@@ -417,7 +422,25 @@ async def test_batch_chat_fans_out_a_thousand_prompts_in_one_call() -> None:
     batch = data(result)
     assert (batch["succeeded"], batch["failed"]) == (1000, 0)
     assert len(text(result)) <= DEFAULT_OUTPUT_LIMIT
+    assert len(json.dumps(batch)) <= DEFAULT_OUTPUT_LIMIT
     assert text(result).startswith("batch: 1000 of 1000 succeeded")
+    path = Path(batch["results_file"])
+    assert path.parent == tmp_path
+    assert str(path) in text(result)
+    assert (await anyio.Path(path).stat()).st_mode & 0o777 == 0o600
+    rows = [json.loads(line) for line in (await anyio.Path(path).read_text()).splitlines()]
+    assert [row["index"] for row in rows] == list(range(1000))
+    assert all(row["ok"] for row in rows)
+    assert all(row["content"] for row in rows if row["model"] == QWEN)  # OSS may think all 4 tokens
+    assert {row["model"] for row in rows} == {QWEN, OSS}
+
+
+async def test_batch_chat_that_fits_names_no_results_file(tmp_path: Path) -> None:
+    async with connected(batch_dir=tmp_path) as (client, _):
+        result = await client.call_tool("batch_chat", {"prompts": ["a", "b"], "models": [QWEN]})
+    assert "results_file" not in data(result)
+    assert len(data(result)["items"]) == 2
+    assert [p async for p in anyio.Path(tmp_path).iterdir()] == []
 
 
 async def test_batch_chat_runs_concurrently_within_each_models_limits() -> None:

@@ -37,7 +37,9 @@ __all__ = [
     "DEFAULT_OUTPUT_LIMIT",
     "BatchOutcome",
     "ToolOutput",
+    "batch_fits",
     "batch_output",
+    "batch_rows",
     "chat_output",
     "children_output",
     "completion_output",
@@ -482,8 +484,44 @@ class BatchOutcome:
     error: BridgeError | None = None
 
 
-def batch_output(items: Sequence[BatchOutcome], elapsed: float, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:
-    """Every item's answer or typed error; ``isError`` only when every item failed."""
+def batch_rows(items: Sequence[BatchOutcome], bodies: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """One structured row per item, in order: the answer (``bodies`` replaces the answers, in order) or the error."""
+    answers = iter(bodies if bodies is not None else [i.result.content for i in items if i.result is not None])
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        if item.result is not None:
+            r = item.result
+            rows.append(
+                _compact(
+                    {
+                        "index": item.index,
+                        "ok": True,
+                        "model": r.model,
+                        "content": next(answers),
+                        "finish_reason": r.finish_reason,
+                        "tokens": r.tokens,
+                        "duration_s": _round(r.duration_s),
+                        "queued_s": _round(r.queued_s),
+                    }
+                )
+            )
+        elif item.error is not None:
+            rows.append({"index": item.index, "ok": False, "model": item.model} | error_fields(item.error))
+    return rows
+
+
+def batch_output(
+    items: Sequence[BatchOutcome],
+    elapsed: float,
+    limit: int = DEFAULT_OUTPUT_LIMIT,
+    *,
+    results_file: str | None = None,
+) -> ToolOutput:
+    """Every item's answer or typed error; ``isError`` only when every item failed.
+
+    A batch too big for one result (see :func:`batch_fits`) is cut to fit; ``results_file`` then names
+    the file that holds every item in full, so nothing the models wrote is lost.
+    """
     ok = [i for i in items if i.result is not None]
     failed = [i for i in items if i.error is not None]
     bodies = [i.result.content for i in items if i.result is not None]
@@ -491,42 +529,36 @@ def batch_output(items: Sequence[BatchOutcome], elapsed: float, limit: int = DEF
     def build(cut: Sequence[str]) -> ToolOutput:
         answers = iter(cut)
         sections: list[str] = []
-        rows: list[dict[str, Any]] = []
         for item in items:
             if item.result is not None:
                 r = item.result
-                content = next(answers)
                 head = f"## [{item.index}] {r.model}: ok ({r.tokens} tokens, {r.duration_s:.2f} s)"
-                sections.append(f"{head}\n{content}")
-                rows.append(
-                    _compact(
-                        {
-                            "index": item.index,
-                            "ok": True,
-                            "model": r.model,
-                            "content": content,
-                            "finish_reason": r.finish_reason,
-                            "tokens": r.tokens,
-                            "duration_s": _round(r.duration_s),
-                            "queued_s": _round(r.queued_s),
-                        }
-                    )
-                )
+                sections.append(f"{head}\n{next(answers)}")
             elif item.error is not None:
                 sections.append(f"## [{item.index}] {item.model or 'default model'}: {error_text(item.error)}")
-                rows.append({"index": item.index, "ok": False, "model": item.model} | error_fields(item.error))
         summary = f"batch: {len(ok)} of {len(items)} succeeded, {len(failed)} failed, in {elapsed:.2f} s"
         if failed and not ok:
             summary = f"{failed[0].error.code if failed[0].error else 'internal'}: all {len(items)} items failed"
-        structured = {
+        structured: dict[str, Any] = {
             "succeeded": len(ok),
             "failed": len(failed),
             "elapsed_s": round(elapsed, 3),
-            "items": rows,
         }
+        if results_file is not None:
+            summary += (
+                f"\nToo long for one result: every item in full is in {results_file} "
+                "(JSON Lines, one item per line, in order); below, the answers are cut."
+            )
+            structured["results_file"] = results_file
+        structured["items"] = batch_rows(items, cut)
         return ToolOutput(text="\n\n".join([summary, *sections]), structured=structured, is_error=not ok)
 
     return fit(build, bodies, limit)
+
+
+def batch_fits(items: Sequence[BatchOutcome], elapsed: float, limit: int = DEFAULT_OUTPUT_LIMIT) -> bool:
+    """Whether every answer fits in one result uncut."""
+    return batch_output(items, elapsed, limit=2**62).size() <= limit
 
 
 # --------------------------------------------------------------------------- load, unload, status, children

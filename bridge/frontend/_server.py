@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import anyio
@@ -36,11 +37,14 @@ from bridge.errors import (
     ErrorCode,
     InternalError,
 )
+from bridge.frontend._batch_file import default_batch_dir, write_batch_results
 from bridge.frontend._format import (
     DEFAULT_OUTPUT_LIMIT,
     BatchOutcome,
     ToolOutput,
+    batch_fits,
     batch_output,
+    batch_rows,
     chat_output,
     children_output,
     completion_output,
@@ -223,10 +227,13 @@ class Frontend:
     Caution: built by :func:`create_server`.
     """
 
-    def __init__(self, slot: BridgeSlot, settings: BridgeSettings, *, output_limit: int) -> None:
+    def __init__(
+        self, slot: BridgeSlot, settings: BridgeSettings, *, output_limit: int, batch_dir: Path | None = None
+    ) -> None:
         self.slot = slot
         self.settings = settings
         self.limit = output_limit
+        self.batch_dir = batch_dir or default_batch_dir()
 
     async def registry(self) -> ActorRef[RegistryMessage]:
         return (await self.slot.get()).registry
@@ -334,7 +341,15 @@ class Frontend:
         async with anyio.create_task_group() as tg:
             for outcome, (_, message) in zip(outcomes, items, strict=True):
                 tg.start_soon(one, outcome, message)
-        return batch_output(outcomes, time.perf_counter() - started, self.limit)
+        elapsed = time.perf_counter() - started
+        if batch_fits(outcomes, elapsed, self.limit):
+            return batch_output(outcomes, elapsed, self.limit)
+        try:
+            path = await write_batch_results(batch_rows(outcomes), self.batch_dir)
+        except OSError as exc:
+            log.warning("could not keep the full batch results in %s: %s", self.batch_dir, exc)
+            return batch_output(outcomes, elapsed, self.limit)
+        return batch_output(outcomes, elapsed, self.limit, results_file=str(path))
 
 
 # --------------------------------------------------------------------------- arguments
@@ -384,6 +399,7 @@ def create_server(
     settings: BridgeSettings | None = None,
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
     name: str = "lmstudio-bridge",
+    batch_dir: Path | None = None,
 ) -> BridgeMCPServer:
     """The MCP server of a bridge. Serve it with :func:`bridge.frontend.serve_stdio`, or in-process
     with ``mcp.Client(server)`` in tests.
@@ -394,6 +410,8 @@ def create_server(
         settings: The settings; required with a slot (default: the bridge's).
         output_limit: Characters allowed in each form of a tool result.
         name: The server name the client sees.
+        batch_dir: Where a batch too big for one result keeps every answer (default: a
+            ``lmstudio-bridge/batches`` folder in the system's temporary directory).
     """
     import bridge as package
 
@@ -406,7 +424,7 @@ def create_server(
         settings = settings or bridge.settings
     server = BridgeMCPServer(name, instructions=INSTRUCTIONS, version=str(package.__version__), log_level="WARNING")
     server.output_limit = output_limit
-    fe = Frontend(slot, settings, output_limit=output_limit)
+    fe = Frontend(slot, settings, output_limit=output_limit, batch_dir=batch_dir)
     _register_llm_tools(server, fe)
     _register_child_tools(server, fe)
     _register_autonomous_tools(server, fe)
