@@ -7,6 +7,7 @@ writes JSON under ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -204,10 +205,10 @@ def frontend(quick: bool) -> str:
     return _report.table("MCP front end (real stdio: client -> serve -> actors -> HTTP)", rows)
 
 
-def stress(quick: bool) -> str:
+def stress(quick: bool, only: list[str] | None = None) -> str:
     from benchmarks.stress import stress_table
 
-    return stress_table(quick)
+    return stress_table(quick, only)
 
 
 SCENARIOS: dict[str, Callable[[bool], str]] = {
@@ -224,18 +225,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], help="default: all")
     parser.add_argument("--quick", action="store_true", help="small sizes: proves the suite runs, not speed")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="STRESS_SCENARIO",
+        help="stress: run only these scenarios (e.g. batch soak); the others' figures are kept from the last run",
+    )
     args = parser.parse_args(argv)
     names = args.scenarios or list(SCENARIOS)
+    groups: dict[str, Callable[[bool], str]] = dict(SCENARIOS)
+    if args.only:
+        groups["stress"] = functools.partial(stress, only=args.only)
     start = time.perf_counter()
     if args.quick:
         # A smoke run asserts nothing about speed: every group at once, to stay under a minute.
         with ThreadPoolExecutor(len(names)) as pool:
-            futures = [pool.submit(SCENARIOS[name], True) for name in names]
+            futures = [pool.submit(groups[name], True) for name in names]
             tables = [f.result() for f in futures]
     else:
         tables = []
         for name in names:
-            tables.append(SCENARIOS[name](False))
+            tables.append(groups[name](False))
             print(tables[-1], flush=True)
             print()
     if args.quick:

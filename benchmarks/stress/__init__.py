@@ -375,6 +375,9 @@ def stress_table(quick: bool, only: list[str] | None = None) -> str:
     suite runs and asserts nothing about speed, so it runs up to four scenario processes at once.
     """
     extra = ["--quick"] if quick else []
+    unknown = sorted(set(only or ()) - set(SCENARIOS))
+    if unknown:
+        raise SystemExit(f"unknown stress scenarios {unknown}; there are: {', '.join(SCENARIOS)}")
     names = [n for n in SCENARIOS if not only or n in only]
     jobs = [(name, backend) for name in names for backend in BACKENDS]
 
@@ -396,7 +399,15 @@ def stress_table(quick: bool, only: list[str] | None = None) -> str:
     else:
         done = {key: job(*key) for key in jobs}
     results: dict[str, dict[str, Figures]] = {n: {b: done[(n, b)] for b in BACKENDS} for n in names}
+    path = _report.results_dir(quick) / "stress.json"
     payload: dict[str, Any] = {"machine": _report.machine(), "quick": quick, "figures": results, "plot": None}
+    if only and path.exists():
+        # Re-running some scenarios: keep the others' figures from the last run, and say which are newer.
+        previous = _report.read_json(path)
+        merged = previous.get("figures", {}) | results
+        results = {n: merged[n] for n in SCENARIOS if n in merged}
+        rerun = previous.get("rerun", {}) | {n: payload["machine"]["when"] for n in names}
+        payload = previous | {"figures": results, "rerun": rerun}
     _report.write_json("stress", payload)
     if "throughput" in results and not quick:
         payload["plot"] = _plot(results)

@@ -310,14 +310,25 @@ async def status(session: ClientSession) -> dict[str, Any]:
 
 
 async def closed_loop(
-    session: ClientSession, ids: Sequence[str], *, requests: int, callers: int, deadline: float
+    session: ClientSession,
+    ids: Sequence[str],
+    *,
+    requests: int,
+    callers: int,
+    deadline: float,
+    spread: float = 0.0,
 ) -> tuple[Tally, float]:
-    """``callers`` tasks take request numbers until ``requests`` are done, round-robin over models."""
+    """``callers`` tasks take request numbers until ``requests`` are done, round-robin over models.
+
+    ``spread``: seconds over which the callers' starts are spread evenly, so calls arrive as from
+    independent users instead of in lockstep waves (with 0, all start at once).
+    """
     tally = Tally()
     next_index = 0
 
-    async def caller() -> None:
+    async def caller(k: int) -> None:
         nonlocal next_index
+        await anyio.sleep(k * spread / max(callers, 1))
         while next_index < requests:
             index = next_index
             next_index += 1
@@ -325,17 +336,17 @@ async def closed_loop(
 
     start = time.perf_counter()
     async with anyio.create_task_group() as tg:
-        for _ in range(callers):
-            tg.start_soon(caller)
+        for k in range(callers):
+            tg.start_soon(caller, k)
     return tally, time.perf_counter() - start
 
 
 async def bare_httpx_chat(
-    url: str, ids: Sequence[str], slots: int, *, requests: int, callers: int
+    url: str, ids: Sequence[str], slots: int, *, requests: int, callers: int, spread: float = 0.0
 ) -> tuple[list[float], float]:
     """The practical ceiling: the same streamed chats from a bare httpx client, ``slots`` at a time per model.
 
-    Returns each request's latency and the elapsed time.
+    Returns each request's latency and the elapsed time. ``spread`` as in :func:`closed_loop`.
     """
     limiters = {model: anyio.CapacityLimiter(slots) for model in ids}
     latencies: list[float] = []
@@ -343,8 +354,9 @@ async def bare_httpx_chat(
     limits = httpx.Limits(max_connections=max(callers, 1), max_keepalive_connections=max(callers, 1))
     async with httpx.AsyncClient(base_url=url, trust_env=False, limits=limits, timeout=60) as client:
 
-        async def caller() -> None:
+        async def caller(k: int) -> None:
             nonlocal next_index
+            await anyio.sleep(k * spread / max(callers, 1))
             while next_index < requests:
                 index = next_index
                 next_index += 1
@@ -359,8 +371,8 @@ async def bare_httpx_chat(
 
         start = time.perf_counter()
         async with anyio.create_task_group() as tg:
-            for _ in range(callers):
-                tg.start_soon(caller)
+            for k in range(callers):
+                tg.start_soon(caller, k)
         return latencies, time.perf_counter() - start
 
 

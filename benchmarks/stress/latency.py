@@ -4,7 +4,10 @@
 * 64 concurrent: a model taking 500 ms per request (128 req/s offered, well under what the
   machine can carry), 64 closed-loop callers each way, 64 at a time (the bridge's slots, a
   limiter for httpx). The simulator has 128 slots so that neither side ever queues there (a
-  caller's next request can arrive before the simulator released the previous one's slot).
+  caller's next request can arrive before the simulator released the previous one's slot). The
+  callers' starts are spread over one hold time on both sides, so calls arrive as from independent
+  users; all starting at once would keep them in lockstep waves of 64, where the last of each wave
+  waits for the 63 before it on both sides but only the bridge's clock sees it.
 
 Added = bridge percentile minus bare percentile (p50 and p99). The bridge path includes the MCP
 client's own JSON-RPC and pydantic work, the stdio pipe both ways, and ``serve``.
@@ -21,6 +24,8 @@ import time
 import anyio
 
 from benchmarks.stress import _load as L
+
+HOLD = 0.5  # the slow model's time per request; the 64 callers' starts are spread over it
 
 
 async def _sequential(served: L.Served, model: str, samples: int) -> list[float]:
@@ -39,13 +44,15 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
     fast, slow = "stress/fast", "stress/slow"
     models = [
         {"id": fast, "loaded": True, "parallel": 4, "latency": 0.0, "reply_tokens": 1},
-        {"id": slow, "loaded": True, "parallel": 128, "latency": 0.5, "reply_tokens": 1},
+        {"id": slow, "loaded": True, "parallel": 128, "latency": HOLD, "reply_tokens": 1},
     ]
     concurrent_requests = 64 if quick else 640
     async with L.open_sim(models) as sim:
         bare_1, _ = await L.bare_httpx_chat(sim.url, [fast], 4, requests=samples, callers=1)
         # The first round opens 64 connections: leave it out.
-        warm_64, _ = await L.bare_httpx_chat(sim.url, [slow], 64, requests=concurrent_requests + 64, callers=64)
+        warm_64, _ = await L.bare_httpx_chat(
+            sim.url, [slow], 64, requests=concurrent_requests + 64, callers=64, spread=HOLD
+        )
         bare_64 = warm_64[64:]
         config = L.bridge_toml(sim.url, {fast: (4, 64), slow: (64, 1024)})
         try:
@@ -54,7 +61,7 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
                 await L.chat(served.session, slow, "warm", deadline=30)
                 bridge_1 = await _sequential(served, fast, samples)
                 tally, _ = await L.closed_loop(
-                    served.session, [slow], requests=concurrent_requests, callers=64, deadline=30
+                    served.session, [slow], requests=concurrent_requests, callers=64, deadline=30, spread=HOLD
                 )
                 bridge_64 = tally.latencies
                 figures["lost"] = tally.n("lost") + float(samples - len(bridge_1))
