@@ -57,6 +57,34 @@ async def test_idle_budget_after_first_token() -> None:
     assert is_retryable(error) is False
 
 
+async def test_idle_budget_with_progress_reports() -> None:
+    """Progress callbacks between chunks do not switch the idle budget off."""
+    body = Body(chunk(content="a"), chunk(content="b"), LONG)
+    seen: list[int] = []
+
+    async def report(progress: StreamProgress) -> None:
+        seen.append(progress.tokens)
+
+    async with client(Recorder(lambda http_request: sse(body)), budgets=Budgets(idle=SHORT, total=LONG)) as llm:
+        with pytest.raises(LLMTimeoutError) as caught:
+            await llm.chat(ask(), on_progress=report)
+    assert caught.value.details["budget"] == "idle"
+    assert seen == [1, 2]
+    assert body.closed
+
+
+async def test_idle_budget_on_a_dribbling_stream() -> None:
+    """Chunks arriving well within the idle budget keep the stream alive to its end."""
+    parts: list[bytes | float] = []
+    for i in range(20):
+        parts += [chunk(content=str(i % 10)), SHORT / 5]
+    body = Body(*parts, chunk(content="!", finish_reason="stop"), DONE)
+    async with client(Recorder(lambda http_request: sse(body)), budgets=Budgets(idle=SHORT * 4, total=LONG)) as llm:
+        outcome = await llm.chat(ask())
+    assert outcome.content == "01234567890123456789!"
+    assert body.closed
+
+
 async def test_total_budget_on_endless_stream() -> None:
     """A stream that keeps producing forever runs out of the total budget, not the idle one."""
     error = await _expire(Body(chunk(content="a"), forever=True), Budgets(first_token=LONG, idle=LONG, total=SHORT))

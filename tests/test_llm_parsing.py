@@ -8,7 +8,7 @@ import pytest
 
 from bridge.llm import ChatMessage, ChatRequest, CompletionRequest, ResponsesRequest
 from bridge.llm._params import encode_body
-from bridge.llm._sse import SSEDecoder, SSEEvent
+from bridge.llm._sse import SSEDecoder, SSEEvent, SSELineSplitter
 from bridge.llm._think import ThinkSplitter
 from bridge.llm._toolcalls import ToolCallAccumulator
 from bridge.llm._wire import WireFunction, WireToolCall
@@ -68,6 +68,28 @@ def test_sse_decoder_bare_json_lines() -> None:
     decoder = SSEDecoder()
     assert decoder.feed('{"x": 1}') == SSEEvent(event="message", data='{"x": 1}', lines=('{"x": 1}',))
     assert decoder.feed("") is None
+
+
+SSE_BODY = "data: a\r\n\r\ndata: é\n\ndata: b\r\rdata: c\n: note\r\ndata: tail"
+SSE_LINES = ["data: a", "", "data: é", "", "data: b", "", "data: c", ": note", "data: tail"]
+
+
+@pytest.mark.parametrize("cut", range(1, len(SSE_BODY.encode())))
+def test_sse_lines_split_at_every_position(cut: int) -> None:
+    """CRLF, LF and lone CR endings, and a UTF-8 character, survive any chunk boundary."""
+    raw = SSE_BODY.encode()
+    splitter = SSELineSplitter()
+    lines = splitter.feed(raw[:cut]) + splitter.feed(raw[cut:]) + splitter.flush()
+    assert lines == SSE_LINES
+    assert splitter.flush() == []
+
+
+def test_sse_lines_one_byte_at_a_time_and_bad_utf8() -> None:
+    """Byte-sized chunks give the same lines; invalid UTF-8 is replaced, not fatal."""
+    splitter = SSELineSplitter()
+    lines = [line for byte in SSE_BODY.encode() for line in splitter.feed(bytes([byte]))] + splitter.flush()
+    assert lines == SSE_LINES
+    assert SSELineSplitter().feed(b"data: \xff\n") == ["data: \ufffd"]
 
 
 def _delta(

@@ -380,6 +380,37 @@ async def test_api_key_header() -> None:
     assert recorder.requests[1].headers["authorization"] == "Bearer sk-lm-abc"
 
 
+async def test_default_headers_and_credentials_in_the_base_url() -> None:
+    """Every request says who sends it and asks for no compression; ``user:pass@`` in the URL is Basic auth."""
+    from bridge.llm import LLMClient
+
+    recorder = Recorder(lambda request: as_json(LMS_WHOLE))
+    async with LLMClient("http://me:s3cret@lms.test:1234/v1", transport=httpx.MockTransport(recorder)) as llm:
+        await llm.chat(ask(), stream=False)
+    headers = recorder.requests[0].headers
+    assert headers["authorization"] == "Basic bWU6czNjcmV0"
+    assert headers["accept-encoding"] == "identity"
+    assert headers["user-agent"].startswith("lmstudio-bridge/")
+    assert headers["host"] == "lms.test:1234"
+    assert str(recorder.requests[0].url) == "http://lms.test:1234/v1/chat/completions"  # no secret in reports
+
+
+async def test_stream_compressed_although_not_asked() -> None:
+    """A server (or proxy) that gzips the event stream anyway is decoded, not misread."""
+    import gzip
+
+    raw = chunk(content="Hel") + chunk(content="lo", finish_reason="stop") + DONE
+
+    def gzipped(request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+        return httpx.Response(200, headers=headers, content=gzip.compress(raw))
+
+    async with client(Recorder(gzipped)) as llm:
+        outcome = await llm.chat(ask())
+    assert outcome.content == "Hello"
+    assert outcome.finish_reason == "stop"
+
+
 async def test_streamed_text_completion() -> None:
     """Legacy completions stream ``choices[].text``."""
     body = Body(

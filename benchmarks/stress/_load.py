@@ -20,6 +20,7 @@ Every process started here is stopped by its pid (and checked to be gone).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -309,6 +310,18 @@ async def status(session: ClientSession) -> dict[str, Any]:
     return data
 
 
+def settle_heap() -> None:
+    """Collect, then move every live object out of the collector's sight (``gc.freeze``).
+
+    The load generator measures time on its own clock, so its own pauses land in the figures: a
+    full collection over the SDK's and pydantic's import-time objects takes 50-100 ms here, and
+    struck the bare-httpx and the bridge rounds at random. ``serve`` does the same for itself.
+    Called before each measured loop, on both sides alike.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def closed_loop(
     session: ClientSession,
     ids: Sequence[str],
@@ -325,6 +338,7 @@ async def closed_loop(
     """
     tally = Tally()
     next_index = 0
+    settle_heap()
 
     async def caller(k: int) -> None:
         nonlocal next_index
@@ -351,6 +365,7 @@ async def bare_httpx_chat(
     limiters = {model: anyio.CapacityLimiter(slots) for model in ids}
     latencies: list[float] = []
     next_index = 0
+    settle_heap()
     limits = httpx.Limits(max_connections=max(callers, 1), max_keepalive_connections=max(callers, 1))
     async with httpx.AsyncClient(base_url=url, trust_env=False, limits=limits, timeout=60) as client:
 

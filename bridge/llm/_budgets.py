@@ -83,20 +83,33 @@ class Clock:
         return anyio.current_time() - self.started
 
     def _arm(self, budget: BudgetName, deadline: float) -> None:
-        if deadline < self._total_deadline:
-            self.budget = budget
+        if deadline >= self._total_deadline:
+            budget, deadline = "total", self._total_deadline
+        self.budget = budget
+        if self.scope.deadline != deadline:  # setting it reschedules a timer, even to the same value
             self.scope.deadline = deadline
-        else:
-            self.budget = "total"
-            self.scope.deadline = self._total_deadline
 
     def wait_first_token(self) -> None:
         """From now until the first token: the first-token budget counts from the start."""
         self._arm("first_token", _after(self.started, self.budgets.first_token))
 
     def wait_idle(self) -> None:
-        """Something arrived: the next piece is due within the idle budget."""
-        self._arm("idle", _after(anyio.current_time(), self.budgets.idle))
+        """Something arrived: the next piece is due within the idle budget.
+
+        Called for every chunk of a stream, so it moves the deadline only when
+        the current one is earlier than the idle budget allows, and then a little
+        past it (a tenth of the budget, at most a second): moving a deadline
+        reschedules a timer, and an idle expiry may come that much late but never
+        early.
+        """
+        idle = self.budgets.idle
+        if idle is None:
+            self._arm("idle", math.inf)
+            return
+        now = anyio.current_time()
+        if self.scope.deadline >= now + idle and (self.budget == "idle" or self._total_deadline <= now + idle):
+            return
+        self._arm("idle", now + idle + min(1.0, idle / 10))
 
     def wait_total(self) -> None:
         """Only the total budget applies (non-streamed answers, our own callbacks)."""

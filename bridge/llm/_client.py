@@ -19,6 +19,7 @@ import anyio
 import httpx
 import msgspec
 
+import bridge
 from bridge.errors import BridgeError, LLMError
 from bridge.llm._budgets import Budgets, Clock, timeout_error
 from bridge.llm._chat import (
@@ -48,7 +49,7 @@ from bridge.llm._outcome import (
 )
 from bridge.llm._params import ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest, encode_body
 from bridge.llm._responses import ResponsesAccumulator
-from bridge.llm._sse import SSEDecoder
+from bridge.llm._sse import SSEDecoder, SSELineSplitter
 from bridge.llm._transport import HTTP11Transport
 from bridge.llm._url import normalize_base_url
 from bridge.llm._wire import EmbeddingList, LoadResponse
@@ -59,7 +60,6 @@ ProgressCallback = Callable[[StreamProgress], Awaitable[None]]
 """Awaited with a snapshot after every chunk that carried output; keep it quick."""
 
 _A = TypeVar("_A", bound=StreamAccumulator)
-_JSON = {"content-type": "application/json"}
 _MAX_ERROR_BODY = 64 * 1024
 _NOT_THERE = frozenset({404, 405, 501})
 
@@ -103,6 +103,52 @@ async def _read_capped(response: httpx.Response, limit: int = _MAX_ERROR_BODY) -
     return b"".join(parts)[:limit]
 
 
+def _default_headers(base_url: str, api_key: str | None) -> httpx.Headers:
+    """Headers of every request: no compression (streams must arrive as they are written), the API key.
+
+    Credentials in the base URL (``http://user:pass@host``, a reverse proxy's)
+    become Basic auth and are kept out of the URLs the bridge reports; an API
+    key takes precedence.
+    """
+    headers = httpx.Headers(
+        {
+            "accept": "application/json, text/event-stream",
+            "accept-encoding": "identity",
+            "user-agent": f"lmstudio-bridge/{bridge.__version__}",
+        }
+    )
+    url = httpx.URL(base_url if "://" in base_url else f"http://{base_url.strip()}")
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    elif url.username or url.password:
+        userinfo = f"{url.username}:{url.password}".encode()
+        headers["authorization"] = "Basic " + base64.b64encode(userinfo).decode("ascii")
+    return headers
+
+
+def _body_chunks(response: httpx.Response) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
+    """The response body's chunks, and how to stop reading them early.
+
+    The transport's own body is one async generator, closed directly. A body
+    the server compressed although asked not to goes through httpx's decoders,
+    a chain of generators that needs :func:`_abandon`.
+    """
+    stream = response.stream
+    if response.headers.get("content-encoding", "identity").lower() in ("identity", "") and isinstance(
+        stream, httpx.AsyncByteStream
+    ):
+        raw = stream.__aiter__()
+        aclose = getattr(raw, "aclose", None)
+
+        async def close() -> None:
+            if aclose is not None:
+                await aclose()
+
+        return raw, close
+    decoded = response.aiter_bytes()
+    return decoded, lambda: _abandon(decoded)
+
+
 class LLMClient:
     """One pooled HTTP client for one LLM server (LM Studio, Ollama, llama.cpp, vLLM, ...).
 
@@ -132,16 +178,10 @@ class LLMClient:
     ) -> None:
         self._root = normalize_base_url(base_url)
         self._budgets = budgets or Budgets()
-        headers = {"accept": "application/json, text/event-stream"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        self._http = httpx.AsyncClient(
-            transport=transport or HTTP11Transport(max_connections=max_connections),
-            headers=headers,
-            timeout=self._timeout(self._budgets),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self._transport = transport or HTTP11Transport(max_connections=max_connections)
+        self._headers = _default_headers(base_url, api_key)
+        self._json_headers = httpx.Headers({**self._headers, "content-type": "application/json"})
+        self._urls: dict[str, httpx.URL] = {}
 
     @property
     def base_url(self) -> str:
@@ -173,12 +213,29 @@ class LLMClient:
 
     async def aclose(self) -> None:
         """Close the connection pool. Idempotent."""
-        await self._http.aclose()
+        await self._transport.aclose()
 
-    @staticmethod
-    def _timeout(budgets: Budgets) -> httpx.Timeout:
-        # Only connecting is httpx's job; the other budgets are cancel scopes (see _budgets).
-        return httpx.Timeout(connect=budgets.connect, read=None, write=None, pool=None)
+    async def _send(self, ctx: CallContext, body: bytes | None, budgets: Budgets) -> httpx.Response:
+        """Send one request straight to the transport; the caller closes the response.
+
+        httpx's client layer (URL merging, cookies, auth flows, redirects, event
+        hooks) does nothing this client needs and cost a third of its CPU per call,
+        so requests are built here. Only connecting is the transport's deadline;
+        the other budgets are cancel scopes (see ``_budgets``).
+        """
+        url = self._urls.get(ctx.url)
+        if url is None:
+            url = self._urls[ctx.url] = httpx.URL(ctx.url)
+        request = httpx.Request(
+            ctx.method,
+            url,
+            headers=self._json_headers if body is not None else self._headers,
+            content=body,
+            extensions={"timeout": {"connect": budgets.connect, "read": None, "write": None, "pool": None}},
+        )
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        return response
 
     def _ctx(self, endpoint: str, *, method: str = "POST", model: str | None = None) -> CallContext:
         return CallContext(
@@ -218,9 +275,8 @@ class LLMClient:
             clock.wait_total()
         try:
             with clock.scope:
-                async with self._http.stream(
-                    ctx.method, ctx.url, content=body, headers=_JSON, timeout=self._timeout(budgets)
-                ) as response:
+                response = await self._send(ctx, body, budgets)
+                try:
                     if not response.is_success:
                         raw = await _read_capped(response)
                         raise error_for_status(response.status_code, response.headers, raw, ctx)
@@ -230,6 +286,8 @@ class LLMClient:
                         accumulator.take_whole(await response.aread())
                     else:
                         await self._pump(response, accumulator, clock, on_progress)
+                finally:
+                    await response.aclose()
         except httpx.TransportError as exc:
             raise self._transport_failure(exc, ctx, clock, accumulator.tokens) from exc
         if clock.scope.cancelled_caught:
@@ -248,28 +306,35 @@ class LLMClient:
         on_progress: ProgressCallback | None,
     ) -> None:
         decoder = SSEDecoder()
-        lines = response.aiter_lines()
+        splitter = SSELineSplitter()
+        chunks, close = _body_chunks(response)
         try:
-            async for line in lines:
+            async for chunk in chunks:
                 if accumulator.first_token_at is not None:
                     clock.wait_idle()
-                event = decoder.feed(line)
-                if event is None:
-                    continue
-                produced = accumulator.feed(event)
-                if produced and on_progress is not None:
-                    # The callback's own time is not the server's silence.
-                    clock.wait_total()
-                    await on_progress(accumulator.progress())
+                for line in splitter.feed(chunk):
+                    event = decoder.feed(line)
+                    if event is None:
+                        continue
+                    produced = accumulator.feed(event)
+                    if produced and on_progress is not None:
+                        # The callback's own time is not the server's silence.
+                        clock.wait_total()
+                        await on_progress(accumulator.progress())
+                    if accumulator.done:
+                        break
                 if accumulator.first_token_at is not None:
                     clock.wait_idle()
                 if accumulator.done:
                     break
             else:
+                for line in splitter.flush():
+                    if (event := decoder.feed(line)) is not None:
+                        accumulator.feed(event)
                 if (event := decoder.flush()) is not None:
                     accumulator.feed(event)
         finally:
-            await _abandon(lines)
+            await close()
         accumulator.check_complete()
 
     async def _exchange(self, ctx: CallContext, body: bytes | None, *, budgets: Budgets | None, quick: bool) -> _Answer:
@@ -283,14 +348,11 @@ class LLMClient:
         answer: _Answer | None = None
         try:
             with clock.scope:
-                response = await self._http.request(
-                    ctx.method,
-                    ctx.url,
-                    content=body,
-                    headers=_JSON if body is not None else None,
-                    timeout=self._timeout(budgets),
-                )
-                answer = _Answer(response.status_code, response.headers, response.content)
+                response = await self._send(ctx, body, budgets)
+                try:
+                    answer = _Answer(response.status_code, response.headers, await response.aread())
+                finally:
+                    await response.aclose()
         except httpx.TransportError as exc:
             raise self._transport_failure(exc, ctx, clock) from exc
         if answer is None:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import anyio
 import httpx
 import stamina
 
@@ -98,6 +99,18 @@ async def call_with_retries(
     Raises:
         Exception: The last attempt's error, unchanged.
     """
+    started = anyio.current_time()
+    try:
+        return await fn()
+    except Exception as exc:
+        failure: Exception = exc
+    # Most calls succeed at once: stamina's loop (a tangle of reference cycles, ~40 objects
+    # for the collector per call) is only built for a call that failed. Its first attempt
+    # re-raises that failure, so stamina decides, waits and counts exactly as if it had run it.
+    if timeout is not None:
+        timeout -= anyio.current_time() - started
+        if timeout <= 0:
+            raise failure
     waits: list[float | None] = []
 
     def hook(exc: Exception) -> bool | float:
@@ -109,16 +122,16 @@ async def call_with_retries(
         waits.append(None if decision is True else float(decision))
         return decision
 
-    failure: Exception | None = None
     async for attempt in stamina.retry_context(
         on=hook, attempts=attempts, timeout=timeout, wait_initial=wait_initial, wait_max=wait_max
     ):
-        if failure is not None and on_retry is not None:
-            await on_retry(RetryNotice(attempt=attempt.num - 1, error=failure, wait=waits[-1] if waits else None))
-        try:
-            return await fn()
-        except Exception as exc:
-            failure = exc
+        if attempt.num > 1:
+            if on_retry is not None:
+                await on_retry(RetryNotice(attempt=attempt.num - 1, error=failure, wait=waits[-1] if waits else None))
+            try:
+                return await fn()
+            except Exception as exc:
+                failure = exc
         with attempt:
             # Only Exceptions reach stamina: cancellation and KeyboardInterrupt went straight up.
             raise failure
