@@ -140,8 +140,8 @@ async def test_body_sends_parts_and_records_close() -> None:
     """The fake body yields its byte parts in order and notes that the client closed it."""
     body = Body(b"a", 0.0, b"b")
     recorder = Recorder(lambda request: httpx.Response(200, stream=body))
-    async with client(recorder) as llm:
-        answer = await llm._http.get(f"{SERVER}/x")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        answer = await http.get(f"{SERVER}/x")
     assert answer.content == b"ab"
     assert body.closed
     assert [request.url.path for request in recorder.requests] == ["/x"]
