@@ -4,8 +4,9 @@ httpx's default transport (httpcore over h11) spends about a millisecond of CPU 
 each streamed request and walks its whole connection pool every time a request
 starts or a response closes; at a few hundred requests a second to a local model
 server that was most of the bridge's own CPU. This transport plugs into httpx's one
-extension seam (:class:`httpx.AsyncBaseTransport`), so the client API, the
-request and response objects and httpx's exception classes stay as they are. It
+extension seam (:class:`httpx.AsyncBaseTransport`), so httpx's request and
+response objects and its exception classes stay as they are (``LLMClient`` calls
+it directly, without httpx's client layer; an ``httpx.AsyncClient`` works too). It
 speaks what LLM servers speak: HTTP/1.1 over TCP or TLS; bodies framed by
 Content-Length, chunked encoding or the end of the connection; keep-alive with a
 last-in-first-out idle list per origin. It does not do proxies, HTTP/2 or upgrades.
