@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -40,11 +39,18 @@ class DemoError(Exception):
 
 
 class Transcript:
+    """The demo's printed steps, timed by the event loop's clock from the start of the tour."""
+
     def __init__(self) -> None:
-        self.start = time.perf_counter()
+        self.start: float | None = None
+        self.total = 0.0
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        now = anyio.current_time()
+        if self.start is None:
+            self.start = now
+        self.total = now - self.start
+        return self.total
 
     def step(self, line: str) -> None:
         print(f"[{self.elapsed():6.2f}s] {line}", flush=True)
@@ -82,6 +88,8 @@ async def tour(out: Transcript, backend: str, workdir: Path, errlog: TextIO) -> 
 
     from bridge.sim import SimServer
 
+    out.start = anyio.current_time()
+
     async with SimServer(_sim_config()) as sim:
         out.step(f"simulated LM Studio listening on {sim.url} with {len(sim.config.models)} models (in this process)")
         # The user's own settings must not steer the demo: a clean environment and an empty config file.
@@ -118,14 +126,14 @@ async def tour(out: Transcript, backend: str, workdir: Path, errlog: TextIO) -> 
 async def _session_tour(
     out: Transcript, sim: Any, params: Any, errlog: Any, session_class: Any, stdio_client: Any
 ) -> None:
-    started = time.perf_counter()
+    started = anyio.current_time()
     async with (
         stdio_client(params, errlog=errlog) as (read, write),
         session_class(read, write, read_timeout_seconds=60) as session,
     ):
         init = await session.initialize()
         out.step(
-            f"started `lmstudio-bridge serve` over stdio; initialize answered {time.perf_counter() - started:.2f} s "
+            f"started `lmstudio-bridge serve` over stdio; initialize answered {anyio.current_time() - started:.2f} s "
             f"after spawning it (protocol {init.protocol_version}, server {init.server_info.name} "
             f"{init.server_info.version})"
         )
@@ -142,8 +150,8 @@ async def _session_tour(
         await _typed_error(out, session)
         await _autonomous(out, session, sim)
         await _status(out, session)
-        closing = time.perf_counter()
-    out.step(f"closed stdin: the bridge shut its actors down and exited ({time.perf_counter() - closing:.2f} s)")
+        closing = anyio.current_time()
+    out.step(f"closed stdin: the bridge shut its actors down and exited ({anyio.current_time() - closing:.2f} s)")
 
 
 async def _call(session: Any, name: str, args: dict[str, Any], **kw: Any) -> Any:
@@ -156,12 +164,12 @@ async def _call(session: Any, name: str, args: dict[str, Any], **kw: Any) -> Any
 
 
 async def _list_models(out: Transcript, session: Any) -> None:
-    t = time.perf_counter()
+    t = anyio.current_time()
     result = await _call(session, "list_models", {})
     if result.is_error:
         raise DemoError(f"list_models failed: {_text(result)}")
     models = result.structured_content["models"]
-    out.step(f"list_models -> {len(models)} models ({time.perf_counter() - t:.2f} s)")
+    out.step(f"list_models -> {len(models)} models ({anyio.current_time() - t:.2f} s)")
     for line in _text(result).splitlines()[1 : 1 + len(models)]:
         out.detail(line)
 
@@ -171,19 +179,19 @@ async def _concurrent_chats(out: Transcript, session: Any) -> None:
     timings: dict[str, tuple[float, str, int]] = {}
 
     async def chat(model: str, prompt: str) -> None:
-        t = time.perf_counter()
+        t = anyio.current_time()
         result = await _call(session, "chat_completion", {"prompt": prompt, "model": model, "max_tokens": 30})
         if result.is_error:
             raise DemoError(f"chat_completion on {model} failed: {_text(result)}")
         data = result.structured_content
-        timings[model] = (time.perf_counter() - t, data["content"], data.get("tokens", 0))
+        timings[model] = (anyio.current_time() - t, data["content"], data.get("tokens", 0))
 
-    t0 = time.perf_counter()
+    t0 = anyio.current_time()
     async with anyio.create_task_group() as tg:
         tg.start_soon(chat, CODER, "Write a haiku about queues.")
         tg.start_soon(chat, GEMMA, "Name three prime numbers.")
         tg.start_soon(chat, GPT_OSS, "What is an actor system?")
-    wall = time.perf_counter() - t0
+    wall = anyio.current_time() - t0
     for model, (took, content, tokens) in timings.items():
         out.detail(f"{model}: {tokens} tokens in {took:.2f} s: {_short(content, 60)!r}")
     total = sum(took for took, _, _ in timings.values())
@@ -216,11 +224,11 @@ async def _batch(out: Transcript, session: Any) -> None:
 async def _progress(out: Transcript, session: Any) -> None:
     out.step(f"chat_completion with a progress token ({CODER}, 80 tokens at 40 tokens/s):")
     seen: list[str] = []
-    t = time.perf_counter()
+    t = anyio.current_time()
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(message or "")
-        out.detail(f"progress @ {time.perf_counter() - t:4.2f} s: {message} (value {progress:g})")
+        out.detail(f"progress @ {anyio.current_time() - t:4.2f} s: {message} (value {progress:g})")
 
     result = await _call(
         session,
@@ -230,7 +238,7 @@ async def _progress(out: Transcript, session: Any) -> None:
     )
     if result.is_error:
         raise DemoError(f"the chat with progress failed: {_text(result)}")
-    out.detail(f"answer: {result.structured_content['tokens']} tokens in {time.perf_counter() - t:.2f} s")
+    out.detail(f"answer: {result.structured_content['tokens']} tokens in {anyio.current_time() - t:.2f} s")
     if len(seen) < 2:
         raise DemoError(f"expected several progress notifications, got {seen}")
 
@@ -241,12 +249,12 @@ async def _cancellation(out: Transcript, session: Any, sim: Any) -> None:
     stats = sim.stats.model(CODER)
     before = stats.disconnects
     out.step(f"a long chat ({CODER}, 120 tokens ≈ 3 s) cancelled by the client after 1 s:")
-    t = time.perf_counter()
+    t = anyio.current_time()
     with anyio.move_on_after(1.0) as scope:
         await _call(session, "chat_completion", {"prompt": "Tell me a long story.", "model": CODER})
     if not scope.cancelled_caught:
         raise DemoError("the long chat finished before it could be cancelled")
-    out.detail(f"client gave up at {time.perf_counter() - t:.2f} s (the SDK sends notifications/cancelled)")
+    out.detail(f"client gave up at {anyio.current_time() - t:.2f} s (the SDK sends notifications/cancelled)")
     try:
         await wait_until(lambda: stats.disconnects > before and stats.in_progress == 0, timeout=5.0)
     except TimeoutError:
@@ -257,7 +265,7 @@ async def _cancellation(out: Transcript, session: Any, sim: Any) -> None:
     record = stats.disconnect_log[-1]
     out.detail(
         f"the simulated LM Studio saw the stream closed after {record.tokens_sent} tokens, "
-        f"{time.perf_counter() - t:.2f} s in; requests in progress on {CODER}: {stats.in_progress} (slot free)"
+        f"{anyio.current_time() - t:.2f} s in; requests in progress on {CODER}: {stats.in_progress} (slot free)"
     )
 
 
@@ -282,7 +290,7 @@ async def _autonomous(out: Transcript, session: Any, sim: Any) -> None:
             Say("The sentence has 10 words."),
         ],
     )
-    started = time.perf_counter()
+    started = anyio.current_time()
     result = await _call(
         session,
         "autonomous_with_mcp",
@@ -291,7 +299,7 @@ async def _autonomous(out: Transcript, session: Any, sim: Any) -> None:
     data = result.structured_content or {}
     out.step(
         f"autonomous_with_mcp on {CODER} with the 'workshop' child server: {data.get('stop_reason')} after "
-        f"{data.get('rounds')} rounds in {time.perf_counter() - started:.2f} s -> {_short(str(data.get('answer')))}"
+        f"{data.get('rounds')} rounds in {anyio.current_time() - started:.2f} s -> {_short(str(data.get('answer')))}"
     )
     for call in data.get("tool_calls", []):
         out.detail(
@@ -337,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except KeyboardInterrupt:
                 return 130
     print(
-        f"\ndone in {out.elapsed():.1f} s. Next: `lmstudio-bridge check`, then "
+        f"\ndone in {out.total:.1f} s. Next: `lmstudio-bridge check`, then "
         "`claude mcp add lmstudio -- lmstudio-bridge`.",
         flush=True,
     )

@@ -15,7 +15,6 @@ handler and closes the LLM stream.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
@@ -297,8 +296,8 @@ class Frontend:
 
     # --- batch -----------------------------------------------------------------------------------
     async def batch(self, ctx: Ctx, items: Sequence[tuple[str | None, Chat]]) -> ToolOutput:
-        started = time.perf_counter()
-        deadline = anyio.current_time() + self.settings.call_budget
+        started = anyio.current_time()
+        deadline = started + self.settings.call_budget
         registry = await self.registry()
         outcomes = [BatchOutcome(index=i, model=model) for i, (model, _) in enumerate(items)]
         limiters: dict[str, anyio.CapacityLimiter] = {}
@@ -341,7 +340,7 @@ class Frontend:
         async with anyio.create_task_group() as tg:
             for outcome, (_, message) in zip(outcomes, items, strict=True):
                 tg.start_soon(one, outcome, message)
-        elapsed = time.perf_counter() - started
+        elapsed = anyio.current_time() - started
         if batch_fits(outcomes, elapsed, self.limit):
             return batch_output(outcomes, elapsed, self.limit)
         try:

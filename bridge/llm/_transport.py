@@ -45,10 +45,11 @@ class _StaleConnectionError(Exception):
 
 
 class _Connection:
-    __slots__ = ("buffer", "idle_since", "origin", "reused", "stream", "tls")
+    __slots__ = ("buffer", "idle_since", "origin", "raw", "reused", "stream", "tls")
 
     def __init__(self, stream: anyio.abc.ByteStream, origin: _Origin, *, tls: bool) -> None:
         self.stream = stream
+        self.raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
         self.origin = origin
         self.tls = tls
         self.buffer = bytearray()
@@ -77,7 +78,7 @@ class _Connection:
 
     def looks_closed(self) -> bool:
         """True when the server has closed (or written to) an idle connection."""
-        raw = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        raw = self.raw
         if raw is None or raw.fileno() < 0:
             return True
         if self.tls:
