@@ -16,17 +16,14 @@ from typing import Any
 
 from benchmarks import _report
 
-BACKENDS = ("asyncio", "trio")
-
 
 def _run_backends(module: str, quick: bool) -> dict[str, dict[str, Any]]:
-    """One fresh interpreter per backend: one after the other for figures, side by side for ``--quick``."""
+    """One fresh interpreter per backend, one after the other; ``--quick`` runs one backend (see
+    :func:`benchmarks._report.backends`)."""
     extra = ["--quick"] if quick else []
-    if not quick:
-        return {b: _report.run_child(module, "--backend", b, *extra) for b in BACKENDS}
-    with ThreadPoolExecutor(len(BACKENDS)) as pool:
-        futures = {b: pool.submit(_report.run_child, module, "--backend", b, *extra) for b in BACKENDS}
-        return {b: f.result() for b, f in futures.items()}
+    index = list(SCENARIOS).index(module.rsplit(".", 1)[-1])
+    ran = {b: _report.run_child(module, "--backend", b, *extra) for b in _report.backends(quick, index)}
+    return _report.with_not_run(ran)
 
 
 def runtime(quick: bool) -> str:
@@ -79,7 +76,7 @@ def runtime(quick: bool) -> str:
         ("crash -> serving again, median", *us("restart_to_serving_median_us"), "< 1 ms"),
         ("crash -> serving again, p99", *us("restart_to_serving_p99_us"), ""),
     ]
-    return _report.table("Actor runtime", rows)
+    return _report.table("Actor runtime", rows, results)
 
 
 def llm(quick: bool) -> str:
@@ -110,7 +107,7 @@ def llm(quick: bool) -> str:
         ("cancel -> server sees disconnect, p99", *both("cancel_to_disconnect_p99_ms", "{:.2f} ms"), "< 20 ms"),
         ("registry + worker added over bare httpx, median", *both("added_median_us", "{:.0f} µs"), "< 300 µs"),
     ]
-    return _report.table("LLM path (registry + workers + client, simulator out of process)", rows)
+    return _report.table("LLM path (registry + workers + client, simulator out of process)", rows, results)
 
 
 def planner(quick: bool) -> str:
@@ -135,7 +132,7 @@ def planner(quick: bool) -> str:
         ("share not spent in the model (bridge + tools)", *both("bridge_share", "{:.1%}"), ""),
         ("failed tool calls", *both("failed_tool_calls", "{:.0f}"), "0"),
     ]
-    return _report.table("Autonomous runs (4 models x 4 slots @ 100 ms, 2 real stdio child servers)", rows)
+    return _report.table("Autonomous runs (4 models x 4 slots @ 100 ms, 2 real stdio child servers)", rows, results)
 
 
 def children(quick: bool) -> str:
@@ -178,7 +175,7 @@ def children(quick: bool) -> str:
         ("  ... calls/s, plain SDK session (direct)", *both("concurrent_throughput_per_s_direct", "{:,.0f}"), ""),
         ("  ... latency the bridge adds, median", *both("concurrent_bridge_added_ms_median", "{:.1f} ms"), ""),
     ]
-    return _report.table("Child MCP servers (real stdio children)", rows)
+    return _report.table("Child MCP servers (real stdio children)", rows, results)
 
 
 def frontend(quick: bool) -> str:
@@ -202,7 +199,7 @@ def frontend(quick: bool) -> str:
         ("  ... as share of the server-bound limit", *both("throughput_ratio", "{:.1%}"), ">= 90 %"),
         ("  ... failed calls", *both("throughput_failures", "{:.0f}"), "0"),
     ]
-    return _report.table("MCP front end (real stdio: client -> serve -> actors -> HTTP)", rows)
+    return _report.table("MCP front end (real stdio: client -> serve -> actors -> HTTP)", rows, results)
 
 
 def stress(quick: bool, only: list[str] | None = None) -> str:
@@ -237,15 +234,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         groups["stress"] = functools.partial(stress, only=args.only)
     start = time.perf_counter()
+
+    def timed(name: str) -> str:
+        began = time.perf_counter()
+        table = groups[name](args.quick)
+        print(f"{name}: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+        return table
+
     if args.quick:
         # A smoke run asserts nothing about speed: every group at once, to stay under a minute.
         with ThreadPoolExecutor(len(names)) as pool:
-            futures = [pool.submit(groups[name], True) for name in names]
+            futures = [pool.submit(timed, name) for name in names]
             tables = [f.result() for f in futures]
     else:
         tables = []
         for name in names:
-            tables.append(groups[name](False))
+            tables.append(timed(name))
             print(tables[-1], flush=True)
             print()
     if args.quick:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 import subprocess
@@ -14,6 +15,29 @@ from typing import Any
 import msgspec
 
 RESULTS = Path(__file__).parent / "results"
+BACKENDS = ("asyncio", "trio")
+
+
+class NotRun(dict[str, Any]):
+    """The figures of a backend a quick run left out: every figure reads as NaN, the table says so."""
+
+    def __missing__(self, key: str) -> float:
+        return math.nan
+
+
+def backends(quick: bool, index: int) -> tuple[str, ...]:
+    """Which server backends a group runs on.
+
+    A full run measures both. A quick run (CI smoke) runs each group or scenario on one, alternating by
+    its place in the suite, so that the suite as a whole drives both backends and stays under a minute
+    on two cores: every run starts several interpreters, and their imports are most of its CPU.
+    """
+    return BACKENDS if not quick else (BACKENDS[index % len(BACKENDS)],)
+
+
+def with_not_run(figures: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Figures for every backend, a :class:`NotRun` for those left out."""
+    return {b: figures[b] if b in figures else NotRun() for b in BACKENDS}
 
 
 def machine() -> dict[str, Any]:
@@ -44,9 +68,12 @@ def run_child(module: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
-    """rows: (figure, asyncio, trio, goal)."""
+def table(title: str, rows: list[tuple[str, str, str, str]], figures: dict[str, Any] | None = None) -> str:
+    """rows: (figure, asyncio, trio, goal); a backend whose ``figures`` are :class:`NotRun` reads "not run"."""
     header = ("figure", "asyncio", "trio", "goal")
+    skipped = [i + 1 for i, b in enumerate(BACKENDS) if figures is not None and isinstance(figures.get(b), NotRun)]
+    if skipped:
+        rows = [tuple("not run (quick)" if i in skipped else c for i, c in enumerate(r)) for r in rows]  # type: ignore[misc]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
@@ -77,7 +104,14 @@ def results_dir(quick: bool) -> Path:
     return RESULTS / "quick" if quick else RESULTS
 
 
+def _without_not_run(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_not_run(v) for k, v in value.items() if not isinstance(v, NotRun)}
+    return value
+
+
 def write_json(name: str, payload: dict[str, Any]) -> Path:
+    payload = _without_not_run(payload)
     folder = results_dir(bool(payload.get("quick")))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
