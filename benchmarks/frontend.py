@@ -107,7 +107,7 @@ async def _time_initialize(url: str, config: Path, backend: str, env: dict[str, 
 
 
 async def initialize(quick: bool, work: Path, backend: str, sim_url: str) -> dict[str, float]:
-    rounds = 1 if quick else 10
+    rounds = 1 if quick else 6
     env = _env()
     config = work / "empty.toml"
     if not quick:  # a smoke run skips the warm cache: it compiles every dependency once, seconds of CPU
@@ -164,7 +164,7 @@ async def added_latency(quick: bool, backend: str) -> dict[str, float]:
 
 async def throughput(quick: bool, backend: str) -> dict[str, float]:
     """8 models x 4 slots at 100 ms, ``CALLERS`` closed-loop callers on one MCP session."""
-    requests = 160 if quick else 3200
+    requests = 160 if quick else 1600
     ids = L.model_ids(THROUGHPUT_MODELS)
     models = [
         {"id": m, "loaded": True, "parallel": THROUGHPUT_SLOTS, "latency": THROUGHPUT_LATENCY, "reply_tokens": 1}

@@ -161,7 +161,7 @@ async def validation(quick: bool) -> dict[str, float]:
 
 async def cancellation(quick: bool) -> dict[str, float]:
     """Caller cancels mid-stream; when does the simulator see the connection closed?"""
-    rounds = 20 if quick else 300
+    rounds = 20 if quick else 100
     config = SimConfig(models=(SimModel(id="m", loaded=True, parallel=64, tokens_per_s=200, reply_tokens=100_000),))
     delays: list[float] = []
     async with SimServer(config) as sim:

@@ -40,7 +40,7 @@ async def _sequential(served: L.Served, model: str, samples: int) -> list[float]
 
 async def concurrent(backend: str, quick: bool) -> dict[str, float]:
     """64 closed-loop callers each way against the slow model: the c64 figures (also the front end's)."""
-    requests = 64 if quick else 640
+    requests = 64 if quick else 384
     slow = "stress/slow"
     models = [{"id": slow, "loaded": True, "parallel": 128, "latency": HOLD, "reply_tokens": 1}]
     figures: dict[str, float] = {}

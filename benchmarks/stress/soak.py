@@ -200,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.soak")
     parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--minutes", type=float, default=None, help="default: 2 (full), 0.05 (quick)")
+    parser.add_argument("--minutes", type=float, default=None, help="default: 0.75 (full), 0.05 (quick)")
     args = parser.parse_args(argv)
-    minutes = args.minutes if args.minutes is not None else (0.05 if args.quick else 2.0)
+    minutes = args.minutes if args.minutes is not None else (0.05 if args.quick else 0.75)
     logging.basicConfig(level=logging.ERROR)
     L.emit(anyio.run(run, args.backend, minutes * 60, backend="asyncio"))
     return 0

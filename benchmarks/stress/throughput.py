@@ -60,7 +60,7 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
                     "serve_rss_mb": L.proc_sample(served.pid)["rss"] / 2**20,
                 }
                 for callers in sweep:
-                    n = 64 if quick else min(max(callers * 8, 100), 1600)
+                    n = 64 if quick else min(max(callers * 8, 40), 1200)
                     point, took = await L.closed_loop(served.session, ids, requests=n, callers=callers, deadline=60)
                     figures[f"sweep_{callers}_req_per_s"] = n / took
                     figures[f"sweep_{callers}_bound_req_per_s"] = min(callers, MODELS * SLOTS) / LATENCY
