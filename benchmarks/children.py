@@ -347,7 +347,7 @@ async def run(backend: str, quick: bool) -> dict[str, Any]:
         sdk = directory / "sdk_server.py"
         sdk.write_text(SDK_SERVER)
         figures: dict[str, Any] = {"backend": backend, "quick": quick}
-        figures |= await crash_and_restart(sdk, 2 if quick else 10)
+        figures |= await crash_and_restart(sdk, 2 if quick else 6)
         figures |= await kill_cycles(tiny, 4 if quick else 100)
         figures |= await hot_reload(tiny, directory, 1 if quick else 5)
         figures |= await concurrency(sdk, 3 if quick else 30, backend)

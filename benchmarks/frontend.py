@@ -107,7 +107,7 @@ async def _time_initialize(url: str, config: Path, backend: str, env: dict[str, 
 
 
 async def initialize(quick: bool, work: Path, backend: str, sim_url: str) -> dict[str, float]:
-    rounds = 1 if quick else 6
+    rounds = 1 if quick else 5
     env = _env()
     config = work / "empty.toml"
     if not quick:  # a smoke run skips the warm cache: it compiles every dependency once, seconds of CPU

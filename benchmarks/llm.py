@@ -49,7 +49,7 @@ def sim_file(models: list[dict[str, Any]]) -> str:
 async def throughput(quick: bool) -> dict[str, float]:
     """4 models x 4 slots at 50 ms per request; C concurrent callers; achieved / server-bound limit."""
     models, slots, latency = 4, 4, 0.05
-    requests = 160 if quick else 2000
+    requests = 160 if quick else 1280
     callers = 256
     ids = [f"bench/model-{i}" for i in range(models)]
     path = sim_file([{"id": i, "loaded": True, "parallel": slots, "latency": latency, "reply_tokens": 1} for i in ids])

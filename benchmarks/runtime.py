@@ -212,7 +212,7 @@ async def restart_time(cycles: int) -> dict[str, float]:
 
 async def run_all(quick: bool) -> dict[str, float]:
     figures: dict[str, float] = {}
-    figures.update(await round_trip(2_000 if quick else 50_000))
+    figures.update(await round_trip(2_000 if quick else 20_000))
     # 100,000 asks across 10 actors at a realistic concurrency limit (64 served each, the rest queued).
     # tracemalloc slows every allocation several-fold, so memory per ask comes from a 10,000-ask sample
     # with the same share of served to queued asks (one actor). "All accepted at once" gives every ask
@@ -225,7 +225,7 @@ async def run_all(quick: bool) -> dict[str, float]:
         queued |= {k: v for k, v in measured.items() if k.startswith(("bytes_", "memory_"))}
     figures.update({f"queued_{key}": value for key, value in queued.items()})
     figures.update(await in_flight(sample, 10, concurrency=None, memory=True))
-    figures.update(await restart_time(20 if quick else 500))
+    figures.update(await restart_time(20 if quick else 200))
     return figures
 
 

@@ -42,7 +42,7 @@ RUN_BUDGET, RUN_SLACK = 8.0, 5.0
 
 
 async def faults(backend: str, quick: bool) -> dict[str, float]:
-    calls = 100 if quick else 1000
+    calls = 100 if quick else 800
     loaded = L.model_ids(4)
     jit = ["stress/jit-a", "stress/jit-b"]
     timing = {"ttft": 0.02, "tokens_per_s": 200, "reply_tokens": 10}

@@ -70,7 +70,7 @@ async def concurrent(backend: str, quick: bool) -> dict[str, float]:
 
 async def sequential(backend: str, quick: bool) -> dict[str, float]:
     """One call at a time each way against the instant model: the c1 figures."""
-    samples = 60 if quick else 1000
+    samples = 60 if quick else 500
     fast = "stress/fast"
     models = [{"id": fast, "loaded": True, "parallel": 4, "latency": 0.0, "reply_tokens": 1}]
     figures: dict[str, float] = {}

@@ -60,7 +60,7 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
                     "serve_rss_mb": L.proc_sample(served.pid)["rss"] / 2**20,
                 }
                 for callers in sweep:
-                    n = 64 if quick else min(max(callers * 8, 40), 1200)
+                    n = 64 if quick else min(max(callers * 8, 24), 1200)
                     point, took = await L.closed_loop(served.session, ids, requests=n, callers=callers, deadline=60)
                     figures[f"sweep_{callers}_req_per_s"] = n / took
                     figures[f"sweep_{callers}_bound_req_per_s"] = min(callers, MODELS * SLOTS) / LATENCY
@@ -71,7 +71,7 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
         figures["bare_httpx_req_per_s"] = requests / bare_elapsed
         figures["ratio_to_bare_httpx"] = figures["req_per_s"] / figures["bare_httpx_req_per_s"]
         # The sequential client: same models, same callers, far fewer requests (it does 1 / LATENCY per second).
-        seq_requests = 5 if quick else 50
+        seq_requests = 5 if quick else 30
         command = ["-m", "benchmarks.baseline_sequential", "--base-url", sim.url]
         async with L.serve(backend, config, command=command) as baseline:
             seq, seq_elapsed = await L.closed_loop(
