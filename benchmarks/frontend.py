@@ -1,4 +1,4 @@
-"""Benchmark of the whole bridge through real stdio MCP: start-up, added latency, throughput.
+"""Benchmark of the whole bridge through real stdio MCP: start-up and throughput.
 
 Run: ``python -m benchmarks.frontend --backend asyncio [--quick]``; it prints one JSON line of figures.
 The simulated LM Studio runs in its own process, ``lmstudio-bridge serve`` in another (as Claude Code
@@ -11,10 +11,8 @@ Scenarios:
   with no LLM server up and with the simulator up. As on a user's machine after the first start,
   Python's bytecode cache is on (even if ``PYTHONDONTWRITEBYTECODE`` is set here) and warm: one
   unmeasured start fills it, in a cache directory of the run's own.
-* ``added latency``: the stress suite's 64-caller comparison (:func:`benchmarks.stress.latency.concurrent`):
-  64 callers with spread starts, each sending calls back to back to a model that holds every request
-  500 ms (enough slots that nothing queues), and the same from a bare httpx client to the same
-  simulator. Added = bridge percentile - bare percentile (goals: p50 < 2 ms, p99 < 10 ms).
+* ``added latency`` at 64 concurrent is measured once, by the stress suite
+  (:func:`benchmarks.stress.latency.concurrent`, through this same path); its table has the figures.
 * ``throughput``: 8 models x 4 slots at 100 ms per request, 64 concurrent callers through one MCP
   session; achieved requests/s against the server-bound limit 8 * 4 / 0.1 = 320/s (goal: >= 90 %).
 
@@ -37,7 +35,6 @@ from pathlib import Path
 import anyio
 
 from benchmarks.stress import _load as L
-from benchmarks.stress import latency
 from bridge.sim.testing import sim_process
 
 CALLERS = 64
@@ -142,29 +139,12 @@ class socket_port:
         return None
 
 
-# --------------------------------------------------------------------------- added latency, throughput
-
-
-async def added_latency(quick: bool, backend: str) -> dict[str, float]:
-    """The stress suite's 64-caller comparison (one method for both tables)."""
-    figures = await latency.concurrent(backend, quick)
-    return {
-        "latency_model_hold_s": latency.HOLD,
-        "latency_calls": figures["c64_calls"],
-        "latency_lost": figures["c64_lost"],
-        "latency_failed": figures["c64_failed"],
-        "bare_httpx_p50_ms": figures["c64_bare_p50_ms"],
-        "bare_httpx_p99_ms": figures["c64_bare_p99_ms"],
-        "bridge_mcp_p50_ms": figures["c64_bridge_p50_ms"],
-        "bridge_mcp_p99_ms": figures["c64_bridge_p99_ms"],
-        "added_p50_ms": figures["c64_added_p50_ms"],
-        "added_p99_ms": figures["c64_added_p99_ms"],
-    }
+# --------------------------------------------------------------------------- throughput
 
 
 async def throughput(quick: bool, backend: str) -> dict[str, float]:
     """8 models x 4 slots at 100 ms, ``CALLERS`` closed-loop callers on one MCP session."""
-    requests = 160 if quick else 1600
+    requests = 160 if quick else 960
     ids = L.model_ids(THROUGHPUT_MODELS)
     models = [
         {"id": m, "loaded": True, "parallel": THROUGHPUT_SLOTS, "latency": THROUGHPUT_LATENCY, "reply_tokens": 1}
@@ -205,7 +185,6 @@ async def run_all(quick: bool, backend: str) -> dict[str, float]:
         sim_json.write_text(json.dumps({"models": [{"id": "m", "loaded": True}]}))
         async with sim_process(["--config", str(sim_json)]) as sim:
             figures.update(await initialize(quick, work, backend, sim.url))
-        figures.update(await added_latency(quick, backend))
         figures.update(await throughput(quick, backend))
     return figures
 

@@ -251,9 +251,11 @@ def _soak_rows(a: Figures, t: Figures) -> list[Row]:
             if key + "_first" not in f:
                 return "n/a"
             verdict = _verdict(f.get(key + "_flat"))
+            noise = f.get(key + "_noise")
+            within = f" of ±{noise:.2f}" if isinstance(noise, float) else ""
             return (
                 f"{f[key + '_first']:{fmt}} -> {f[key + '_last']:{fmt}}, "
-                f"{f[key + '_slope_per_min']:+.2f}/min: {verdict}"
+                f"rise {f[key + '_growth']:+.2f}{within}: {verdict}"
             )
 
         return one
@@ -265,7 +267,7 @@ def _soak_rows(a: Figures, t: Figures) -> list[Row]:
 
     return [
         ("calls ok / cancelled / typed error / lost", calls(a), calls(t), "lost 0"),
-        ("serve RSS (MB): first -> last, slope", *_each(a, t, trend("rss", ".1f")), "flat"),
+        ("serve RSS (MB): first -> last, fitted rise of ± noise", *_each(a, t, trend("rss", ".1f")), "flat"),
         ("open descriptors", *_each(a, t, trend("fds", ".0f")), "flat"),
         ("threads", *_each(a, t, trend("threads", ".0f")), "flat"),
         ("child processes", *_each(a, t, trend("children", ".0f")), "flat (2)"),
