@@ -8,6 +8,7 @@ scenario, which needs one clock on both sides.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -176,9 +177,8 @@ async def cancellation(quick: bool) -> dict[str, float]:
 
                 before = sim.stats.model("m").disconnects
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(
-                        lambda i=i: bridge.registry.ask(Chat(model="m", messages=user(f"{i}")), progress=on_progress)
-                    )
+                    chat = Chat(model="m", messages=user(f"{i}"))
+                    tg.start_soon(functools.partial(bridge.registry.ask, chat, progress=on_progress))
                     await first.wait()
                     await anyio.sleep(0.01)
                     cancelled_at = anyio.current_time()

@@ -71,7 +71,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def round_trip(samples: int) -> dict[str, float]:
     async with open_supervisor(children=[ChildSpec("echo", BenchActor)]) as sup:
-        ref = sup.lookup("echo")
+        ref = sup.actor("echo")
         for i in range(min(2000, samples)):
             await ref.ask(Echo(n=i))
         clock = time.perf_counter
@@ -109,14 +109,14 @@ async def in_flight(total: int, actors: int, *, concurrency: int | None, memory:
     (it slows every allocation several-fold, so the largest counts run without it)."""
     gate = anyio.Event()
 
-    def start() -> BenchActor:
+    def make_actor() -> BenchActor:
         actor = BenchActor(gate)
         if concurrency is not None:
             actor.max_concurrent_requests = concurrency
         return actor
 
     mailbox = 1024 if concurrency is None else total // actors
-    specs = [ChildSpec(f"a{i}", start, mailbox_size=mailbox, ask_timeout=600) for i in range(actors)]
+    specs = [ChildSpec(f"a{i}", make_actor, mailbox_size=mailbox, ask_timeout=600) for i in range(actors)]
     completed = 0
     errors = 0
 
@@ -149,7 +149,7 @@ async def in_flight(total: int, actors: int, *, concurrency: int | None, memory:
     gc.collect()
 
     async with open_supervisor(children=specs) as sup:
-        refs = [sup.lookup(f"a{i}") for i in range(actors)]
+        refs = [sup.actor(f"a{i}") for i in range(actors)]
         if memory:
             tracemalloc.start()
         start_mem = tracemalloc.get_traced_memory()[0]
@@ -195,7 +195,7 @@ async def restart_time(cycles: int) -> dict[str, float]:
     spec = ChildSpec("crashy", BenchActor)
     times: list[float] = []
     async with open_supervisor(children=[spec], intensity=cycles * 2, period=3600) as sup:
-        ref = sup.lookup("crashy")
+        ref = sup.actor("crashy")
         for i in range(cycles):
             with contextlib.suppress(ActorCrashedError):
                 await ref.ask(Crash())

@@ -180,7 +180,7 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
                 start = time.perf_counter()
                 async with anyio.create_task_group() as tg:
                     for i, (model, server) in enumerate(plan):
-                        args = {"mcp_name": server, "task": f"run {i}", "model": model}
+                        args: dict[str, Any] = {"mcp_name": server, "task": f"run {i}", "model": model}
                         tg.start_soon(one, "autonomous_with_mcp", args)
                     for i in range(multi):
                         args = {"mcp_names": list(SERVERS), "task": f"multi {i}", "model": MULTI}

@@ -108,7 +108,7 @@ async def faults(backend: str, quick: bool) -> dict[str, float]:
 
 def _echo_children(served: L.Served) -> list[psutil.Process]:
     """serve's live echo server processes (its descendants running the echo server)."""
-    found = []
+    found: list[psutil.Process] = []
     try:
         descendants = served.process().children(recursive=True)
     except psutil.Error:
