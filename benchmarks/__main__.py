@@ -1,7 +1,8 @@
 """Entry point of the benchmark suite: ``python -m benchmarks [SCENARIO ...] [--quick]``.
 
-Benchmarks are run on purpose, not by the tests. Each prints a table and
-writes JSON under ``benchmarks/results/``.
+Benchmarks are run on purpose, not by the tests. Each group prints a table and
+writes JSON under ``benchmarks/results/``; a run of every group also writes ``run.json``,
+the whole run in one file (machine, versions, wall time, every group's parameters and figures).
 """
 
 from __future__ import annotations
@@ -252,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     took = time.perf_counter() - start
     folder = _report.results_dir(args.quick)
     print(f"JSON written under {folder}; took {took:.0f} s", file=sys.stderr)
-    found = [p for name in names for p in _report.problems(_report.read_json(folder / f"{name}.json"), name)]
+    results = {name: _report.read_json(folder / f"{name}.json") for name in names}
+    if not args.scenarios and not args.only:
+        whole = {"machine": _report.machine(), "quick": args.quick, "took_s": round(took, 1), "groups": results}
+        _report.write_json("run", whole)
+    found = [p for name, data in results.items() for p in _report.problems(data, name)]
     if found:
         print("Lost replies or leaked processes:", *found, sep="\n  ", file=sys.stderr)
         return 1
