@@ -42,14 +42,11 @@ class Transcript:
     """The demo's printed steps, timed by the event loop's clock from the start of the tour."""
 
     def __init__(self) -> None:
-        self.start: float | None = None
-        self.total = 0.0
+        self.start = 0.0  # set by ``tour``: the clock exists only inside the event loop
+        self.total = 0.0  # the last elapsed time, for the summary printed after the loop ended
 
     def elapsed(self) -> float:
-        now = anyio.current_time()
-        if self.start is None:
-            self.start = now
-        self.total = now - self.start
+        self.total = anyio.current_time() - self.start
         return self.total
 
     def step(self, line: str) -> None:

@@ -39,7 +39,7 @@ async def _sequential(served: L.Served, model: str, samples: int) -> list[float]
 
 
 async def concurrent(backend: str, quick: bool) -> dict[str, float]:
-    """64 closed-loop callers each way against the slow model: the c64 figures (also the front end's)."""
+    """64 closed-loop callers each way against the slow model: the c64 figures."""
     requests = 64 if quick else 384
     slow = "stress/slow"
     models = [{"id": slow, "loaded": True, "parallel": 128, "latency": HOLD, "reply_tokens": 1}]

@@ -54,32 +54,23 @@ MIN_STEADY = 10
 SCALE = {"rss": 2.0**20}
 
 
-def slope_per_minute(points: list[tuple[float, float]]) -> float:
-    if len(points) < 2:
-        return float("nan")
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    if var == 0:
-        return 0.0
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var * 60.0
-
-
-def growth_noise(points: list[tuple[float, float]]) -> float:
-    """Three standard errors of the fitted line's rise over the window (0 for fewer than 3 points)."""
+def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """The least-squares line through ``points``: its slope per minute and three standard errors of
+    its rise over the window (the noise of the module docstring). NaN and 0 for too few points."""
     n = len(points)
-    if n < 3:
-        return 0.0
+    if n < 2:
+        return float("nan"), 0.0
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
     mx, my = sum(xs) / n, sum(ys) / n
     var = sum((x - mx) ** 2 for x in xs)
     if var == 0:
-        return 0.0
+        return 0.0, 0.0
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
+    if n < 3:
+        return slope * 60.0, 0.0
     residual = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys, strict=True)) / (n - 2)
-    return 3.0 * math.sqrt(residual / var) * (xs[-1] - xs[0])
+    return slope * 60.0, 3.0 * math.sqrt(residual / var) * (xs[-1] - xs[0])
 
 
 def is_flat(key: str, points: list[tuple[float, float]], growth: float, noise: float) -> bool:
@@ -200,9 +191,8 @@ def verdicts(samples: list[tuple[float, dict[str, float]]], *, warmup: float) ->
             verdicts.append(0.0)  # a series that could not be sampled is no evidence of anything
             figures[f"{key}_flat"] = 0.0
             continue
-        slope = slope_per_minute(points)
+        slope, noise = fit(points)
         growth = slope / 60.0 * (points[-1][0] - points[0][0])
-        noise = growth_noise(points)
         verdict = float("nan")
         if len(points) >= MIN_STEADY:
             verdict = 1.0 if is_flat(key, points, growth, noise) else 0.0
