@@ -18,6 +18,7 @@ The tree::
       x InternalError                  internal
       x LLMError                       backend_error (kept for users of the older bridge)
         - LLMConnectionError           backend_unavailable
+          · CircuitOpenError           backend_unavailable (the breaker is open: answered at once)
         - LLMTimeoutError              timeout       (also a DeadlineExceededError)
         - LLMRateLimitError            rate_limited
         - LLMResponseError             backend_error
@@ -48,6 +49,7 @@ __all__ = [
     "BridgeError",
     "BusyError",
     "ChildServerDownError",
+    "CircuitOpenError",
     "ConfigError",
     "ContextOverflowError",
     "DeadlineExceededError",
@@ -203,6 +205,13 @@ class LLMConnectionError(LLMError):
 
     code = ErrorCode.BACKEND_UNAVAILABLE
     default_retryable = True
+
+
+class CircuitOpenError(LLMConnectionError):
+    """The server's circuit breaker is open: the call was not sent. Retry after ``retry_after``.
+
+    Raised at once, never waited out: the wait is the caller's to choose.
+    """
 
 
 class LLMTimeoutError(LLMError, DeadlineExceededError):

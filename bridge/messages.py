@@ -265,6 +265,8 @@ class Chat(Request[ChatResult], frozen=True, kw_only=True):
     ttl: int | None = None
     seed: int | None = None
     include_reasoning: bool = False
+    wait_for_slot: bool = False
+    """Queue past the model's queue bound instead of being refused as ``busy`` (batch items)."""
 
 
 class Complete(Request[CompletionResult], frozen=True, kw_only=True):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -25,7 +25,7 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from bridge.actors._envelope import Envelope, RequestContext
+from bridge.actors._envelope import FORWARDED, Envelope, RequestContext
 from bridge.actors._ref import ActorRef, ChildState
 from bridge.errors import (
     ActorCrashedError,
@@ -102,7 +102,15 @@ class Actor(ABC, Generic[M]):
         """
         if self._background is None:
             raise RuntimeError("start_background() works only from on_start() or a handler of a running actor")
-        self._background.start_soon(fn, name=name)
+        self._background.start_soon(self._run_background, fn, name or getattr(fn, "__name__", "task"), name=name)
+
+    async def _run_background(self, fn: Callable[[], Coroutine[Any, Any, object]], name: str) -> None:
+        # Through the same crash path as a handler: in-flight requests learn ``actor_crashed``.
+        try:
+            await fn()
+        except Exception as exc:
+            self._crashed(exc, f"in its background task {name!r}")
+            raise
 
     # --- for the supervisor ------------------------------------------------
     def request_stop(self) -> None:
@@ -182,6 +190,7 @@ class Actor(ABC, Generic[M]):
                 return
 
     async def _run_one(self, envelope: Envelope[M]) -> None:
+        handed_on = False  # forwarded to another actor, which settles it from now on
         try:
             # No timer here: the asker's own deadline abandons the envelope, which cancels this scope.
             with anyio.CancelScope() as scope:
@@ -191,15 +200,20 @@ class Actor(ABC, Generic[M]):
                 except BridgeError as error:
                     envelope.settle_error(error)
                 except Exception as exc:
-                    self._crashed(exc, envelope)
-                    raise
+                    answer = _answer_in(exc)
+                    if answer is None:
+                        self._crashed(exc, f"while serving {type(envelope.message).__name__}")
+                        raise
+                    envelope.settle_error(answer)
                 else:
-                    envelope.settle(value)
+                    handed_on = value is FORWARDED
+                    if not handed_on:
+                        envelope.settle(value)
             if scope.cancelled_caught and not envelope.done:
                 envelope.settle_error(self._why_cancelled(envelope))
         finally:
             self._in_flight.discard(envelope)
-            if not envelope.done:
+            if not envelope.done and not handed_on:
                 envelope.settle_error(self._leftover_error())  # cancelled from outside: crash or shutdown
 
     def _why_cancelled(self, envelope: Envelope[M]) -> BridgeError:
@@ -211,7 +225,10 @@ class Actor(ABC, Generic[M]):
             details={"actor": self.name, "message": kind},
         )
 
-    def _crashed(self, exc: Exception, envelope: Envelope[M]) -> None:
+    def _crashed(self, exc: Exception, where: str) -> None:
+        """Fail every request in flight with ``actor_crashed`` and end this incarnation."""
+        if self._crash is not None:
+            return
         self._crash = exc
         if self._ref is not None:
             self._ref._mailbox.state = ChildState.RESTARTING
@@ -219,11 +236,10 @@ class Actor(ABC, Generic[M]):
             # Cancel now, not when the exception reaches the task group: idle handlers must
             # not take messages meant for the next incarnation.
             self._handler_group.cancel_scope.cancel()
-        kind = type(envelope.message).__name__
         error = ActorCrashedError(
-            f"actor {self.name} crashed while serving {kind} ({type(exc).__name__}: {exc}); "
+            f"actor {self.name} crashed {where} ({type(exc).__name__}: {exc}); "
             "it is being restarted with fresh state, so retrying is safe",
-            details={"actor": self.name, "message": kind, "exception": type(exc).__name__},
+            details={"actor": self.name, "where": where, "exception": type(exc).__name__},
         )
         for pending in list(self._in_flight):
             pending.settle_error(error)
@@ -247,3 +263,30 @@ class Actor(ABC, Generic[M]):
         for pending in list(self._in_flight):
             pending.settle_error(error)
         self._in_flight.clear()
+
+
+def _answer_in(exc: Exception) -> BridgeError | None:
+    """The error a handler answered with, when ``exc`` is a group of nothing but :class:`BridgeError`.
+
+    A handler that runs a task group of its own gets its ``BridgeError`` wrapped in an
+    exception group; that is still an answer, not a crash. Several errors answer as the
+    first, with the others named in its details.
+    """
+    if not isinstance(exc, ExceptionGroup):
+        return None
+    matched, rest = exc.split(BridgeError)
+    if rest is not None or matched is None:
+        return None
+    leaves = list(_leaves(matched))
+    first = leaves[0]
+    if len(leaves) > 1:
+        first.details.setdefault("other_errors", [str(other) for other in leaves[1:]])
+    return first
+
+
+def _leaves(group: BaseExceptionGroup[BridgeError]) -> Iterator[BridgeError]:
+    for member in group.exceptions:
+        if isinstance(member, BaseExceptionGroup):
+            yield from _leaves(member)
+        else:
+            yield member

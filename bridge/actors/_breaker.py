@@ -12,7 +12,7 @@ import enum
 
 import anyio
 
-from bridge.errors import LLMConnectionError
+from bridge.errors import CircuitOpenError
 
 __all__ = ["BreakerState", "CircuitBreaker"]
 
@@ -56,13 +56,23 @@ class CircuitBreaker:
         if state is BreakerState.HALF_OPEN and not self._probing:
             self._probing = True
             return
-        assert self._opened_at is not None
-        wait = max(0.0, self._opened_at + self.cooldown - anyio.current_time())
-        raise LLMConnectionError(
+        raise self.open_error()
+
+    def remaining_cooldown(self) -> float:
+        """Seconds until the next probe may go (0 when it may go now, or one is under way)."""
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self._opened_at + self.cooldown - anyio.current_time())
+
+    def open_error(self) -> CircuitOpenError:
+        """The fail-fast answer while the breaker lets nothing through."""
+        wait = self.remaining_cooldown()
+        probing = " (a probe is under way)" if self._probing and wait == 0 else ""
+        return CircuitOpenError(
             f"LLM server {self.server} failed {self._failures} times in a row, so calls to it are paused "
-            f"(circuit open); retrying in {wait:.1f} s. Check that the server is running",
-            retry_after=max(wait, 0.1),
-            details={"server": self.server, "breaker": state.value},
+            f"(circuit open{probing}); the next try goes through in {wait:.1f} s. Check that the server is running",
+            retry_after=round(max(wait, 0.1), 3),
+            details={"server": self.server, "breaker": self.state.value},
         )
 
     def record_success(self) -> None:

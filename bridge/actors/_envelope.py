@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final
 
 import anyio
 
 from bridge.errors import BridgeError
-from bridge.messages import Progress
+from bridge.messages import Message, Progress
 
-__all__ = ["Envelope", "ProgressSink", "RequestContext"]
+if TYPE_CHECKING:
+    from bridge.actors._ref import ActorRef
+
+__all__ = ["FORWARDED", "Envelope", "Forwarded", "ProgressSink", "RequestContext"]
 
 log = logging.getLogger("bridge.actors")
 
@@ -25,6 +28,19 @@ M = TypeVar("M")
 
 ProgressSink = Callable[[Progress], Awaitable[None]]
 """Where a handler's progress reports go: an async callable owned by the asker."""
+
+
+@final
+class Forwarded:
+    """What a handler returns once it has handed its request on with :meth:`RequestContext.forward`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "FORWARDED"
+
+
+FORWARDED: Final = Forwarded()
 
 
 class RequestContext(Protocol):
@@ -46,6 +62,15 @@ class RequestContext(Protocol):
 
     async def report_progress(self, progress: Progress) -> None:
         """Send a progress report to the asker, if it asked for them."""
+        ...
+
+    async def forward(self, to: ActorRef[Any], message: Message) -> Forwarded:
+        """Hand this request on to ``to`` as ``message``; that actor answers the asker directly.
+
+        The asker's deadline, progress sink and cancellation go along; this handler is done
+        with the request once the message is in ``to``'s mailbox (OTP's router: hand the
+        caller on, never proxy). Return the result from the handler.
+        """
         ...
 
 
@@ -115,6 +140,18 @@ class Envelope(Generic[M]):
             # The sink belongs to the asker; its failure must not crash the actor.
             log.warning("progress sink failed; dropping it", exc_info=True)
             self._progress = None
+
+    async def forward(self, to: ActorRef[Any], message: Message) -> Forwarded:
+        # Once posted, the envelope belongs to ``to``: its handler attaches its own scope, so an
+        # asker that gives up cancels the work there, and the forwarding actor can crash or
+        # restart without touching the request. Until then the forwarder's scope stays attached,
+        # so an asker that gives up while the post waits for mailbox room cancels the post.
+        mine = self._scope
+        self.message = message  # type: ignore[assignment]  # the envelope changes hands and kinds
+        await to._post(self)
+        if self._scope is mine:
+            self._scope = None
+        return FORWARDED
 
     def attach_scope(self, scope: anyio.CancelScope) -> None:
         self._scope = scope

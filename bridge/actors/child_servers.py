@@ -32,7 +32,7 @@ from typing import Any, Final, TypeVar
 import anyio
 
 from bridge.actors._actor import Actor
-from bridge.actors._envelope import RequestContext
+from bridge.actors._envelope import Forwarded, RequestContext
 from bridge.actors._ref import ActorRef
 from bridge.actors.mcp_session import MCPSessionActor, SessionPolicy
 from bridge.children import ChildrenConfig, ConfigLoader, ConfigSource, ConfigUpdate, ConfigWatcher, default_sources
@@ -53,7 +53,6 @@ from bridge.messages import (
     ChildServersMessage,
     ChildToolCatalog,
     ChildToolList,
-    ChildToolResult,
     DescribeSession,
     ListChildServers,
     ListChildTools,
@@ -288,9 +287,22 @@ class ChildServersActor(Actor[ChildServersMessage]):
                 raise
             return await successor.ask(message, timeout=ctx.remaining())
 
-    async def _call(self, message: CallChildTool, ctx: RequestContext) -> ChildToolResult:
+    async def _call(self, message: CallChildTool, ctx: RequestContext) -> Forwarded:
+        """Hand the tool call on to the server's session, which answers the caller directly.
+
+        This actor never waits for a tool: its crash, restart or hot reload leaves every call
+        already with a session untouched. A session that was replaced just now refuses the
+        post, and the call goes to its successor.
+        """
         call = CallTool(tool=message.tool, arguments=message.arguments, timeout=message.timeout)
-        return await self._ask_session(message.server, call, ctx)
+        ref = self._route(message.server)
+        try:
+            return await ctx.forward(ref, call)
+        except ActorUnavailableError:
+            successor = self._routes.get(message.server)
+            if successor is None or successor is ref:
+                raise
+            return await ctx.forward(successor, call)
 
     async def _list_tools(self, message: ListChildTools, ctx: RequestContext) -> ChildToolCatalog:
         names = list(dict.fromkeys(message.servers)) or list(self._routes)

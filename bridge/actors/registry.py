@@ -18,7 +18,7 @@ import anyio
 import msgspec
 
 from bridge.actors._actor import Actor
-from bridge.actors._envelope import RequestContext
+from bridge.actors._envelope import Forwarded, RequestContext
 from bridge.actors._ref import ActorRef
 from bridge.actors.worker import LLMWorkerActor
 from bridge.errors import (
@@ -290,24 +290,35 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         return entry
 
     async def _default(self, kind: str) -> ModelEntry:
-        entries = self._entries()
         configured = self.settings.default_model
         if configured and configured.lower() not in _DEFAULT_NAMES and kind == "llm":
             return await self._resolve(configured)
-        of_kind = [m for m in entries.values() if m.type == kind]
-        loaded = [m for m in of_kind if m.loaded]
-        if loaded:
-            return loaded[0]
-        if len(of_kind) == 1:
-            return of_kind[0]
+        found = self._pick_default(kind)
+        if found is None:
+            # The cache may predate a JIT load (a named call loads a model on first use):
+            # list once more before saying no, as resolving a named model does.
+            await self._fresh(force=True, wait=True)
+            found = self._pick_default(kind)
+        if found is not None:
+            return found
+        entries = self._entries()
         if not entries:
             raise self._no_models()
+        of_kind = [m for m in entries.values() if m.type == kind]
         raise BadRequestError(
             f"no default {kind} model: none is loaded and {len(of_kind)} are available "
             f"({', '.join(m.id for m in of_kind[:8]) or 'none'}); pass model=..., load one, "
             "or set default_model in the settings",
             details={"available": [m.id for m in of_kind]},
         )
+
+    def _pick_default(self, kind: str) -> ModelEntry | None:
+        """The loaded model of ``kind`` (the first), else the only one; ``None`` when neither exists."""
+        of_kind = [m for m in self._entries().values() if m.type == kind]
+        loaded = [m for m in of_kind if m.loaded]
+        if loaded:
+            return loaded[0]
+        return of_kind[0] if len(of_kind) == 1 else None
 
     def _not_found(self, wanted: str, entries: dict[str, ModelEntry]) -> BridgeError:
         if not entries:
@@ -353,14 +364,19 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         self.worker_refs[entry.id] = ref
         return ref
 
-    async def _route(self, entry: ModelEntry, message: WorkerMessage, ctx: RequestContext) -> object:
-        progress = ctx.report_progress if ctx.wants_progress else None
+    async def _route(self, entry: ModelEntry, message: WorkerMessage, ctx: RequestContext) -> Forwarded:
+        """Hand the request on to the model's worker, which answers the caller directly.
+
+        The registry never waits for a generation: a crash or restart here touches no
+        request already with a worker, and the registry's own concurrency bounds only
+        resolving, not generating.
+        """
         for attempt in range(2):
             ref = await self._worker(entry)
             try:
-                return await ref.ask(message, timeout=max(0.0, ctx.remaining()), progress=progress)  # type: ignore[arg-type]
+                return await ctx.forward(ref, message)
             except ActorUnavailableError:
-                self.worker_refs.pop(entry.id, None)
+                self.worker_refs.pop(entry.id, None)  # it stopped for good; start a new one
                 if attempt:
                     raise
         raise AssertionError("unreachable")

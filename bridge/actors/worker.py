@@ -65,6 +65,7 @@ log = logging.getLogger("bridge.worker")
 T = TypeVar("T")
 
 _WINDOW = 512
+_PATIENT_ROOM = 1024  # one full batch_chat at once; more waits in the mailbox (backpressure)
 _PROGRESS_EVERY = 0.5
 
 
@@ -101,7 +102,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         self.settings = settings
         limits = settings.limits_for(model.id)
         self.slots = SlotQueue(limits.slots, limits.queue)
-        self.max_concurrent_requests = limits.slots + limits.queue + 16
+        # Room for patient requests (batch items) beyond the queue: they wait in the slot queue, not
+        # the mailbox, so the worker keeps answering others (busy, stats) while a batch waits.
+        self.max_concurrent_requests = limits.slots + limits.queue + _PATIENT_ROOM + 16
         servers = model.servers or [model.server]
         self.clients = [(name, clients[name]) for name in servers if name in clients]
         self.breakers = {
@@ -136,10 +139,18 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         self,
         ctx: RequestContext,
         attempt: Callable[[LLMClient, Budgets, Callable[[StreamProgress], Awaitable[None]]], Awaitable[T]],
+        *,
+        patient: bool = False,
     ) -> tuple[T, _Call]:
-        """Queue for a slot, take the load turn if needed, then call with retries and breakers."""
+        """Queue for a slot, take the load turn if needed, then call with retries and breakers.
+
+        A ``patient`` request waits for its turn however long the queue is, instead of ``busy``.
+        """
         call = _Call()
-        if self.slots.full():
+        if self.breakers and not any(breaker.allows() for breaker in self.breakers.values()):
+            self.failed += 1
+            raise self._all_open()  # before queueing: a call that cannot be sent waits for nothing
+        if not patient and self.slots.full():
             self.busy_rejections += 1
             raise BusyError(
                 f"model {self.model.id} has {self.slots.slots} slots busy and {self.slots.queued} requests "
@@ -150,15 +161,15 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             )
         started = anyio.current_time()
         position = self._position_reporter(ctx) if ctx.wants_progress else None
-        await self.slots.acquire(position)
+        await self.slots.acquire(position, patient=patient)
         call.queued_s = anyio.current_time() - started
         try:
-            loader = await self._take_load_turn(ctx)
+            turn = await self._take_load_turn(ctx)
             try:
-                result = await self._call_with_retries(ctx, call, attempt, loader)
+                result = await self._call_with_retries(ctx, call, attempt, turn)
             finally:
-                if loader:
-                    self._end_load_turn()
+                if turn is not None:
+                    self._end_load_turn(turn)
         except BridgeError:
             self.failed += 1
             raise
@@ -178,28 +189,33 @@ class LLMWorkerActor(Actor[WorkerMessage]):
 
         return report
 
-    async def _take_load_turn(self, ctx: RequestContext) -> bool:
-        """True if this request must load the model (goes alone); waits while another one loads it."""
+    async def _take_load_turn(self, ctx: RequestContext) -> anyio.Event | None:
+        """This request's load turn if it must load the model (it goes alone), else ``None``.
+
+        Waits while another request loads it. The turn is an event of its own, so a request
+        ends only its own turn: after the model was unloaded and a new turn began, a late
+        finisher of an old turn cannot let a second load start beside the first.
+        """
         while not self.warm:
             if self._loading is None:
-                self._loading = anyio.Event()
+                turn = self._loading = anyio.Event()
                 if ctx.wants_progress:
                     await ctx.report_progress(Progress(stage="loading", message=f"loading {self.model.id}"))
-                return True
+                return turn
             await self._loading.wait()
-        return False
+        return None
 
-    def _end_load_turn(self) -> None:
-        loading, self._loading = self._loading, None
-        if loading is not None:
-            loading.set()
+    def _end_load_turn(self, turn: anyio.Event) -> None:
+        if self._loading is turn:
+            self._loading = None
+        turn.set()
 
     async def _call_with_retries(
         self,
         ctx: RequestContext,
         call: _Call,
         attempt: Callable[[LLMClient, Budgets, Callable[[StreamProgress], Awaitable[None]]], Awaitable[T]],
-        loader: bool,
+        turn: anyio.Event | None,
     ) -> T:
         first_token_seen = False
         last_report = 0.0
@@ -208,9 +224,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             nonlocal first_token_seen, last_report
             if not first_token_seen and progress.time_to_first_token is not None:
                 first_token_seen = True
-                if loader:
+                if turn is not None:
                     self.warm = True
-                    self._end_load_turn()
+                    self._end_load_turn(turn)
                 if ctx.wants_progress:
                     await ctx.report_progress(Progress(stage="first_token", tokens=progress.tokens))
                 last_report = anyio.current_time()
@@ -254,8 +270,8 @@ class LLMWorkerActor(Actor[WorkerMessage]):
                 breaker.record_neutral()
                 raise
             breaker.record_success()
-            if loader:
-                self.warm = True
+            if turn is not None and self._loading is turn:
+                self.warm = True  # loaded without a first token seen (embeddings); a stale turn says nothing
             return result
 
         async def on_retry(notice: RetryNotice) -> None:
@@ -278,11 +294,20 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         )
 
     def _pick_server(self) -> tuple[str, LLMClient]:
+        """The first server whose breaker lets a call through; fail fast when none does."""
         for name, client in self.clients:
             if self.breakers[name].allows():
                 return name, client
-        name, client = self.clients[0]
-        return name, client  # before_call() raises the breaker's fail-fast error
+        raise self._all_open()
+
+    def _all_open(self) -> BridgeError:
+        """``backend_unavailable`` at once, with the wait until the soonest breaker lets a probe through."""
+        soonest = min(self.breakers.values(), key=lambda breaker: breaker.remaining_cooldown())
+        error = soonest.open_error()
+        if len(self.breakers) > 1:
+            error.details["servers"] = sorted(self.breakers)
+        error.details["model"] = self.model.id
+        return error
 
     def _budgets(self, ctx: RequestContext) -> Budgets:
         remaining = ctx.remaining()
@@ -356,7 +381,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             seed=message.seed,
         )
         outcome, call = await self._run(
-            ctx, lambda client, budgets, progress: client.chat(request, budgets=budgets, on_progress=progress)
+            ctx,
+            lambda client, budgets, progress: client.chat(request, budgets=budgets, on_progress=progress),
+            patient=message.wait_for_slot,
         )
         return ChatResult(
             model=outcome.model or self.model.id,

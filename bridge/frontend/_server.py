@@ -300,18 +300,8 @@ class Frontend:
         deadline = started + self.settings.call_budget
         registry = await self.registry()
         outcomes = [BatchOutcome(index=i, model=model) for i, (model, _) in enumerate(items)]
-        limiters: dict[str, anyio.CapacityLimiter] = {}
         forwarder = ProgressForwarder(ctx.report_progress, total=None) if _wants_progress(ctx) else None
         done = 0
-
-        def limiter(model: str | None) -> anyio.CapacityLimiter:
-            # Never post more of one batch to a model than its queue takes with room to spare,
-            # so a big batch waits its turn instead of being refused as busy.
-            key = model or "default"
-            if key not in limiters:
-                limits = self.settings.limits_for(model) if model else self.settings.default_limits
-                limiters[key] = anyio.CapacityLimiter(max(1, limits.slots + limits.queue // 2))
-            return limiters[key]
 
         async def one(outcome: BatchOutcome, message: Chat) -> None:
             nonlocal done
@@ -324,11 +314,13 @@ class Frontend:
                         return  # per-item token counts would flood the client; completions are reported
                     await forwarder.send(forwarder.value, label + describe(progress, model=outcome.model))
 
-            async with limiter(outcome.model):
-                try:
-                    outcome.result = await self.ask(ctx, registry, message, deadline=deadline, sink=sink)
-                except BridgeError as error:
-                    outcome.error = error
+            try:
+                # The worker queues a patient item for as long as its budget lasts instead of
+                # refusing it as busy; it alone knows the model's capacity.
+                patient = msgspec.structs.replace(message, wait_for_slot=True)
+                outcome.result = await self.ask(ctx, registry, patient, deadline=deadline, sink=sink)
+            except BridgeError as error:
+                outcome.error = error
             done += 1
             if forwarder is not None:
                 failed = sum(1 for o in outcomes if o.error is not None)

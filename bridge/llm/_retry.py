@@ -20,6 +20,7 @@ import httpx
 import stamina
 
 from bridge.errors import (
+    CircuitOpenError,
     ContextOverflowError,
     LLMConnectionError,
     LLMRateLimitError,
@@ -37,13 +38,13 @@ def is_retryable(exc: BaseException) -> bool | float:
 
     Retried: connection failures, connect timeouts, 5xx, 429, an unloaded or
     loading model. Not retried: other 4xx, unknown models, unsupported
-    endpoints, context overflows, first-token/idle/total timeouts, anything
+    endpoints, context overflows, an open circuit breaker, first-token/idle/total timeouts, anything
     that is not an :class:`Exception` (cancellation).
     """
     if not isinstance(exc, Exception):
         return False
-    if isinstance(exc, ContextOverflowError):
-        return False
+    if isinstance(exc, ContextOverflowError | CircuitOpenError):
+        return False  # an open breaker is answered at once; sleeping through its cooldown is the caller's choice
     if isinstance(exc, LLMTimeoutError):
         return exc.details.get("budget") == "connect"
     if isinstance(exc, LLMRateLimitError | LLMConnectionError | LLMResponseError):
