@@ -398,7 +398,11 @@ class DescribeSession(Request[ChildServerInfo], frozen=True, kw_only=True):
     pass
 
 
-SessionMessage = ListTools | CallTool | DescribeSession
+class GetSessionConfig(Request[Any], frozen=True, kw_only=True):
+    """The session's :class:`~bridge.children.ServerConfig` (internal: never shown, it holds ``env``)."""
+
+
+SessionMessage = ListTools | CallTool | DescribeSession | GetSessionConfig
 
 
 class ListChildServers(Request[ChildServerList], frozen=True, kw_only=True):

@@ -6,13 +6,16 @@ Each test here failed on the code before its fix (issue 15, items 1-7), on both 
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
 from bridge.actors import Actor, RequestContext
+from bridge.actors.child_servers import ChildServersActor
 from bridge.actors.registry import ModelRegistryActor
 from bridge.actors.worker import LLMWorkerActor
 from bridge.app import open_bridge
@@ -28,7 +31,9 @@ from bridge.messages import (
     BridgeStatus,
     Chat,
     ChatResult,
+    ChildToolResult,
     GetStatus,
+    ListChildServers,
     ModelEntry,
     Progress,
     Reply,
@@ -39,6 +44,7 @@ from bridge.messages import (
 from bridge.settings import BreakerSettings, BridgeSettings, ModelLimits, RetrySettings, ServerSettings
 from bridge.sim import Fault, FaultKind, SimModel, SimServer
 from bridge.supervisor import ChildSpec, open_supervisor
+from tests.test_child_servers import GATE_SERVER, child_servers
 from tests.test_frontend import connected, data
 from tests.test_llm_path import GEMMA, QWEN, running, settings_for, sim_config, user
 
@@ -412,3 +418,39 @@ async def _queued(bridge: Any, model: str, want: int) -> None:
     with anyio.fail_after(10):
         while (stats := await _worker_stats(bridge, model)) is None or stats.queued < want:
             await anyio.sleep(0.001)
+
+
+async def test_a_child_servers_actor_crash_does_not_touch_a_tool_call_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session answers the caller directly, and the restarted actor adopts it, child process and all."""
+    script = tmp_path / "gate_server.py"
+    script.write_text(GATE_SERVER)
+    gate = tmp_path / "open-the-gate"
+    entry = {"command": sys.executable, "args": [str(script)]}
+    async with child_servers(tmp_path, {"gated": entry}) as harness:
+        assert (await harness.call("gated", "env", name="X")).text == ""
+        (before,) = (await harness.servers()).values()
+        results: list[ChildToolResult] = []
+        async with anyio.create_task_group() as tg:
+
+            async def held_call() -> None:
+                results.append(await harness.call("gated", "gate", path=str(gate)))
+
+            tg.start_soon(held_call)
+            with anyio.fail_after(30):
+                while harness.sessions.which_children()[0].in_flight != 1:
+                    await anyio.sleep(0.01)
+
+            async def crash(self: ChildServersActor, ctx: RequestContext) -> object:
+                raise RuntimeError("a bug in a child-servers handler")
+
+            monkeypatch.setattr(ChildServersActor, "_list_servers", crash)
+            with pytest.raises(ActorCrashedError):
+                await harness.actor.ask(ListChildServers())
+            monkeypatch.undo()
+            (after,) = (await harness.servers()).values()  # the new incarnation answers
+            gate.touch()
+        assert harness.actor.restarts == 1
+        assert [r.text for r in results] == ["opened"]
+        assert after.pid == before.pid, "the restarted actor must adopt the running session, not restart it"

@@ -33,9 +33,17 @@ import anyio
 
 from bridge.actors._actor import Actor
 from bridge.actors._envelope import Forwarded, RequestContext
-from bridge.actors._ref import ActorRef
+from bridge.actors._ref import ActorRef, ChildState
 from bridge.actors.mcp_session import MCPSessionActor, SessionPolicy
-from bridge.children import ChildrenConfig, ConfigLoader, ConfigSource, ConfigUpdate, ConfigWatcher, default_sources
+from bridge.children import (
+    ChildrenConfig,
+    ConfigLoader,
+    ConfigSource,
+    ConfigUpdate,
+    ConfigWatcher,
+    default_sources,
+    same_server,
+)
 from bridge.children.config import ServerConfig
 from bridge.errors import (
     ActorUnavailableError,
@@ -54,6 +62,7 @@ from bridge.messages import (
     ChildToolCatalog,
     ChildToolList,
     DescribeSession,
+    GetSessionConfig,
     ListChildServers,
     ListChildTools,
     ListTools,
@@ -122,7 +131,6 @@ class ChildServersActor(Actor[ChildServersMessage]):
         if sources is None:
             environ = os.environ if self._environ is None else self._environ
             sources = default_sources(self.settings.config_paths, environ=environ)
-        await self._stop_leftover_sessions()
         if self.settings.watch:
             self._watcher = ConfigWatcher(sources, environ=self._environ, interval=self._watch_interval)
             config = self._watcher.current
@@ -131,8 +139,10 @@ class ChildServersActor(Actor[ChildServersMessage]):
         self._config = config
         for error in config.errors:
             log.warning("MCP server configuration: %s", error)
+        await self._adopt_leftover_sessions()
         for server in config.enabled().values():
-            await self._start_session(server)
+            if server.name not in self._routes:
+                await self._start_session(server)
         log.info(
             "child MCP servers: %d configured (%d enabled) from %s",
             len(config.servers),
@@ -142,18 +152,47 @@ class ChildServersActor(Actor[ChildServersMessage]):
         if self._watcher is not None:
             self.start_background(self._watch, name="child-servers config watcher")
 
-    async def _stop_leftover_sessions(self) -> None:
-        """A previous incarnation's sessions: stop them, so names and configs start clean."""
+    async def _adopt_leftover_sessions(self) -> None:
+        """A previous incarnation's sessions: route to those still configured the same, stop the rest.
+
+        A crash or restart of this actor must not touch a tool call in flight: the session
+        answers its caller directly, and here it is adopted, child process and all. A session
+        whose server was removed or changed meanwhile is stopped (it drains its calls first).
+        """
         try:
-            leftovers = [info.name for info in self.sessions.which_children()]
+            book = self.sessions.supervisor.address_book
         except ActorUnavailableError as exc:
             log.warning("cannot list the sessions supervisor's children: %s", exc.message)
             return
-        if leftovers:
-            log.info("stopping %d session(s) left by a previous incarnation", len(leftovers))
-            async with anyio.create_task_group() as task_group:
-                for name in leftovers:
-                    task_group.start_soon(self._stop_session, name)
+        enabled = self._config.enabled()
+        matching: dict[str, list[tuple[int, ActorRef[SessionMessage]]]] = {}
+        stale: list[str] = []
+        for actor_name, ref in book.items():
+            base, _, suffix = actor_name.partition("#")
+            generation = int(suffix) if suffix.isdigit() else 1
+            self._generations[base] = max(self._generations.get(base, 0), generation)
+            wanted = enabled.get(base)
+            session: ActorRef[SessionMessage] | None = ref if isinstance(ref, ActorRef) else None
+            running = None
+            if wanted is not None and session is not None and session.state is ChildState.RUNNING:
+                try:
+                    running = await session.ask(GetSessionConfig(), timeout=_DESCRIBE_TIMEOUT)
+                except BridgeError as exc:
+                    log.info("session %r did not describe itself: %s", actor_name, exc.message)
+            if wanted is not None and session is not None and running is not None and same_server(running, wanted):
+                matching.setdefault(base, []).append((generation, session))
+            else:
+                stale.append(actor_name)
+        adopted: dict[str, ActorRef[SessionMessage]] = {}
+        for base, candidates in matching.items():
+            candidates.sort(key=lambda candidate: candidate[0])
+            adopted[base] = candidates[-1][1]  # the newest; older ones were being replaced
+            stale.extend(ref.name for _, ref in candidates[:-1])
+        self._routes.update(adopted)
+        if adopted:
+            log.info("adopted %d running session(s) of a previous incarnation", len(adopted))
+        for actor_name in stale:
+            self.start_background(partial(self._stop_session, actor_name), name=f"stop session {actor_name}")
 
     async def _start_session(self, server: ServerConfig) -> bool:
         """Start a session actor for ``server`` under a fresh name and route calls to it (False if it failed).

@@ -73,6 +73,7 @@ from bridge.messages import (
     ChildToolList,
     ChildToolResult,
     DescribeSession,
+    GetSessionConfig,
     ListTools,
     Progress,
     SessionMessage,
@@ -329,6 +330,8 @@ class MCPSessionActor(Actor[SessionMessage]):
                 return await self._serve(self._list_tools, message, ctx)
             case DescribeSession():
                 return self.describe()
+            case GetSessionConfig():
+                return self.config
 
     def describe(self) -> ChildServerInfo:
         connection = self._connection

@@ -27,7 +27,7 @@ from bridge.children.process import (
     child_environment,
     open_stdio_child,
 )
-from bridge.children.watch import ConfigDiff, ConfigUpdate, ConfigWatcher, diff_configs
+from bridge.children.watch import ConfigDiff, ConfigUpdate, ConfigWatcher, diff_configs, same_server
 
 __all__ = [
     # configuration
@@ -44,6 +44,7 @@ __all__ = [
     "ConfigUpdate",
     "ConfigWatcher",
     "diff_configs",
+    "same_server",
     # self-exclusion
     "PARENT_PID_ENV",
     "nested_parent_pid",

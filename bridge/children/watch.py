@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 import anyio
 import msgspec
 
-from bridge.children.config import ChildrenConfig, ConfigLoader, ConfigSource
+from bridge.children.config import ChildrenConfig, ConfigLoader, ConfigSource, ServerConfig
 
-__all__ = ["ConfigDiff", "ConfigUpdate", "ConfigWatcher", "diff_configs"]
+__all__ = ["ConfigDiff", "ConfigUpdate", "ConfigWatcher", "diff_configs", "same_server"]
 
 
 class ConfigDiff(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +47,11 @@ class ConfigUpdate(msgspec.Struct, frozen=True, kw_only=True):
     diff: ConfigDiff
 
 
+def same_server(a: ServerConfig, b: ServerConfig) -> bool:
+    """Whether two definitions start the same server: every field but ``source`` is equal."""
+    return msgspec.structs.replace(a, source="") == msgspec.structs.replace(b, source="")
+
+
 def diff_configs(old: ChildrenConfig | None, new: ChildrenConfig) -> ConfigDiff:
     """Compare the servers of two configurations.
 
@@ -58,9 +63,7 @@ def diff_configs(old: ChildrenConfig | None, new: ChildrenConfig) -> ConfigDiff:
     changed: list[str] = []
     unchanged: list[str] = []
     for name in before.keys() & after.keys():
-        a = msgspec.structs.replace(before[name], source="")
-        b = msgspec.structs.replace(after[name], source="")
-        (unchanged if a == b else changed).append(name)
+        (unchanged if same_server(before[name], after[name]) else changed).append(name)
     return ConfigDiff(
         added=tuple(sorted(after.keys() - before.keys())),
         removed=tuple(sorted(before.keys() - after.keys())),
