@@ -454,3 +454,21 @@ async def test_a_child_servers_actor_crash_does_not_touch_a_tool_call_in_flight(
         assert harness.actor.restarts == 1
         assert [r.text for r in results] == ["opened"]
         assert after.pid == before.pid, "the restarted actor must adopt the running session, not restart it"
+
+
+# --- 11. what a client shows -------------------------------------------------------------------------
+
+
+async def test_tool_descriptions_carry_no_source_indentation() -> None:
+    """Every tool description is what a client should show: no indented lines, no wraps mid-sentence."""
+    async with connected() as (client, _):
+        tools = (await client.list_tools()).tools
+    assert len(tools) >= 10
+    for tool in tools:
+        description = tool.description or ""
+        assert description, tool.name
+        assert "\n " not in description, (tool.name, description)
+        assert not description.startswith(" "), (tool.name, description)
+        for paragraph in description.split("\n\n"):
+            assert "\n" not in paragraph, (tool.name, paragraph)
+        assert len(description.encode()) < 2048, tool.name

@@ -14,6 +14,7 @@ handler and closes the LLM stream.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -122,6 +123,15 @@ class BatchItem(BaseModel):
     max_tokens: int | None = Field(default=None, gt=0)
 
 
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def tool_description(docstring: str) -> str:
+    """A docstring as one line per paragraph: no source indentation, no wraps inside a sentence."""
+    paragraphs = inspect.cleandoc(docstring).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines() if line.strip()) for p in paragraphs)
+
+
 class BridgeMCPServer(MCPServer[Any]):
     """``MCPServer`` whose every tool failure is a typed tool result, never a traceback or bare string.
 
@@ -130,6 +140,21 @@ class BridgeMCPServer(MCPServer[Any]):
     """
 
     output_limit: int = DEFAULT_OUTPUT_LIMIT
+
+    def tool(  # type: ignore[override]  # the same decorator, with the description taken from a clean docstring
+        self, *, annotations: ToolAnnotations | None = None, description: str | None = None
+    ) -> Callable[[_Fn], _Fn]:
+        """Register a tool whose description is its docstring as a client should show it.
+
+        The SDK passes a docstring on as written, source indentation and line wraps included;
+        clients show that to the model verbatim.
+        """
+
+        def register(fn: _Fn) -> _Fn:
+            text = description if description is not None else tool_description(fn.__doc__ or "")
+            return super(BridgeMCPServer, self).tool(annotations=annotations, description=text)(fn)
+
+        return register
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
