@@ -103,6 +103,8 @@ def llm(quick: bool) -> str:
         ("cancel -> server sees disconnect, p50", *both("cancel_to_disconnect_p50_ms", "{:.2f} ms"), ""),
         ("cancel -> server sees disconnect, p99", *both("cancel_to_disconnect_p99_ms", "{:.2f} ms"), "< 20 ms"),
         ("registry + worker added over bare httpx, median", *both("added_median_us", "{:.0f} µs"), "< 300 µs"),
+        ("server down, breaker open: call answered, p50", *both("fail_fast_p50_ms", "{:.2f} ms"), "< 50 ms"),
+        ("server down, breaker open: call answered, p99", *both("fail_fast_p99_ms", "{:.2f} ms"), ""),
     ]
     return _report.table("LLM path (registry + workers + client, simulator out of process)", rows, results)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import socket
 import statistics
 import sys
 import tempfile
@@ -23,9 +24,10 @@ import msgspec
 
 from bridge.actors.registry import ModelRegistryActor
 from bridge.app import open_bridge
+from bridge.errors import BridgeError
 from bridge.llm import ChatMessage
 from bridge.messages import Chat, Progress, ResolveModel
-from bridge.settings import BridgeSettings, ModelLimits, ServerSettings
+from bridge.settings import BreakerSettings, BridgeSettings, ModelLimits, ServerSettings
 from bridge.sim import SimConfig, SimModel, SimServer
 from bridge.sim.testing import sim_process
 from bridge.supervisor import ChildSpec
@@ -234,11 +236,47 @@ async def added_latency(quick: bool) -> dict[str, float]:
     }
 
 
+async def fail_fast(quick: bool) -> dict[str, float]:
+    """The LLM server dies; once its breaker is open, how fast does a call get ``backend_unavailable``?"""
+    calls = 50 if quick else 500
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = BridgeSettings(
+        servers=[ServerSettings(url=f"http://127.0.0.1:{port}", name="sim")],
+        breaker=BreakerSettings(failures=1, cooldown=600.0),
+        model_cache_ttl=600.0,
+    )
+    latencies: list[float] = []
+    codes: set[str] = set()
+    async with open_bridge(settings, child_servers=False) as bridge:
+        async with SimServer(SimConfig(models=(SimModel(id="m", loaded=True),), port=port)):
+            await bridge.registry.ask(ResolveModel(model="m"))
+        try:
+            await bridge.registry.ask(Chat(model="m", messages=user("opens the breaker")))
+        except BridgeError as error:
+            codes.add(error.code)
+        for i in range(calls):
+            start = time.perf_counter()
+            try:
+                await bridge.registry.ask(Chat(model="m", messages=user(f"{i}")))
+            except BridgeError as error:
+                codes.add(error.code)
+            latencies.append(time.perf_counter() - start)
+    return {
+        "fail_fast_p50_ms": statistics.median(latencies) * 1e3,
+        "fail_fast_p99_ms": percentile(latencies, 0.99) * 1e3,
+        "fail_fast_calls": float(calls),
+        "fail_fast_all_backend_unavailable": float(codes == {"backend_unavailable"}),
+    }
+
+
 SCENARIOS = {
     "throughput": throughput,
     "validation": validation,
     "cancellation": cancellation,
     "added_latency": added_latency,
+    "fail_fast": fail_fast,
 }
 
 
