@@ -24,6 +24,9 @@ from bridge.llm import (
 )
 from tests.test_llm_fakes import DONE, Body, Recorder, as_json, ask, chunk, client, event, sse, usage_chunk
 
+STOP = chunk(finish_reason="stop", role=False)
+"""The last chunk of a finished stream: every real server sends one (a stream without it was cut)."""
+
 
 async def _stream(*parts: bytes | float, request: ChatRequest | None = None) -> ChatOutcome:
     body = Body(*parts)
@@ -71,14 +74,14 @@ async def test_usage_chunk_sets_usage_and_tokens() -> None:
 async def test_reasoning_content_field() -> None:
     """``reasoning_content`` deltas (LM Studio's separate-reasoning setting) become reasoning."""
     outcome = await _stream(
-        chunk(reasoning_content="Let me "), chunk(reasoning_content="think."), chunk(content="42"), DONE
+        chunk(reasoning_content="Let me "), chunk(reasoning_content="think."), chunk(content="42"), STOP, DONE
     )
     assert (outcome.reasoning, outcome.content) == ("Let me think.", "42")
 
 
 async def test_reasoning_field_gpt_oss() -> None:
     """``reasoning`` deltas (gpt-oss on LM Studio) become reasoning too."""
-    outcome = await _stream(chunk(reasoning="Hmm."), chunk(content="Yes"), DONE)
+    outcome = await _stream(chunk(reasoning="Hmm."), chunk(content="Yes"), STOP, DONE)
     assert (outcome.reasoning, outcome.content) == ("Hmm.", "Yes")
 
 
@@ -103,7 +106,7 @@ async def test_progress_reports_first_token_and_counts() -> None:
     async def on_progress(progress: StreamProgress) -> None:
         seen.append(progress)
 
-    body = Body(chunk(), chunk(reasoning_content="r"), chunk(content="a"), chunk(content="b"), DONE)
+    body = Body(chunk(), chunk(reasoning_content="r"), chunk(content="a"), chunk(content="b"), STOP, DONE)
     async with client(Recorder(lambda request: sse(body))) as llm:
         await llm.chat(ask(), on_progress=on_progress)
     assert [progress.tokens for progress in seen] == [1, 2, 3]
@@ -133,6 +136,7 @@ async def test_tool_call_repeated_id_and_name() -> None:
         chunk(tool_calls=[_call(0, id="7", type="function", name="f", arguments='{"a"')]),
         chunk(tool_calls=[_call(0, id="7", type="function", name="f", arguments=":1")]),
         chunk(tool_calls=[_call(0, id="7", type="function", name="f", arguments="}")]),
+        STOP,
         DONE,
     )
     assert outcome.tool_calls == [ToolCall(id="7", function=FunctionCall(name="f", arguments='{"a":1}'))]
@@ -144,6 +148,7 @@ async def test_tool_call_omitted_index() -> None:
         chunk(tool_calls=[_call(id="a", name="f", arguments='{"x":')]),
         chunk(tool_calls=[_call(arguments="1}")]),
         chunk(tool_calls=[_call(id="b", name="g", arguments="{}")]),
+        STOP,
         DONE,
     )
     assert [(call.id, call.name, call.arguments) for call in outcome.tool_calls] == [
@@ -154,14 +159,16 @@ async def test_tool_call_omitted_index() -> None:
 
 async def test_tool_call_whole_in_one_chunk_with_object_arguments() -> None:
     """A complete call in one chunk works, even with arguments sent as an object."""
-    outcome = await _stream(chunk(tool_calls=[_call(0, id="1", type="function", name="f", arguments={"q": "x"})]), DONE)
+    outcome = await _stream(
+        chunk(tool_calls=[_call(0, id="1", type="function", name="f", arguments={"q": "x"})]), STOP, DONE
+    )
     assert outcome.tool_calls == [ToolCall(id="1", function=FunctionCall(name="f", arguments='{"q":"x"}'))]
 
 
 async def test_tool_call_whole_call_resent() -> None:
     """A server that resends the complete call does not get its arguments doubled."""
     whole = _call(0, id="1", type="function", name="f", arguments='{"q":"x"}')
-    outcome = await _stream(chunk(tool_calls=[whole]), chunk(tool_calls=[whole]), DONE)
+    outcome = await _stream(chunk(tool_calls=[whole]), chunk(tool_calls=[whole]), STOP, DONE)
     assert outcome.tool_calls == [ToolCall(id="1", function=FunctionCall(name="f", arguments='{"q":"x"}'))]
 
 
@@ -171,6 +178,7 @@ async def test_two_parallel_tool_calls_interleaved() -> None:
         chunk(tool_calls=[_call(0, id="1", name="f", arguments=""), _call(1, id="2", name="g", arguments="")]),
         chunk(tool_calls=[_call(1, arguments='{"b":2}')]),
         chunk(tool_calls=[_call(0, arguments='{"a":1}')]),
+        STOP,
         DONE,
     )
     assert [(call.id, call.name, call.arguments) for call in outcome.tool_calls] == [
@@ -185,6 +193,7 @@ async def test_tool_call_index_gap_and_reused_index() -> None:
         chunk(tool_calls=[_call(2, id="x", name="f", arguments="{}")]),
         chunk(tool_calls=[_call(5, id="y", name="g", arguments="{}")]),
         chunk(tool_calls=[_call(5, id="z", name="h", arguments="{}")]),
+        STOP,
         DONE,
     )
     assert [(call.id, call.name) for call in outcome.tool_calls] == [("x", "f"), ("y", "g"), ("z", "h")]
@@ -196,6 +205,7 @@ async def test_tool_call_empty_id_gets_stable_id() -> None:
         chunk(tool_calls=[_call(0, id="", name="f", arguments="")]),
         chunk(tool_calls=[_call(0, arguments="{}")]),
         chunk(tool_calls=[_call(1, name="g")]),
+        STOP,
         DONE,
     )
     first = await _stream(*parts)
@@ -210,7 +220,7 @@ async def test_tool_call_empty_id_gets_stable_id() -> None:
 async def test_multiple_json_lines_without_blank_lines() -> None:
     """Chunks sent as consecutive ``data:`` lines without blank separators are still all read."""
     frames = chunk(content="a").rstrip(b"\n") + b"\n" + chunk(content="b").rstrip(b"\n") + b"\n\n"
-    outcome = await _stream(frames, DONE)
+    outcome = await _stream(frames, STOP, DONE)
     assert outcome.content == "ab"
 
 
@@ -310,7 +320,7 @@ async def test_server_ignoring_stream_flag() -> None:
 
 async def test_request_body_omits_unset_fields_and_merges_extra() -> None:
     """Only set parameters are sent; ``extra`` is merged on top; nested types keep their tags."""
-    body = Body(chunk(content="x"), DONE)
+    body = Body(chunk(content="x"), STOP, DONE)
     recorder = Recorder(lambda request: sse(body))
     request = ChatRequest(
         model="qwen3-8b",
@@ -360,7 +370,7 @@ async def test_request_body_omits_unset_fields_and_merges_extra() -> None:
 
 async def test_explicit_stream_options_are_kept() -> None:
     """A caller's own ``stream_options`` wins over the default."""
-    body = Body(chunk(content="x"), DONE)
+    body = Body(chunk(content="x"), STOP, DONE)
     recorder = Recorder(lambda request: sse(body))
     async with client(recorder) as llm:
         await llm.chat(ask(stream_options=StreamOptions(include_usage=False)))

@@ -171,9 +171,24 @@ class StreamAccumulator:
         )
 
     def check_complete(self) -> None:
-        """After the stream ends: fail if it ended without a word (LM Studio's silent overflow) or mid-way."""
-        if self.done or self.finish_reason is not None:
+        """After the stream ends: fail unless it said how it finished.
+
+        A stream with no finish reason was cut: silently by LM Studio on a context overflow
+        (nothing at all), mid-way by a crash (no ``[DONE]``), or by llama-cpp-python, whose
+        ``interrupt_requests`` ends a running stream with ``[DONE]`` and no finish reason when
+        another request arrives. None of these is an answer.
+        """
+        if self.finish_reason is not None or not self.streamed:
             return
+        if self.done and self.events > 0:
+            raise LLMResponseError(
+                f"{self.ctx.server} ended the stream for {self.ctx.describe()} after {self.tokens} tokens with "
+                "[DONE] but no finish reason, so the generation was cut, not finished. llama-cpp-python does this "
+                "when another request arrives (its interrupt_requests setting): start it with interrupt_requests "
+                "off, or send it one request at a time. Retrying is safe",
+                retryable=True,
+                details=self.ctx.details(status=200, in_stream=True, tokens=self.tokens, reason="interrupted"),
+            )
         if self.events == 0:
             raise LLMResponseError(
                 f"{self.ctx.server} ended the stream for {self.ctx.describe()} without sending anything. "

@@ -84,7 +84,7 @@ def _usage(job: Job) -> dict[str, int]:
     }
 
 
-def _v0_extras(job: Job, finish: str) -> dict[str, Any]:
+def _v0_extras(job: Job, finish: str | None) -> dict[str, Any]:
     spec = job.spec
     ttft = (job.first_token_at or 0.0) - (job.slot_at or 0.0)
     generation = (job.finished_at or 0.0) - (job.first_token_at or 0.0)
@@ -93,7 +93,7 @@ def _v0_extras(job: Job, finish: str) -> dict[str, Any]:
             "tokens_per_second": tokens_per_second(job),
             "time_to_first_token": max(ttft, 0.0),
             "generation_time": max(generation, 0.0),
-            "stop_reason": _STOP_REASONS.get(finish, finish),
+            "stop_reason": _STOP_REASONS.get(finish, finish) if finish is not None else None,
         },
         "model_info": {
             "arch": spec.arch,
@@ -147,6 +147,9 @@ class _ChatFrames:
 
     def content(self, text: str) -> None:
         self._writer.write(self._head + b'{"role":"assistant","content":' + _encode(text) + b"}" + _NULL_TAIL)
+
+    def role(self) -> None:
+        self._writer.write(self._head + b'{"role":"assistant"}' + _NULL_TAIL)
 
     def call_start(self, index: int, call: PlannedCall) -> None:
         delta = {
@@ -252,10 +255,13 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
             handed_off = True
             return StreamingResponse(partial(_stream_chat, state, job, tracker, _include_usage(body)))
         sink = Collected()
+        finish: str | None
         try:
             finish = await run_generation(job, sink, state.registry, state.stats)
         except GenerationFailed as exc:
-            return failure_response(exc)
+            if exc.kind != "interrupted":
+                return failure_response(exc)
+            finish = None
         reply = _chat_reply(state, job, sink, finish)
         if request.path.startswith("/api/v0/"):
             reply.update(_v0_extras(job, finish))
@@ -275,7 +281,7 @@ def _envelope(state: ServerState, job: Job, kind: str, id_: str) -> dict[str, An
     return {"id": id_, "object": kind, "created": int(time.time()), "model": model, "system_fingerprint": model}
 
 
-def _chat_reply(state: ServerState, job: Job, sink: Collected, finish: str) -> dict[str, Any]:
+def _chat_reply(state: ServerState, job: Job, sink: Collected, finish: str | None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant"}
     content = "".join(sink.content_parts)
     if content or not sink.calls:
@@ -310,6 +316,11 @@ async def _stream_chat(
         try:
             finish = await run_generation(job, frames, state.registry, state.stats)
         except GenerationFailed as exc:
+            if exc.kind == "interrupted":
+                frames.role()
+                writer.write(b"data: [DONE]\n\n")  # no finish reason: how llama-cpp-python ends a cut stream
+                tracker.ok = True
+                return
             writer.write(error_frame(exc.message))
             return
         frames.finish(finish)
@@ -362,10 +373,13 @@ async def completions(state: ServerState, request: HttpRequest) -> Response | St
             handed_off = True
             return StreamingResponse(partial(_stream_text, state, job, tracker))
         sink = Collected()
+        finish: str | None
         try:
             finish = await run_generation(job, sink, state.registry, state.stats)
         except GenerationFailed as exc:
-            return failure_response(exc)
+            if exc.kind != "interrupted":
+                return failure_response(exc)
+            finish = None
         reply = _envelope(state, job, "text_completion", state.ids.completion())
         del reply["system_fingerprint"]
         text = "".join(sink.content_parts)
@@ -389,6 +403,10 @@ async def _stream_text(state: ServerState, job: Job, tracker: Tracker, writer: S
         try:
             finish = await run_generation(job, frames, state.registry, state.stats)
         except GenerationFailed as exc:
+            if exc.kind == "interrupted":
+                writer.write(b"data: [DONE]\n\n")
+                tracker.ok = True
+                return
             writer.write(error_frame(exc.message))
             return
         frames.finish(finish)

@@ -54,6 +54,10 @@ class FaultKind(enum.StrEnum):
     """The context-overflow error, as if the prompt did not fit (stream: ``event: error`` in a 200 stream)."""
     MALFORMED_TOOL_CALL = "malformed_tool_call"
     """A native tool call whose ``arguments`` is not valid JSON (only on requests that carry ``tools``)."""
+    INTERRUPT = "interrupt"
+    """The stream is cut after ``after_tokens`` tokens: a role-only chunk, then ``[DONE]`` with no finish reason
+    (llama-cpp-python's server with ``interrupt_requests`` on, when another request arrives). Not streamed: the
+    text so far with ``finish_reason: null``."""
     EMPTY_TOOL_CALLS = "empty_tool_calls"
     """A plain reply carrying ``tool_calls: []`` (LM Studio 0.3.35's quirk, BT#1318)."""
 

@@ -31,7 +31,7 @@ from bridge.sim._wire import MODEL_UNLOADED_MESSAGE, NO_MODELS_LOADED_MESSAGE, o
 
 __all__ = ["GenerationFailed", "Job", "Sink", "run_generation"]
 
-FailureKind = Literal["model_unloaded", "context_overflow", "not_loaded"]
+FailureKind = Literal["model_unloaded", "context_overflow", "not_loaded", "interrupted"]
 
 
 class GenerationFailed(Exception):
@@ -93,6 +93,9 @@ async def _fire(fault: Fault, job: Job, sink: Sink) -> None:
             await sink.pause(fault.seconds)
     elif fault.kind is FaultKind.MODEL_UNLOADED:
         raise GenerationFailed("model_unloaded", fault.message or MODEL_UNLOADED_MESSAGE)
+    elif fault.kind is FaultKind.INTERRUPT:
+        await sink.pause(0)  # what was generated reaches the client first
+        raise GenerationFailed("interrupted", fault.message or "interrupted by another request")
     elif fault.kind is FaultKind.CONTEXT_OVERFLOW:
         context = job.instance.context_length if job.instance else job.spec.context_length
         shown = max(job.prompt_tokens, context + 1)

@@ -19,7 +19,9 @@ __all__ = ["BEFORE_WORK", "CHAT_FAULTS", "DURING_WORK", "EMBEDDING_FAULTS", "TEX
 
 BEFORE_WORK = frozenset({FaultKind.HTTP_500, FaultKind.RATE_LIMIT, FaultKind.ERROR_BODY, FaultKind.NO_ANSWER})
 """Kinds answered before any model work (no slot, no load)."""
-DURING_WORK = frozenset({FaultKind.DROP, FaultKind.STALL, FaultKind.MODEL_UNLOADED, FaultKind.CONTEXT_OVERFLOW})
+DURING_WORK = frozenset(
+    {FaultKind.DROP, FaultKind.STALL, FaultKind.MODEL_UNLOADED, FaultKind.CONTEXT_OVERFLOW, FaultKind.INTERRUPT}
+)
 """Kinds that fire after ``after_tokens`` tokens of the reply."""
 CHAT_FAULTS = frozenset(FaultKind)
 TEXT_FAULTS = BEFORE_WORK | DURING_WORK

@@ -133,7 +133,9 @@ async def responses(state: ServerState, request: HttpRequest) -> Response | Stre
     tracker = Tracker(state.stats, spec.id, request)
     handed_off = False
     try:
-        allowed = CHAT_FAULTS - {FaultKind.EMPTY_TOOL_CALLS} - (set() if tools else {FaultKind.MALFORMED_TOOL_CALL})
+        # llama-cpp-python, whose interrupts INTERRUPT imitates, has no /v1/responses.
+        unused = {FaultKind.EMPTY_TOOL_CALLS, FaultKind.INTERRUPT}
+        allowed = CHAT_FAULTS - unused - (set() if tools else {FaultKind.MALFORMED_TOOL_CALL})
         turn, fault, early = await prelude(state, spec.id, allowed)
         if early is not None:
             return early
