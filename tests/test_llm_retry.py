@@ -71,7 +71,7 @@ def testing_mode() -> Iterator[None]:
 async def test_call_with_retries_recovers_after_transient_failures() -> None:
     """Two 503s then a success: the caller gets the success and hears about each retry."""
     answers = iter([as_json({"error": "busy"}, 503), as_json({"error": "busy"}, 503)])
-    body = Body(chunk(content="ok"), DONE)
+    body = Body(chunk(content="ok"), chunk(finish_reason="stop", role=False), DONE)
     recorder = Recorder(lambda request: next(answers, None) or sse(body))
     notices: list[RetryNotice] = []
 

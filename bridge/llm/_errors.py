@@ -11,6 +11,7 @@ second, and every message says what to do next.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import html
 import re
@@ -44,6 +45,7 @@ __all__ = [
     "parse_error_body",
     "parse_retry_after",
     "server_error_from_payload",
+    "server_wait",
 ]
 
 _MAX_TEXT = 500
@@ -192,6 +194,16 @@ _UNLOADED = re.compile(
 )
 _UNKNOWN_ROUTE = re.compile(r"unexpected endpoint|unknown (endpoint|route)|cannot (get|post) /", re.IGNORECASE)
 _UNSUPPORTED = re.compile(r"not supported|not_supported|not implemented|not_implemented", re.IGNORECASE)
+_EMBEDDING_OFF = re.compile(
+    r"must be created with embedding\s*=\s*true|embeddings? (are |is )?(not enabled|disabled)"
+    r"|--embeddings?|pooling type none",
+    re.IGNORECASE,
+)
+_AUTH = re.compile(
+    r"authentication error|\bunauthori[sz]ed\b|no api key|invalid api key|api key (is )?(missing|invalid|required)"
+    r"|invalid (proxy server )?token|missing (bearer|authorization)",
+    re.IGNORECASE,
+)
 _LM_STUDIO_NUMBERS = re.compile(r"has (\d+) tokens, but the context length only supports (\d+)", re.IGNORECASE)
 
 
@@ -253,7 +265,10 @@ def _unsupported_hint(ctx: CallContext) -> str:
     if ctx.endpoint.startswith("/api/"):
         return "That is LM Studio's native API; other servers (and LM Studio before 0.4 for /api/v1) lack it."
     if ctx.endpoint == "/v1/embeddings":
-        return "Use a server with embeddings enabled (llama.cpp: start it with --embeddings)."
+        return (
+            "Use an embedding model, or a server with embeddings enabled (llama.cpp: start it with --embeddings; "
+            'llama-cpp-python: "embedding": true in the model config).'
+        )
     if ctx.endpoint == "/v1/responses":
         return "Use chat completions instead, or LM Studio 0.3.29 or newer."
     return "Check the base URL and that the server is OpenAI-compatible."
@@ -275,18 +290,66 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
+def _duration(value: str) -> float | None:
+    """``1.5``, ``20ms``, ``6m0s``, ``1h2m3s`` (OpenAI's ``x-ratelimit-reset-*``) as seconds."""
+    value = value.strip().lower()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(number + unit for number, unit in parts) != value:
+        return None
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def server_wait(headers: httpx.Headers) -> float | None:
+    """The longest wait any of the server's headers asks for, in seconds, or ``None``.
+
+    ``Retry-After`` (seconds or an HTTP date), ``retry-after-ms``, the provider headers a LiteLLM
+    proxy forwards (``llm_provider-retry-after``) and OpenAI-style ``x-ratelimit-reset-*``.
+    The longest wins: retrying sooner than any of them asked only spends a retry.
+    """
+    waits: list[float] = []
+    for name in ("retry-after", "llm_provider-retry-after"):
+        found = parse_retry_after(headers.get(name))
+        if found is not None:
+            waits.append(found)
+    for name in ("retry-after-ms", "llm_provider-retry-after-ms"):
+        value = headers.get(name)
+        with contextlib.suppress(ValueError):
+            if value:
+                waits.append(max(0.0, float(value) / 1000))
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered.startswith(("x-ratelimit-reset", "llm_provider-x-ratelimit-reset")):
+            seconds = _duration(value)
+            if seconds is not None:
+                waits.append(seconds)
+    return max(waits) if waits else None
+
+
+def _refused(ctx: CallContext, error: ServerError, status: int, details: dict[str, Any]) -> LLMResponseError:
+    return LLMResponseError(
+        f"{ctx.server} refused the request for want of valid credentials (HTTP {status}: {error.message}). "
+        "Set the server's API token: LMSTUDIO_API_KEY, or api_key of the server in the configuration (LM Studio "
+        "tokens look like sk-lm-…, made under Developer → Server Settings → Require Authentication; a LiteLLM "
+        "proxy wants its master or virtual key).",
+        details={**details, "reason": "authentication"},
+    )
+
+
 def error_for_status(status: int, headers: httpx.Headers, raw: bytes, ctx: CallContext) -> BridgeError:
     """The error for a non-2xx answer."""
     error = parse_error_body(raw)
     details = {**ctx.details(status=status), **error.details()}
-    retry_after = parse_retry_after(headers.get("retry-after"))
-    if status in (401, 403):
-        return LLMResponseError(
-            f"{ctx.server} refused the request (HTTP {status}: {error.message}). "
-            "Set the server's API token in the configuration (api_key); LM Studio tokens look like sk-lm-…, "
-            "created under Developer → Server Settings → Require Authentication.",
-            details=details,
-        )
+    retry_after = server_wait(headers)
+    if status in (401, 403) or (status >= 500 and _AUTH.search(error.message)):
+        return _refused(ctx, error, status, details)
     if status == 429:
         wait = f" Retry after {retry_after:g} s." if retry_after is not None else " Retry later."
         return LLMRateLimitError(
@@ -299,6 +362,9 @@ def error_for_status(status: int, headers: httpx.Headers, raw: bytes, ctx: CallC
         found.retry_after = retry_after
         return found
     if status in (404, 405, 501) or error.type == "not_supported_error":
+        return _unsupported(ctx, error, status, _unsupported_hint(ctx))
+    if ctx.endpoint.endswith("/embeddings") and _EMBEDDING_OFF.search(error.message):
+        # llama-cpp-python answers 500 "Llama model must be created with embedding=True": not transient.
         return _unsupported(ctx, error, status, _unsupported_hint(ctx))
     if 500 <= status < 600:
         return LLMResponseError(

@@ -55,6 +55,20 @@ def is_retryable(exc: BaseException) -> bool | float:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
 
 
+def _failure_signature(exc: Exception) -> tuple[object, ...] | None:
+    """What makes a server error the same one again: the server's own words on an HTTP 500.
+
+    Only 500: a 502, 503 or 504 repeating word for word ("busy", "overloaded") is still transient.
+    """
+    if type(exc) is not LLMResponseError:
+        return None  # a classified error (model unloaded, overflow) says by its kind whether it is transient
+    status = exc.details.get("status")
+    message = exc.details.get("server_message")
+    if status != 500 or not message:
+        return None
+    return (status, message)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryNotice:
     """Handed to ``on_retry`` before attempt ``attempt + 1`` starts.
@@ -113,13 +127,23 @@ async def call_with_retries(
         if timeout <= 0:
             raise failure
     waits: list[float | None] = []
+    deadline = None if timeout is None else anyio.current_time() + timeout
+    seen: list[tuple[object, ...]] = []
 
     def hook(exc: Exception) -> bool | float:
         decision = predicate(exc)
         if decision is False:
             return False
-        if decision is not True and decision > wait_max:
+        # A wait longer than allowed, or longer than the time left: answer now with the wait in it.
+        if decision is not True and (
+            decision > wait_max or (deadline is not None and decision > deadline - anyio.current_time())
+        ):
             return False
+        signature = _failure_signature(exc)
+        if signature is not None and signature in seen:
+            return False  # the same server error word for word: deterministic, not transient
+        if signature is not None:
+            seen.append(signature)
         waits.append(None if decision is True else float(decision))
         return decision
 

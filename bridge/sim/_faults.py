@@ -62,7 +62,7 @@ def early_reply(fault: Fault) -> Response | None:
     if fault.kind is FaultKind.HTTP_500:
         return server_error(fault.message)
     if fault.kind is FaultKind.RATE_LIMIT:
-        return rate_limited(fault.retry_after, fault.message)
+        return rate_limited(fault.retry_after, fault.message, header=fault.retry_header)
     if fault.kind is FaultKind.ERROR_BODY:
         return error_body(fault.message)
     return None

@@ -72,14 +72,19 @@ class Fault(msgspec.Struct, frozen=True, tag="fault"):
         kind: Which failure.
         seconds: ``stall`` length (``None``: until the client leaves).
         after_tokens: Tokens sent before a mid-stream fault fires.
-        retry_after: ``Retry-After`` seconds of a ``rate_limit``.
-        message: Overrides the error message, where the fault has one.
+        retry_after: Seconds a ``rate_limit`` asks the client to wait.
+        retry_header: The header that says so: ``Retry-After`` (LM Studio, OpenAI), or
+            ``llm_provider-retry-after`` (what a LiteLLM proxy forwards from its provider,
+            with no ``Retry-After`` of its own).
+        message: Overrides the error message, where the fault has one (e.g. llama-cpp-python's
+            deterministic 500 "Llama model must be created with embedding=True").
     """
 
     kind: FaultKind
     seconds: float | None = None
     after_tokens: int = 2
     retry_after: float = 1.0
+    retry_header: str = "Retry-After"
     message: str | None = None
 
 

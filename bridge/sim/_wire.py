@@ -63,10 +63,10 @@ def server_error(message: str | None = None) -> Response:
     return json_response(500, {"error": {"message": text, "type": "server_error", "param": None, "code": None}})
 
 
-def rate_limited(retry_after: float, message: str | None = None) -> Response:
+def rate_limited(retry_after: float, message: str | None = None, *, header: str = "Retry-After") -> Response:
     text = message or "Too many requests. Please retry later."
     body = {"error": {"message": text, "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}}
-    return json_response(429, body, headers=(("Retry-After", f"{retry_after:g}"),))
+    return json_response(429, body, headers=((header, f"{retry_after:g}"),))
 
 
 def error_body(message: str | None = None) -> Response:
