@@ -11,11 +11,17 @@
 
 Children stop in reverse order, so the registry stops taking requests before
 the workers finish theirs, and the HTTP clients close last.
+
+Every child MCP server's process group is registered in one
+:class:`~bridge.children.process.ProcessGroups` (``Bridge.groups``), so a
+signal can stop them all whatever the actors are doing; what is left when the
+bridge has stopped is killed.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -26,6 +32,7 @@ from bridge.actors.child_servers import ChildServersActor
 from bridge.actors.planner import PlannerActor
 from bridge.actors.registry import ModelRegistryActor
 from bridge.children import ConfigSource, default_sources
+from bridge.children.process import ProcessGroups
 from bridge.llm import LLMClient
 from bridge.messages import ChildServersMessage, PlannerMessage, RegistryMessage
 from bridge.settings import BridgeSettings, ChildSettings, ServerSettings
@@ -53,6 +60,7 @@ class Bridge:
         children: ActorRef[ChildServersMessage] | None,
         clients: dict[str, LLMClient],
         planner: ActorRef[PlannerMessage] | None = None,
+        groups: ProcessGroups | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -60,12 +68,21 @@ class Bridge:
         self.registry = registry
         self.children = children
         self.planner = planner
+        self.groups = groups if groups is not None else ProcessGroups()
 
 
 @asynccontextmanager
-async def open_bridge(settings: BridgeSettings, *, child_servers: bool = True) -> AsyncIterator[Bridge]:
-    """Run the bridge for the body of the ``async with``; no network is touched until a request needs it."""
+async def open_bridge(
+    settings: BridgeSettings, *, child_servers: bool = True, groups: ProcessGroups | None = None
+) -> AsyncIterator[Bridge]:
+    """Run the bridge for the body of the ``async with``; no network is touched until a request needs it.
+
+    ``groups``: the registry of child process groups, when the caller must reach the children
+    before the bridge is up or after it is gone (``serve_stdio``'s signal handling); else its own.
+    """
+    groups = groups if groups is not None else ProcessGroups()
     async with AsyncExitStack() as stack:
+        stack.callback(_kill_leftovers, groups)  # LIFO: after the supervisor has stopped every child
         clients: dict[str, LLMClient] = {}
         for server in settings.servers:
             name = server_name(server)
@@ -84,22 +101,34 @@ async def open_bridge(settings: BridgeSettings, *, child_servers: bool = True) -
                 ask_timeout=settings.call_budget,
             )
         )
-        children = await _start_child_servers(supervisor, settings) if child_servers else None
+        children = await _start_child_servers(supervisor, settings, groups) if child_servers else None
         planner: ActorRef[PlannerMessage] | None = None
         if children is not None:
             child_ref = children
             planner = await supervisor.start_child(
                 ChildSpec("planner", lambda: PlannerActor(registry, child_ref), mailbox_size=256)
             )
-        yield Bridge(settings, supervisor, registry, children, clients, planner)
+        yield Bridge(settings, supervisor, registry, children, clients, planner, groups)
 
 
-async def _start_child_servers(supervisor: Supervisor, settings: BridgeSettings) -> ActorRef[ChildServersMessage]:
+def _kill_leftovers(groups: ProcessGroups) -> None:
+    """No child may outlive the bridge: kill the groups whose stop sequence did not see them gone."""
+    groups.close()
+    groups.signal_all(signal.SIGKILL)
+
+
+async def _start_child_servers(
+    supervisor: Supervisor, settings: BridgeSettings, groups: ProcessGroups
+) -> ActorRef[ChildServersMessage]:
     child = settings.children
     sources = child_config_sources(child)
     sessions = await supervisor.start_child(SupervisorSpec("sessions", intensity=50, period=10.0))
     ref: ActorRef[ChildServersMessage] = await supervisor.start_child(
-        ChildSpec("children", lambda: ChildServersActor(child, sessions, sources=sources), mailbox_size=256)
+        ChildSpec(
+            "children",
+            lambda: ChildServersActor(child, sessions, sources=sources, groups=groups),
+            mailbox_size=256,
+        )
     )
     return ref
 

@@ -80,7 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _settings_options()
     serve = commands.add_parser(
-        "serve", parents=[common], help="serve MCP over stdio (the default)", description="Serve MCP over stdio."
+        "serve",
+        parents=[common],
+        help="serve MCP over stdio (the default)",
+        description=(
+            "Serve MCP over stdio until stdin closes or SIGTERM, SIGINT or SIGHUP arrives; either way every "
+            "child MCP server's process group is stopped first and the exit status is 0 (2: bad configuration)."
+        ),
     )
     serve.add_argument(
         "--no-child-servers",
@@ -168,7 +174,8 @@ def _serve(config: LoadedConfig, args: argparse.Namespace) -> int:
             backend=args.backend,
         )
     except KeyboardInterrupt:
-        return 130
+        return 130  # only before serve_stdio handles the signals, when no child can have started yet
+    # A signal is an orderly stop like stdin EOF (children stopped, nothing left behind): 0, not 128+signum.
     return 0
 
 

@@ -45,6 +45,7 @@ from bridge.children import (
     same_server,
 )
 from bridge.children.config import ServerConfig
+from bridge.children.process import ProcessGroups
 from bridge.errors import (
     ActorUnavailableError,
     BadRequestError,
@@ -94,6 +95,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
         environ: Variables for ``${VAR}`` expansion and the nesting check (default: ``os.environ``).
         policy: Pings and restarts of every session (see :class:`SessionPolicy`).
         watch_interval: Seconds between polls of the config files, when watching.
+        groups: The bridge's registry of child process groups, handed to every session.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
         environ: Mapping[str, str] | None = None,
         policy: SessionPolicy | None = None,
         watch_interval: float = 0.2,
+        groups: ProcessGroups | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -113,6 +116,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
         self._environ = environ
         self._policy = policy
         self._watch_interval = watch_interval
+        self._groups = groups
         self._watcher: ConfigWatcher | None = None
         self._config = ChildrenConfig()
         self._routes: dict[str, ActorRef[SessionMessage]] = {}
@@ -206,7 +210,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
             actor_name = name if generation == 1 else f"{name}#{generation}"
             spec: ChildSpec[SessionMessage] = ChildSpec(
                 actor_name,
-                partial(MCPSessionActor, server, self.settings, policy=self._policy),
+                partial(MCPSessionActor, server, self.settings, policy=self._policy, groups=self._groups),
                 restart=RestartPolicy.TRANSIENT,
                 ask_timeout=(server.timeout or self.settings.call_timeout) + _ASK_MARGIN,
                 shutdown_grace=max(server.timeout or 0.0, self.settings.call_timeout),

@@ -65,6 +65,7 @@ from mcp.shared.message import SessionMessage as WireMessage
 from bridge.actors._actor import Actor
 from bridge.actors._envelope import RequestContext
 from bridge.children import ChildOutputError, ServerConfig, StdioChild, open_stdio_child
+from bridge.children.process import ProcessGroups
 from bridge.errors import BridgeError, ChildServerDownError, DeadlineExceededError, ToolError
 from bridge.messages import (
     CallTool,
@@ -286,13 +287,22 @@ class MCPSessionActor(Actor[SessionMessage]):
         settings: Deadlines and the stop grace of child servers.
         policy: Pings and restarts (defaults: ping after 10 s idle, backoff 0.1 s doubling to 10 s,
             failed after 8 failed restarts in a row).
+        groups: The bridge's registry of child process groups, which its child joins.
     """
 
-    def __init__(self, config: ServerConfig, settings: ChildSettings, *, policy: SessionPolicy | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        settings: ChildSettings,
+        *,
+        policy: SessionPolicy | None = None,
+        groups: ProcessGroups | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.settings = settings
         self.policy = policy or SessionPolicy()
+        self._groups = groups
         self._state = SessionState.NOT_STARTED
         self._changed = anyio.Event()
         self._start_wanted = anyio.Event()
@@ -662,7 +672,9 @@ class MCPSessionActor(Actor[SessionMessage]):
         config = self.config
         if config.transport == "stdio":
             grace = self.settings.stop_grace
-            child = await stack.enter_async_context(open_stdio_child(config, grace=grace, term_timeout=grace))
+            child = await stack.enter_async_context(
+                open_stdio_child(config, grace=grace, term_timeout=grace, groups=self._groups)
+            )
             connection.child = child
             return child.streams
         assert config.url is not None, "the config parser requires a url for remote servers"

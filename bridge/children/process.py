@@ -43,7 +43,7 @@ from anyio.abc import AsyncResource, Process
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
-from bridge.children._group import group_alive, signal_group
+from bridge.children._group import ProcessGroups, group_alive, signal_group
 from bridge.children._parse import ServerConfig
 from bridge.children._selfref import PARENT_PID_ENV
 from bridge.children._wire import MAX_LINE_BYTES, ChildOutputError, decode_line, encode_message, too_long
@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_GRACE",
     "DEFAULT_TERM_TIMEOUT",
     "ChildOutputError",
+    "ProcessGroups",
     "StdioChild",
     "child_down_error",
     "child_environment",
@@ -274,6 +275,7 @@ class StdioChild:
     async def _stop(self, grace: float, term_timeout: float) -> None:
         """Steps 1-5 of the stop sequence (see the module docstring). Call shielded."""
         self._stopping = True
+        self._log.debug("stopping child %r: closing its stdin", self.name)
         self.read_stream.close()
         self.write_stream.close()
         with anyio.move_on_after(_FLUSH_TIMEOUT):
@@ -318,6 +320,7 @@ async def open_stdio_child(
     term_timeout: float = DEFAULT_TERM_TIMEOUT,
     stderr_lines: int = 50,
     max_line_bytes: int = MAX_LINE_BYTES,
+    groups: ProcessGroups | None = None,
 ) -> AsyncIterator[StdioChild]:
     """Start a stdio child MCP server; stop its whole process group on exit.
 
@@ -340,25 +343,36 @@ async def open_stdio_child(
         stderr_lines: How many stderr lines to keep for :attr:`StdioChild.stderr_tail`.
         max_line_bytes: Longest stdout line accepted (default 64 MiB); a longer
             one becomes a :class:`ChildOutputError` and is dropped.
+        groups: The bridge's registry of child process groups: the child is
+            registered while it runs, so a signal to the bridge can stop it
+            whatever its stop sequence is doing; once closed, nothing starts.
 
     Raises:
         ChildServerDownError: The program could not be started (not found, not
-            executable, bad ``cwd``); not retryable.
+            executable, bad ``cwd``, or ``groups`` is closed); not retryable.
         ConfigError: ``config`` is not a stdio server.
     """
     if config.transport != "stdio" or not config.command:
         raise ConfigError(f"server {config.name!r} is a {config.transport} server, not a stdio one")
     argv = [config.command, *config.args]
-    try:
-        process = await anyio.open_process(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=config.cwd,
-            env=child_environment(config.env),
-            start_new_session=True,
+    if groups is not None and groups.closed:
+        raise ChildServerDownError(
+            f"child {config.name!r} not started: the bridge is shutting down",
+            retryable=False,
+            details={"server": config.name, "reason": "stopping"},
         )
+    try:
+        # Shielded: a cancellation inside the spawn could leave a process nobody knows about.
+        with anyio.CancelScope(shield=True):
+            process = await anyio.open_process(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=config.cwd,
+                env=child_environment(config.env),
+                start_new_session=True,
+            )
     except OSError as exc:
         raise ChildServerDownError(
             f"child {config.name!r} could not be started: {exc} (command {config.command!r}); fix its configuration",
@@ -368,6 +382,8 @@ async def open_stdio_child(
     # No await between the spawn and the shielded cleanup below, or a
     # cancellation landing in between would leak the process.
     child = StdioChild(config.name, process, stderr_lines=stderr_lines, max_line_bytes=max_line_bytes)
+    if groups is not None:
+        groups.add(child.pgid, config.name)  # killed at once if the bridge began exiting during the spawn
     # Arguments stay at DEBUG: after ${VAR} expansion they may hold tokens.
     child._log.info("started child %r (pid %d): %s", config.name, child.pid, config.command)
     child._log.debug("child %r arguments: %r", config.name, config.args)
@@ -389,6 +405,8 @@ async def open_stdio_child(
     finally:
         with anyio.CancelScope(shield=True):
             await child._release()
+        if groups is not None and not group_alive(child.pgid):
+            groups.discard(child.pgid)  # a survivor stays registered, for the bridge's last sweep
     if body_error is not None:
         raise body_error
 
