@@ -31,6 +31,13 @@ class Block(Request[Count], frozen=True, tag="block"):
     key: str
 
 
+class Finish(Request[Count], frozen=True, tag="finish"):
+    """Wait until released, shielded from cancellation, then count and answer: a handler that
+    finishes its work even after its asker gave up."""
+
+    key: str
+
+
 class Report(Request[Count], frozen=True, tag="report"):
     steps: int
 
@@ -43,7 +50,7 @@ class CrashNotice(Notice, frozen=True, tag="crash_notice"):
     pass
 
 
-CounterMessage = Increment | Fail | Crash | Block | Report | Bump | CrashNotice
+CounterMessage = Increment | Fail | Crash | Block | Finish | Report | Bump | CrashNotice
 
 
 class Journal:
@@ -98,6 +105,14 @@ class CounterActor(Actor[CounterMessage]):
                 except anyio.get_cancelled_exc_class():
                     self.journal.cancelled.append(key)
                     raise
+                self.journal.finished.append(key)
+                return Count(value=self.count)
+            case Finish(key=key):
+                entered, release = self.journal.gate(key)
+                entered.set()
+                with anyio.CancelScope(shield=True):
+                    await release.wait()
+                self.count += 1
                 self.journal.finished.append(key)
                 return Count(value=self.count)
             case Report(steps=steps):

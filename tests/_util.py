@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
@@ -15,3 +15,10 @@ async def eventually(predicate: Callable[[], bool], *, within: float = 10.0) -> 
     with anyio.fail_after(within):
         while not predicate():
             await anyio.sleep(0.001)
+
+
+async def eventually_async(predicate: Callable[[], Awaitable[bool]], *, within: float = 10.0) -> None:
+    """:func:`eventually` for a check that has to ask something (an actor, a child server)."""
+    with anyio.fail_after(within):
+        while not await predicate():
+            await anyio.sleep(0.01)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
+from bridge.actors._envelope import Envelope
 from bridge.errors import (
     ActorCrashedError,
     ActorUnavailableError,
@@ -21,6 +24,7 @@ from tests._runtime_actors import (
     CounterActor,
     Crash,
     Fail,
+    Finish,
     Increment,
     Journal,
     Report,
@@ -226,17 +230,46 @@ async def test_ask_on_a_stopped_actor_fails_fast() -> None:
             ref.tell_nowait(Bump())
 
 
-async def test_exactly_one_outcome_when_the_reply_races_the_deadline() -> None:
-    """A handler that finishes after its asker timed out does not produce a second reply."""
+async def test_exactly_one_outcome_when_the_reply_races_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler that finishes after its asker timed out does not produce a second reply:
+    the asker's timeout settles the envelope, the handler's late answer is refused, and the
+    next ask gets its own answer."""
+    accepted: dict[int, int] = {}
+    refused: dict[int, int] = {}
+    seen: list[Envelope[Any]] = []  # kept alive, so no two envelopes share an id()
+
+    def counting(original: Any) -> Any:
+        def settle(self: Envelope[Any], outcome: Any) -> bool:
+            ok: bool = original(self, outcome)
+            if not isinstance(self.message, Finish | Increment):
+                return ok  # the supervisor's own traffic
+            seen.append(self)
+            (accepted if ok else refused)[id(self)] = (accepted if ok else refused).get(id(self), 0) + 1
+            return ok
+
+        return settle
+
+    monkeypatch.setattr(Envelope, "settle", counting(Envelope.settle))
+    monkeypatch.setattr(Envelope, "settle_error", counting(Envelope.settle_error))
     journal = Journal()
     async with open_supervisor(children=[counter(journal)]) as sup:
         ref = sup.lookup("counter")
+        entered, release = journal.gate("late")
+        with pytest.raises(DeadlineExceededError):
+            await ref.ask(Finish(key="late"), timeout=0.05)
+        assert entered.is_set()  # the handler was running when the asker gave up
+        release.set()
+        await eventually(lambda: journal.finished == ["late"])
+        await eventually(lambda: sum(refused.values()) == 1)  # the handler's answer came, and was refused
+        assert await ref.ask(Increment()) == Count(value=2)  # its own answer, after the late one counted
+
+        # and under a real race, many times over: each ask ends exactly once
         results: list[object] = []
         for _ in range(20):
             try:
                 results.append(await ref.ask(Increment(), timeout=0.0))
             except DeadlineExceededError as exc:
                 results.append(exc)
-        assert len(results) == 20
-        count = await ref.ask(Increment())
-        assert count.value <= 21
+        assert all(isinstance(r, Count | DeadlineExceededError) for r in results)
+    assert set(accepted.values()) == {1}  # no envelope was settled twice
+    assert len(accepted) == 22  # and every one was settled: 1 late Finish, 1 Increment, 20 raced

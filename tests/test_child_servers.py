@@ -158,6 +158,8 @@ async def test_every_configured_server_is_listed_with_its_state(tmp_path: Path) 
     assert rows["broken"].last_error is not None
     assert "key 'args' must be a list of strings" in rows["broken"].last_error
     assert any("key 'args' must be a list of strings" in error for error in listing.errors)
+    # skipped and invalid entries say which file to fix, like every other row
+    assert rows["myself"].source == rows["broken"].source == str(tmp_path / "mcp.json")
 
 
 async def test_calls_are_routed_to_the_named_server(

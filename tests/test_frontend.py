@@ -157,7 +157,7 @@ async def test_health_check_reports_each_server() -> None:
     async with connected() as (client, _):
         result = await client.call_tool("health_check", {})
     assert not result.is_error
-    assert text(result).startswith("ok: 1 of 1 LLM servers reachable")
+    assert text(result).startswith("ok: 1 of 1 LLM server reachable")
     assert data(result)["healthy"] is True
     assert data(result)["servers"][0]["name"] == "sim"
 

@@ -8,9 +8,26 @@ from typing import Any
 import pytest
 
 from bridge.errors import BusyError, DeadlineExceededError, ModelNotFoundError
-from bridge.frontend._format import ToolOutput, chat_output, cut_text, error_output, fit
+from bridge.frontend._format import (
+    ToolOutput,
+    chat_output,
+    children_output,
+    cut_text,
+    error_output,
+    fit,
+    health_output,
+    models_output,
+)
 from bridge.frontend._progress import MIN_INTERVAL, ProgressForwarder
-from bridge.messages import ChatResult, Progress
+from bridge.messages import (
+    ChatResult,
+    ChildServerInfo,
+    ChildServerList,
+    ModelEntry,
+    ModelList,
+    Progress,
+    ServerState,
+)
 
 
 def size(output: ToolOutput) -> int:
@@ -150,3 +167,18 @@ def test_an_error_with_huge_details_still_fits() -> None:
     assert size(output) <= 3000
     assert output.text.startswith("model_not_found: no model x.")
     assert output.structured["code"] == "model_not_found"
+
+
+def test_listings_count_in_plain_english_and_never_show_an_empty_source() -> None:
+    """'2 models on 1 server', '1 child MCP server', and no '(stdio, from )' for a row with no file."""
+    server = ServerState(name="sim", url="http://127.0.0.1:1234", reachable=True, models=2, loaded=["a"])
+    models = ModelList(models=[ModelEntry(id="a", server="sim"), ModelEntry(id="b", server="sim")], servers=[server])
+    assert models_output(models).text.startswith("2 models on 1 server (1 reachable):")
+    assert health_output(models).text.startswith("ok: 1 of 1 LLM server reachable, 2 models")
+    one = ModelList(models=[ModelEntry(id="a", server="sim")], servers=[server, server])
+    assert models_output(one).text.startswith("1 model on 2 servers")
+    children = ChildServerList(servers=[ChildServerInfo(name="x", transport="stdio", source="", state="skipped")])
+    text = children_output(children).text
+    assert text.startswith("1 child MCP server:")
+    assert "- x (stdio): skipped" in text
+    assert "from )" not in text

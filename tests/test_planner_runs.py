@@ -17,7 +17,7 @@ from bridge.llm import ChatMessage
 from bridge.messages import CallChildTool, Chat, ListChildServers, RunResult, RunTask
 from bridge.settings import BridgeSettings, ChildSettings, RetrySettings, ServerSettings
 from bridge.sim import CallTools, Raw, Say, SimConfig, SimModel, SimServer, ToolCallSpec
-from tests._util import eventually
+from tests._util import eventually_async
 
 CHILDREN = Path(__file__).parent / "_children"
 MODEL = "sim/planner"
@@ -168,11 +168,17 @@ async def test_cancelling_a_run_cancels_its_tool_call_and_the_bridge_serves_on(t
         assert bridge.children is not None
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, bridge)
-            await eventually(lambda: len(sim.requests(MODEL)) == 1)
-            await anyio.sleep(0.5)
+            await eventually_async(lambda: sleeps(bridge, "running=1 cancelled=0"))
             tg.cancel_scope.cancel()
+        await eventually_async(lambda: sleeps(bridge, "running=0 cancelled=1"))  # the child's own call stopped
         answer = await bridge.children.ask(CallChildTool(server="echo", tool="echo", arguments={"text": "alive"}))
         assert answer.text == "alive"
+
+
+async def sleeps(bridge: Bridge, expected: str) -> bool:
+    assert bridge.children is not None
+    answer = await bridge.children.ask(CallChildTool(server="echo", tool="sleeps", arguments={}))
+    return answer.text == expected
 
 
 async def test_child_dying_mid_run_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:

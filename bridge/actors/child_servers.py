@@ -387,10 +387,16 @@ class ChildServersActor(Actor[ChildServersMessage]):
                     last_error = None if start_error is None else start_error.message
                     rows[name] = _row(server, state="failed", last_error=last_error)
         for name, reason in config.skipped.items():
-            rows[name] = ChildServerInfo(name=name, transport="stdio", source="", state="skipped", note=reason)
+            source = config.origins.get(name, "")
+            rows[name] = ChildServerInfo(name=name, transport="stdio", source=source, state="skipped", note=reason)
         for name, error in config.invalid.items():
             rows[name] = ChildServerInfo(
-                name=name, transport="unknown", source="", state="failed", last_error=error, note="invalid definition"
+                name=name,
+                transport="unknown",
+                source=config.origins.get(name, ""),
+                state="failed",
+                last_error=error,
+                note="invalid definition",
             )
         errors = [*config.errors, *(f"{name}: {error.message}" for name, error in self._start_errors.items())]
         return ChildServerList(servers=[rows[name] for name in sorted(rows)], errors=errors)

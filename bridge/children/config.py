@@ -66,6 +66,8 @@ class ChildrenConfig(msgspec.Struct, frozen=True, kw_only=True):
             itself, or every server when this bridge is nested in another).
         invalid: Names whose winning definition is broken and that have no
             last good definition, with the error.
+        origins: The file each skipped or invalid name was defined in, so that a
+            listing can say where to fix it.
         errors: Every problem found, as full sentences naming file, server and key.
         sources: The files that exist and were read, highest precedence first.
     """
@@ -73,6 +75,7 @@ class ChildrenConfig(msgspec.Struct, frozen=True, kw_only=True):
     servers: dict[str, ServerConfig] = msgspec.field(default_factory=dict)
     skipped: dict[str, str] = msgspec.field(default_factory=dict)
     invalid: dict[str, str] = msgspec.field(default_factory=dict)
+    origins: dict[str, str] = msgspec.field(default_factory=dict)
     errors: tuple[str, ...] = ()
     sources: tuple[Path, ...] = ()
 
@@ -239,6 +242,7 @@ def _merge(results: Sequence[_FileResult], nested_in: int | None) -> ChildrenCon
     servers: dict[str, ServerConfig] = {}
     skipped: dict[str, str] = {}
     invalid: dict[str, str] = {}
+    origins: dict[str, str] = {}
     decided: set[str] = set()
     for result in results:
         for name in result.order:
@@ -249,10 +253,13 @@ def _merge(results: Sequence[_FileResult], nested_in: int | None) -> ChildrenCon
                 servers[name] = result.servers[name]
             elif name in result.skipped:
                 skipped[name] = result.skipped[name]
+                origins[name] = str(result.source.path)
             elif name in result.invalid:
                 invalid[name] = result.invalid[name]
+                origins[name] = str(result.source.path)
     if nested_in is not None:
-        for name in servers:
+        for name, server in servers.items():
+            origins[name] = server.source
             skipped[name] = (
                 f"this bridge was started by another lmstudio-bridge (pid {nested_in}, per ${PARENT_PID_ENV}), "
                 f"and a nested bridge starts no child servers so that it can never start itself"
@@ -262,6 +269,7 @@ def _merge(results: Sequence[_FileResult], nested_in: int | None) -> ChildrenCon
         servers=servers,
         skipped=skipped,
         invalid=invalid,
+        origins=origins,
         errors=tuple(error for result in results for error in result.errors),
         sources=tuple(result.source.path for result in results if result.exists),
     )

@@ -207,6 +207,11 @@ def error_output(error: BridgeError, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolO
 # --------------------------------------------------------------------------- models and servers
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 model``, ``2 models``: counts read as a person would write them."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _entry_line(m: ModelEntry) -> str:
     parts = [m.id, m.type]
     if m.loaded is not None:
@@ -230,7 +235,7 @@ def _server_line(s: ServerState) -> str:
         state = "UNREACHABLE"
     parts = [f"{s.name} ({s.url}): {state}"]
     if s.reachable:
-        parts.append(f"{s.models} models, {len(s.loaded)} loaded")
+        parts.append(f"{_count(s.models, 'model')}, {len(s.loaded)} loaded")
         if s.lmstudio_native_api is not None:
             parts.append("LM Studio native API" if s.lmstudio_native_api else "OpenAI-compatible API only")
     if s.breaker != "closed":
@@ -259,7 +264,7 @@ def _entry_fields(m: ModelEntry) -> dict[str, Any]:
 
 def models_output(reply: ModelList, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:
     reachable = sum(1 for s in reply.servers if s.reachable)
-    header = f"{len(reply.models)} models on {len(reply.servers)} servers ({reachable} reachable)"
+    header = f"{_count(len(reply.models), 'model')} on {_count(len(reply.servers), 'server')} ({reachable} reachable)"
     if not reply.models:
         header += ". No model matches; drop the filters, or load/download a model in LM Studio"
     lines = [_entry_line(m) for m in reply.models]
@@ -275,7 +280,8 @@ def models_output(reply: ModelList, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOu
 def health_output(reply: ModelList, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:
     reachable = [s for s in reply.servers if s.reachable]
     if reachable:
-        head = f"ok: {len(reachable)} of {len(reply.servers)} LLM servers reachable, {len(reply.models)} models"
+        servers, models = _count(len(reply.servers), "LLM server"), _count(len(reply.models), "model")
+        head = f"ok: {len(reachable)} of {servers} reachable, {models}"
     else:
         head = (
             f"no LLM server reachable ({len(reply.servers)} configured). Start LM Studio's server "
@@ -577,7 +583,7 @@ def unloaded_output(reply: UnloadedModel) -> ToolOutput:
 
 def status_output(reply: BridgeStatus, limit: int = DEFAULT_OUTPUT_LIMIT, *, tasks: int | None = None) -> ToolOutput:
     """Per model and server state; ``tasks`` (live tasks in serve's event loop) shows task leaks from outside."""
-    lines = [f"{len(reply.models)} models in use, {len(reply.servers)} servers"]
+    lines = [f"{_count(len(reply.models), 'model')} in use, {_count(len(reply.servers), 'server')}"]
     for w in reply.models:
         p50 = f", p50 {w.latency_p50_s:.2f} s" if w.latency_p50_s is not None else ""
         p99 = f", p99 {w.latency_p99_s:.2f} s" if w.latency_p99_s is not None else ""
@@ -604,11 +610,12 @@ def children_output(reply: ChildServerList | None, limit: int = DEFAULT_OUTPUT_L
     if reply is None:
         text = "Child MCP servers are not enabled in this bridge (started with --no-child-servers)."
         return ToolOutput(text=text, structured={"servers": [], "enabled": False})
-    lines = [f"{len(reply.servers)} child MCP servers:"]
+    lines = [f"{_count(len(reply.servers), 'child MCP server')}:"]
     for s in reply.servers:
-        tools = f", {s.tool_count} tools" if s.tool_count is not None else ""
+        tools = f", {_count(s.tool_count, 'tool')}" if s.tool_count is not None else ""
         err = f", last error: {s.last_error}" if s.last_error else ""
-        lines.append(f"- {s.name} ({s.transport}, from {s.source}): {s.state}{tools}{err}")
+        origin = f", from {s.source}" if s.source else ""
+        lines.append(f"- {s.name} ({s.transport}{origin}): {s.state}{tools}{err}")
     lines += [f"! {e}" for e in reply.errors]
     structured = {"enabled": True, "servers": [_compact(_builtins(s)) for s in reply.servers], "errors": reply.errors}
     return _fit_listing("\n".join(lines), structured, limit)

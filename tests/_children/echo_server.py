@@ -1,7 +1,7 @@
 """A well-behaved stdio MCP server for the children tests.
 
-Tools: ``echo``, ``add``, ``sleep(seconds)``, ``fail`` (answers with
-``isError``), ``count`` (how many times it was called), ``env(name)`` and
+Tools: ``echo``, ``add``, ``sleep(seconds)``, ``sleeps`` (how many sleeps run and were cancelled),
+``fail`` (answers with ``isError``), ``count`` (how many times it was called), ``env(name)`` and
 ``cwd()`` (to check what the bridge passed down). Usage:
 ``python echo_server.py [asyncio|trio]``.
 """
@@ -17,6 +17,8 @@ from mcp.types import CallToolResult, TextContent
 
 server = MCPServer("echo")
 calls = 0
+sleeping = 0  # sleep calls running now
+cancelled_sleeps = 0  # sleep calls the client cancelled
 
 
 @server.tool()
@@ -34,8 +36,22 @@ async def add(a: int, b: int) -> int:
 @server.tool()
 async def sleep(seconds: float) -> str:
     """Sleep, then say so."""
-    await anyio.sleep(seconds)
+    global sleeping, cancelled_sleeps
+    sleeping += 1
+    try:
+        await anyio.sleep(seconds)
+    except anyio.get_cancelled_exc_class():
+        cancelled_sleeps += 1
+        raise
+    finally:
+        sleeping -= 1
     return f"slept {seconds}"
+
+
+@server.tool()
+async def sleeps() -> str:
+    """What the sleep tool is doing: 'running=N cancelled=M'."""
+    return f"running={sleeping} cancelled={cancelled_sleeps}"
 
 
 @server.tool()
