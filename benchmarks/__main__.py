@@ -200,6 +200,36 @@ def frontend(quick: bool) -> str:
     return _report.table("MCP front end (real stdio: client -> serve -> actors -> HTTP)", rows, results)
 
 
+def real_llama(quick: bool) -> str:
+    results = _run_backends("benchmarks.real_llama", quick)
+    _report.write_json("real_llama", {"machine": _report.machine(), "quick": quick, "figures": results})
+    a, t = results["asyncio"], results["trio"]
+    ran = t if isinstance(a, _report.NotRun) else a
+
+    def both(key: str, fmt: str) -> tuple[str, str]:
+        return fmt.format(a[key]), fmt.format(t[key])
+
+    rows = [
+        ("bridge's LLMClient: req/s", *both("bridge_req_per_s", "{:.2f}"), "within 5 % of bare httpx"),
+        ("  ... bare httpx: req/s", *both("bare_httpx_req_per_s", "{:.2f}"), ""),
+        ("bridge's LLMClient: generated tokens/s", *both("bridge_tokens_per_s", "{:.0f}"), ""),
+        ("  ... bare httpx: generated tokens/s", *both("bare_httpx_tokens_per_s", "{:.0f}"), ""),
+        ("bridge's LLMClient: client CPU per request", *both("bridge_bridge_cpu_ms_per_req", "{:.1f} ms"), ""),
+        ("  ... bare httpx: client CPU per request", *both("bare_httpx_bridge_cpu_ms_per_req", "{:.1f} ms"), ""),
+        (
+            "failed requests (bridge / bare httpx)",
+            f"{a['bridge_failures']:.0f} / {a['bare_httpx_failures']:.0f}",
+            f"{t['bridge_failures']:.0f} / {t['bare_httpx_failures']:.0f}",
+            "0 / 0",
+        ),
+    ]
+    title = (
+        f"Real llama.cpp server (SmolLM2-135M, {4} slots; {ran['requests']:.0f} requests x "
+        f"{ran['tokens_per_request']:.0f} tokens, median of {ran['rounds']:.0f} interleaved rounds)"
+    )
+    return _report.table(title, rows, results)
+
+
 def stress(quick: bool, only: list[str] | None = None) -> str:
     from benchmarks.stress import stress_table
 
@@ -212,6 +242,7 @@ SCENARIOS: dict[str, Callable[[bool], str]] = {
     "llm": llm,
     "planner": planner,
     "children": children,
+    "real_llama": real_llama,
     "stress": stress,
 }
 

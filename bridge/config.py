@@ -59,6 +59,7 @@ from typing import Any, Final
 import msgspec
 
 from bridge.errors import ConfigError
+from bridge.llm._http import check_api_key
 from bridge.llm._url import normalize_base_url
 from bridge.settings import BridgeSettings, ModelLimits
 
@@ -482,6 +483,11 @@ def _check_values(settings: BridgeSettings, origins: Mapping[str, str]) -> Bridg
             url = normalize_base_url(server.url)
         except ConfigError as exc:
             raise fail(f"servers[{i}].url", exc.message) from None
+        if server.api_key:
+            try:
+                check_api_key(server.api_key)
+            except ConfigError as exc:
+                raise fail(f"servers[{i}].api_key", exc.message) from None
         name = server.name or url.split("://", 1)[1]
         if name in names:
             raise fail(f"servers[{i}].name", f"two servers are called {name!r}; give each a different name.")

@@ -226,3 +226,12 @@ def test_two_servers_with_one_name_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, 'servers = [{url = "http://a:1", name = "x"}, {url = "http://b:1", name = "x"}]\n')
     with pytest.raises(ConfigError, match=r"servers\[1\]\.name"):
         load_config(CliFlags(config=str(path)), environ={})
+
+
+def test_api_key_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    """A key read from a file often ends in a newline; as a header it would start a header of its own."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"LMSTUDIO_API_KEY": "sk-123\r\nX-Injected: 1"})
+    assert caught.value.details["key"] == "servers[0].api_key"
+    assert "line break" in caught.value.message
+    assert "sk-123" not in caught.value.message  # a secret is never echoed

@@ -1,20 +1,26 @@
-"""The bridge's HTTP/1.1 transport against a scripted TCP server: framing, keep-alive, failures, limits, TLS."""
+"""The LLM client's HTTP (httpx's transport, set up in ``bridge.llm._http``) against a scripted TCP server.
+
+What the bridge relies on: frames arrive as they are sent, a POST is never sent twice,
+a cancelled call drops its connection, header values are checked, proxies and
+``SSL_CERT_FILE`` from the environment are honoured, loopback servers are reached directly.
+"""
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import anyio.abc
-import httpx
 import pytest
 import trustme
 
-from bridge.llm._client import _abandon
-from bridge.llm._transport import HTTP11Transport
+from bridge.errors import ConfigError, ErrorCode, LLMConnectionError
+from bridge.llm import ChatMessage, ChatRequest, LLMClient
 
 Handler = Callable[["Peer"], Awaitable[None]]
 
@@ -25,6 +31,7 @@ class Peer:
 
     stream: anyio.abc.ByteStream
     index: int
+    server: Server
     buffer: bytearray = field(default_factory=bytearray)
 
     async def line(self) -> bytes | None:
@@ -62,6 +69,7 @@ class Peer:
             await self.line()
         else:
             body = await self.exact(int(headers.get(b"content-length", b"0")))
+        self.server.requests.append((first, headers, body))
         return first, headers, body
 
     async def send(self, data: bytes) -> None:
@@ -72,7 +80,7 @@ class Peer:
 class Server:
     url: str
     peers: list[Peer] = field(default_factory=list)
-    requests: list[bytes] = field(default_factory=list)
+    requests: list[tuple[bytes, dict[bytes, bytes], bytes]] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -91,7 +99,7 @@ async def serving(handler: Handler, *, tls: ssl.SSLContext | None = None) -> Asy
                 stream = await TLSStream.wrap(stream, server_side=True, ssl_context=tls, standard_compatible=False)
             except (ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream):
                 return  # the client refused our certificate
-        peer = Peer(stream, len(server.peers))
+        peer = Peer(stream, len(server.peers), server)
         server.peers.append(peer)
         async with stream:
             await handler(peer)
@@ -112,380 +120,239 @@ async def serving(handler: Handler, *, tls: ssl.SSLContext | None = None) -> Asy
             await anyio.aclose_forcefully(stream)
 
 
-def ok(body: bytes = b"hello", *extra: bytes) -> bytes:
-    head = [b"HTTP/1.1 200 OK", b"Content-Length: %d" % len(body), *extra]
-    return b"\r\n".join(head) + b"\r\n\r\n" + body
+REQUEST = ChatRequest(model="m", messages=[ChatMessage(role="user", content="hello")], max_tokens=4)
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
-async def answer_each(peer: Peer, reply: Callable[[bytes], bytes] = lambda body: ok(body)) -> None:
-    """Echo server: answer every request on the connection with ``reply(request body)``."""
-    while (request := await peer.request()) is not None:
-        await peer.send(reply(request[2]))
+def frame(content: str, finish: str | None = None) -> bytes:
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n".encode()
 
 
-@asynccontextmanager
-async def client(**kwargs: object) -> AsyncIterator[httpx.AsyncClient]:
-    transport = HTTP11Transport(**kwargs)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as http:
-        yield http
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-# --------------------------------------------------------------------------- framing and keep-alive
+STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+END = chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
 
 
-async def test_content_length_answers_reuse_one_connection() -> None:
-    async with serving(answer_each) as server, client() as http:
-        for i in range(3):
-            response = await http.post(f"{server.url}/v1/x?q={i}", content=b"ping %d" % i)
-            assert response.status_code == 200
-            assert response.content == b"ping %d" % i
-    assert len(server.peers) == 1
+def chat_answer(text: str = "hi") -> bytes:
+    return STREAM_HEAD + chunk(frame(text, "stop")) + END
 
 
-async def test_request_line_and_headers_are_sent_as_given() -> None:
-    seen: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
-
-    async def record(peer: Peer) -> None:
-        while (request := await peer.request()) is not None:
-            seen.append(request)
-            await peer.send(ok())
-
-    async with serving(record) as server, client() as http:
-        await http.post(f"{server.url}/v1/chat?a=b%20c", content=b"{}", headers={"x-key": "v"})
-    line, headers, body = seen[0]
-    assert line == b"POST /v1/chat?a=b%20c HTTP/1.1"
-    assert headers[b"host"] == server.url.removeprefix("http://").encode()
-    assert headers[b"x-key"] == b"v"
-    assert body == b"{}"
+async def answer_each(peer: Peer) -> None:
+    """Answer every request on the connection with a whole chat stream."""
+    while await peer.request() is not None:
+        await peer.send(chat_answer())
 
 
-async def test_chunked_answer_with_extensions_and_trailers() -> None:
-    async def chunked(peer: Peer) -> None:
-        while await peer.request() is not None:
-            await peer.send(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                b"5;ext=1\r\nhello\r\n"
-                b"6\r\n world\r\n"
-                b"0\r\nX-Trailer: yes\r\n\r\n"
-            )
-
-    async with serving(chunked) as server, client() as http:
-        first = await http.get(server.url)
-        second = await http.get(server.url)
-    assert first.content == b"hello world"
-    assert second.content == b"hello world"
-    assert len(server.peers) == 1
+@pytest.fixture(autouse=True)
+def no_proxy_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
 
 
-async def test_streamed_chunks_arrive_as_they_are_sent() -> None:
-    """The client sees each SSE frame before the server sends the next one."""
-    go_on = anyio.Event()
+# --------------------------------------------------------------------------- streaming and keep-alive
 
-    async def sse(peer: Peer) -> None:
+
+async def test_frames_reach_the_caller_as_they_are_sent() -> None:
+    """The first frame is seen before the server sends the second (nothing buffers a stream)."""
+    seen_first = anyio.Event()
+
+    async def stream(peer: Peer) -> None:
         await peer.request()
-        await peer.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-        await peer.send(b"d\r\ndata: first\n\n\r\n")
-        await go_on.wait()
-        await peer.send(b"e\r\ndata: second\n\n\r\n0\r\n\r\n")
-        await answer_each(peer)
+        await peer.send(STREAM_HEAD + chunk(frame("first ")))
+        await seen_first.wait()
+        await peer.send(chunk(frame("second", "stop")) + END)
 
-    async with serving(sse) as server, client() as http:
-        async with http.stream("POST", server.url, content=b"{}") as response:
-            lines = response.aiter_lines()
-            assert await lines.__anext__() == "data: first"
-            go_on.set()
-            rest = [line async for line in lines]
-        assert rest == ["", "data: second", ""]
-        assert (await http.post(server.url, content=b"again")).content == b"again"
-    assert len(server.peers) == 1
+    async def progress(_: object) -> None:
+        seen_first.set()
+
+    async with serving(stream) as server, LLMClient(server.url) as llm:
+        with anyio.fail_after(10):
+            outcome = await llm.chat(REQUEST, on_progress=progress)
+    assert outcome.content == "first second"
 
 
-async def test_a_stream_closed_after_its_last_frame_keeps_the_connection() -> None:
-    """Reading up to ``[DONE]`` and closing: the terminal chunk already received lets the connection be reused."""
-
-    async def sse(peer: Peer) -> None:
-        while await peer.request() is not None:
-            await peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\ndata: [DONE]\r\n0\r\n\r\n")
-
-    async with serving(sse) as server, client() as http:
+async def test_successive_calls_share_one_connection_and_send_the_bridges_headers() -> None:
+    async with serving(answer_each) as server, LLMClient(server.url, api_key="sk-1") as llm:
         for _ in range(3):
-            async with http.stream("POST", server.url, content=b"{}") as response:
-                lines = response.aiter_lines()
-                async for line in lines:
-                    if line == "data: [DONE]":
-                        break
-                await _abandon(lines)
+            assert (await llm.chat(REQUEST)).content == "hi"
     assert len(server.peers) == 1
+    line, headers, body = server.requests[0]
+    assert line == b"POST /v1/chat/completions HTTP/1.1"
+    assert headers[b"authorization"] == b"Bearer sk-1"
+    assert headers[b"accept-encoding"] == b"identity"  # a compressed stream would arrive in lumps
+    assert json.loads(body)["stream"] is True
 
 
-async def test_body_to_the_end_of_the_connection_is_read_and_not_reused() -> None:
-    async def close_delimited(peer: Peer) -> None:
-        await peer.request()
-        await peer.send(b"HTTP/1.1 200 OK\r\n\r\nall of it")
-
-    async with serving(close_delimited) as server, client() as http:
-        assert (await http.get(server.url)).content == b"all of it"
-        assert (await http.get(server.url)).content == b"all of it"
-    assert len(server.peers) == 2
+# --------------------------------------------------------------------------- never twice, and typed failures
 
 
-@pytest.mark.parametrize(
-    "head",
-    [
-        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
-        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
-    ],
-    ids=["connection-close", "http-1.0"],
-)
-async def test_answers_that_end_the_connection_are_not_reused(head: bytes) -> None:
-    async def once(peer: Peer) -> None:
-        await peer.request()
-        await peer.send(head)
-
-    async with serving(once) as server, client() as http:
-        assert (await http.get(server.url)).content == b"ok"
-        assert (await http.get(server.url)).content == b"ok"
-    assert len(server.peers) == 2
-
-
-async def test_interim_100_continue_is_skipped_and_204_has_no_body() -> None:
-    async def interim(peer: Peer) -> None:
-        await peer.request()
-        await peer.send(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")
-        await answer_each(peer)
-
-    async with serving(interim) as server, client() as http:
-        response = await http.post(server.url, content=b"x")
-        assert response.status_code == 204
-        assert response.content == b""
-        assert (await http.post(server.url, content=b"next")).content == b"next"
-    assert len(server.peers) == 1
-
-
-async def test_chunked_upload_is_sent_chunked() -> None:
-    bodies: list[bytes] = []
-
-    async def record(peer: Peer) -> None:
-        request = await peer.request()
-        assert request is not None
-        bodies.append(request[2])
-        await peer.send(ok())
-
-    async def parts() -> AsyncIterator[bytes]:
-        yield b"one,"
-        yield b"two"
-
-    async with serving(record) as server, client() as http:
-        await http.post(server.url, content=parts())
-    assert bodies == [b"one,two"]
-
-
-# --------------------------------------------------------------------------- stale and broken connections
-
-
-async def test_idle_connection_closed_by_the_server_is_not_used() -> None:
-    async def one_then_close(peer: Peer) -> None:
-        request = await peer.request()
-        assert request is not None
-        await peer.send(ok(request[2]))  # says keep-alive, then closes anyway
-
-    async with serving(one_then_close) as server, client() as http:
-        assert (await http.post(server.url, content=b"a")).content == b"a"
-        await anyio.sleep(0.05)  # the FIN reaches the client
-        assert (await http.post(server.url, content=b"b")).content == b"b"
-    assert len(server.peers) == 2
-
-
-async def test_reused_connection_that_dies_unanswered_is_retried_once_on_a_new_one() -> None:
-    received: list[bytes] = []
+async def test_a_post_is_sent_once_when_a_reused_connection_dies_unanswered() -> None:
+    """The server may have started generating: re-sending would run the generation twice."""
 
     async def drop_second(peer: Peer) -> None:
-        while (request := await peer.request()) is not None:
-            received.append(request[2])
-            if peer.index == 0 and len(received) == 2:
-                return  # read the request, close without a word
-            await peer.send(ok(request[2]))
+        assert await peer.request() is not None
+        await peer.send(chat_answer())
+        await peer.request()  # read the second request, then close without a word
 
-    async with serving(drop_second) as server, client() as http:
-        assert (await http.post(server.url, content=b"a")).content == b"a"
-        assert (await http.post(server.url, content=b"b")).content == b"b"
-    assert received == [b"a", b"b", b"b"]
-    assert len(server.peers) == 2
-
-
-async def test_new_connection_closed_unanswered_is_a_protocol_error() -> None:
-    async def hang_up(peer: Peer) -> None:
-        await peer.request()
-
-    async with serving(hang_up) as server, client() as http:
-        with pytest.raises(httpx.RemoteProtocolError, match="without a full response"):
-            await http.post(server.url, content=b"x")
+    async with serving(drop_second) as server, LLMClient(server.url) as llm:
+        assert (await llm.chat(REQUEST)).content == "hi"
+        with pytest.raises(LLMConnectionError) as caught:
+            await llm.chat(REQUEST)
+    assert len(server.requests) == 2  # one each: the second was not sent again
     assert len(server.peers) == 1
+    assert caught.value.retryable  # the caller (the worker's retry policy) decides
 
 
-async def test_body_cut_short_is_a_protocol_error() -> None:
-    async def short(peer: Peer) -> None:
-        await peer.request()
-        await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
-
-    async with serving(short) as server, client() as http:
-        with pytest.raises(httpx.RemoteProtocolError, match="before the end of the response body"):
-            await http.get(server.url)
-
-
-@pytest.mark.parametrize(
-    ("reply", "match"),
-    [
-        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "did not answer in HTTP/1.x"),
-        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad header line"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "bad Content-Length"),
-    ],
-    ids=["not-http", "header", "chunk-size", "two-lengths"],
-)
-async def test_malformed_answers_are_protocol_errors(reply: bytes, match: str) -> None:
-    async def bad(peer: Peer) -> None:
-        await peer.request()
-        await peer.send(reply)
-        await anyio.sleep_forever()
-
-    async with serving(bad) as server, client() as http:
-        with pytest.raises(httpx.RemoteProtocolError, match=match):
-            await http.get(server.url)
-
-
-async def test_refused_connection_is_a_connect_error() -> None:
+async def test_refused_connection_is_a_retryable_backend_unavailable() -> None:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     await listener.aclose()
-    async with client() as http:
-        with pytest.raises(httpx.ConnectError):
-            await http.get(f"http://127.0.0.1:{port}/")
+    async with LLMClient(f"http://127.0.0.1:{port}") as llm:
+        with pytest.raises(LLMConnectionError) as caught:
+            await llm.chat(REQUEST)
+    assert caught.value.code is ErrorCode.BACKEND_UNAVAILABLE
+    assert caught.value.retryable
+    assert "Is the LLM server running" in caught.value.message
 
 
-async def test_unknown_scheme_is_unsupported() -> None:
-    async with client() as http:
-        with pytest.raises(httpx.UnsupportedProtocol, match="use http"):
-            await http.get("ftp://127.0.0.1/")
+@pytest.mark.parametrize("key", ["sk-1\r\nX-Injected: 1", "sk-1\n", "clé"], ids=["crlf", "trailing-lf", "non-ascii"])
+async def test_an_api_key_that_is_not_one_header_value_is_refused_before_anything_is_sent(key: str) -> None:
+    async with serving(answer_each) as server:
+        with pytest.raises(ConfigError, match="cannot go into an HTTP header"):
+            async with LLMClient(server.url, api_key=key) as llm:
+                await llm.chat(REQUEST)
+    assert server.requests == []
 
 
 # --------------------------------------------------------------------------- cancellation and the connection limit
 
 
-async def test_closing_a_stream_early_drops_its_connection() -> None:
+async def test_a_call_cancelled_mid_stream_closes_its_connection() -> None:
+    """The server sees the connection end (so it stops generating); the next call gets a new one."""
     ended = anyio.Event()
 
     async def endless(peer: Peer) -> None:
-        if peer.index == 0:
-            await peer.request()
-            await peer.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-            with pytest.raises((anyio.BrokenResourceError, anyio.EndOfStream)):
-                while True:
-                    await peer.send(b"6\r\ndata: \r\n")
-                    await anyio.sleep(0.001)
-            ended.set()
-        else:
+        if peer.index > 0:
             await answer_each(peer)
+            return
+        await peer.request()
+        await peer.send(STREAM_HEAD)
+        with pytest.raises((anyio.BrokenResourceError, anyio.EndOfStream)):
+            while True:
+                await peer.send(chunk(frame("x")))
+                await anyio.lowlevel.checkpoint()
+        ended.set()
 
-    async with serving(endless) as server, client() as http:
-        async with http.stream("GET", server.url) as response:
-            chunks = response.aiter_raw()
-            async for _ in chunks:
-                break
-            await _abandon(chunks)
-        with anyio.fail_after(5):
-            await ended.wait()
-        assert (await http.post(server.url, content=b"z")).content == b"z"
-    assert len(server.peers) == 2
+    async with serving(endless) as server, LLMClient(server.url) as llm:
+        with anyio.CancelScope() as scope:
 
+            async def cancel(_: object) -> None:
+                scope.cancel()
 
-async def test_cancelled_request_frees_its_connection_slot() -> None:
-    answered = anyio.Event()
-
-    async def slow_first(peer: Peer) -> None:
-        if peer.index == 0:
-            await peer.request()
-            await peer.line()  # the client gives up: EOF
-            answered.set()
-        else:
-            await answer_each(peer)
-
-    async with serving(slow_first) as server, client(max_connections=1) as http:
-        with anyio.move_on_after(0.2) as scope:
-            await http.get(server.url)
+            await llm.chat(REQUEST, on_progress=cancel)
         assert scope.cancelled_caught
-        with anyio.fail_after(5):
-            await answered.wait()  # the server saw the connection close
-            assert (await http.post(server.url, content=b"next")).content == b"next"
-
-
-async def test_requests_past_the_limit_wait_for_a_response_to_close() -> None:
-    order: list[str] = []
-
-    async with serving(answer_each) as server, client(max_connections=1) as http:
-        async with http.stream("POST", server.url, content=b"first") as response:  # body left unread: still leased
-
-            async def second() -> None:
-                order.append("second starts")
-                await http.post(server.url, content=b"second")
-                order.append("second done")
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(second)
-                await anyio.sleep(0.05)
-                order.append("first closes")
-                await response.aclose()
-    assert order == ["second starts", "first closes", "second done"]
-
-
-async def test_idle_connections_expire() -> None:
-    async with serving(answer_each) as server, client(keepalive_expiry=0.0) as http:
-        await http.get(server.url)
-        await anyio.sleep(0.01)
-        await http.get(server.url)
+        with anyio.fail_after(10):
+            await ended.wait()
+        assert (await llm.chat(REQUEST)).content == "hi"
     assert len(server.peers) == 2
 
 
-async def test_closed_transport_refuses_requests_and_closes_idle_connections() -> None:
-    closed = anyio.Event()
+async def test_a_cancelled_call_frees_its_connection_slot() -> None:
+    """With one connection allowed, a call cancelled before any answer leaves it to the next call."""
+    got_it = anyio.Event()
+    saw_close = anyio.Event()
 
-    async def note_close(peer: Peer) -> None:
-        await answer_each(peer)
-        closed.set()
+    async def silent_first(peer: Peer) -> None:
+        if peer.index > 0:
+            await answer_each(peer)
+            return
+        await peer.request()
+        got_it.set()
+        await peer.line()  # returns at EOF: the client gave up
+        saw_close.set()
 
-    async with serving(note_close) as server:
-        transport = HTTP11Transport()
-        async with httpx.AsyncClient(transport=transport) as http:
-            await http.get(server.url)
-        with anyio.fail_after(5):
-            await closed.wait()
-        with pytest.raises(RuntimeError, match="closed"):
-            await transport.handle_async_request(httpx.Request("GET", server.url))
+    async with serving(silent_first) as server, LLMClient(server.url, max_connections=1) as llm:
+        async with anyio.create_task_group() as tg:
+
+            async def first() -> None:
+                await llm.chat(REQUEST)
+
+            tg.start_soon(first)
+            with anyio.fail_after(10):
+                await got_it.wait()
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(10):
+            await saw_close.wait()
+            assert (await llm.chat(REQUEST)).content == "hi"
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+async def test_a_remote_server_is_reached_through_the_proxy_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with serving(answer_each) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        async with LLMClient("http://llm.invalid:1234") as llm:
+            assert (await llm.chat(REQUEST)).content == "hi"
+    assert proxy.requests[0][0] == b"POST http://llm.invalid:1234/v1/chat/completions HTTP/1.1"
+
+
+async def test_no_proxy_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with serving(answer_each) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "llm.invalid")
+        async with LLMClient("http://llm.invalid:1234") as llm:
+            with pytest.raises(LLMConnectionError):  # tried directly: the name does not resolve
+                await llm.chat(REQUEST)
+    assert proxy.requests == []
+
+
+async def test_a_loopback_server_is_reached_directly_whatever_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A corporate proxy cannot reach the user's own localhost, where LM Studio almost always is."""
+    async with serving(answer_each) as proxy, serving(answer_each) as server:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("ALL_PROXY", proxy.url)
+        async with LLMClient(server.url) as llm:
+            assert (await llm.chat(REQUEST)).content == "hi"
+    assert proxy.requests == []
+    assert server.requests[0][0] == b"POST /v1/chat/completions HTTP/1.1"
 
 
 # --------------------------------------------------------------------------- TLS
 
 
-async def test_https_with_a_trusted_certificate() -> None:
+def tls_server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+async def test_https_trusts_the_ca_in_ssl_cert_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    async with serving(answer_each, tls=server_context) as server, client(ssl_context=client_context) as http:
-        assert (await http.post(f"{server.url}/v1", content=b"secret")).content == b"secret"
-        assert (await http.post(f"{server.url}/v1", content=b"again")).content == b"again"
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    async with serving(answer_each, tls=tls_server_context(ca)) as server, LLMClient(server.url) as llm:
+        assert (await llm.chat(REQUEST)).content == "hi"
+        assert (await llm.chat(REQUEST)).content == "hi"
     assert len(server.peers) == 1
 
 
-async def test_https_with_an_unknown_certificate_is_a_connect_error() -> None:
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-
-    async def serve(peer: Peer) -> None:
-        await answer_each(peer)
-
-    async with serving(serve, tls=server_context) as server, client() as http:
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            await http.get(server.url)
+async def test_https_with_an_untrusted_certificate_says_how_to_trust_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    async with serving(answer_each, tls=tls_server_context(trustme.CA())) as server, LLMClient(server.url) as llm:
+        with pytest.raises(LLMConnectionError) as caught:
+            await llm.chat(REQUEST)
+    assert not caught.value.retryable  # trying again cannot make the certificate trusted
+    assert "SSL_CERT_FILE" in caught.value.message
+    assert server.requests == []

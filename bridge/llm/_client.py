@@ -36,6 +36,7 @@ from bridge.llm._errors import (
     error_for_transport,
     server_error_from_payload,
 )
+from bridge.llm._http import check_api_key, http_client
 from bridge.llm._models import models_from_openai, models_from_v0, models_from_v1
 from bridge.llm._outcome import (
     ChatOutcome,
@@ -50,7 +51,6 @@ from bridge.llm._outcome import (
 from bridge.llm._params import ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest, encode_body
 from bridge.llm._responses import ResponsesAccumulator
 from bridge.llm._sse import SSEDecoder, SSELineSplitter
-from bridge.llm._transport import HTTP11Transport
 from bridge.llm._url import normalize_base_url
 from bridge.llm._wire import EmbeddingList, LoadResponse
 
@@ -127,26 +127,20 @@ def _default_headers(base_url: str, api_key: str | None) -> httpx.Headers:
 
 
 def _body_chunks(response: httpx.Response) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
-    """The response body's chunks, and how to stop reading them early.
+    """The response body's chunks, and how to stop reading them early (:func:`_abandon`).
 
-    The transport's own body is one async generator, closed directly. A body
-    the server compressed although asked not to goes through httpx's decoders,
-    a chain of generators that needs :func:`_abandon`.
+    An uncompressed body (asked for, and what LLM servers send) is read from the
+    stream itself, one generator layer fewer per chunk than ``aiter_raw``; a body
+    the server compressed anyway goes through httpx's decoders.
     """
     stream = response.stream
     if response.headers.get("content-encoding", "identity").lower() in ("identity", "") and isinstance(
         stream, httpx.AsyncByteStream
     ):
-        raw = stream.__aiter__()
-        aclose = getattr(raw, "aclose", None)
-
-        async def close() -> None:
-            if aclose is not None:
-                await aclose()
-
-        return raw, close
-    decoded = response.aiter_bytes()
-    return decoded, lambda: _abandon(decoded)
+        chunks = stream.__aiter__()
+    else:
+        chunks = response.aiter_bytes()
+    return chunks, lambda: _abandon(chunks)
 
 
 class LLMClient:
@@ -159,12 +153,15 @@ class LLMClient:
             "Require Authentication" is on.
         budgets: Default time budgets; each call can override them.
         max_connections: Connections open at once to this server.
-        transport: An httpx transport to use instead of :class:`HTTP11Transport`, the
-            bridge's own lean HTTP/1.1 transport (tests pass ``httpx.MockTransport``).
+        transport: An httpx transport to use for every request instead of httpx's own
+            (tests pass ``httpx.MockTransport``).
 
     Use it as ``async with LLMClient(...) as client:`` or call :meth:`aclose`.
-    Proxy environment variables are ignored: LLM servers are usually local,
-    and a corporate proxy in the environment would swallow ``localhost``.
+    Proxy variables (``HTTPS_PROXY``, ``NO_PROXY``, ...) are honoured except for
+    loopback servers, which are always reached directly (see ``_http``).
+
+    Raises:
+        ConfigError: The base URL is not usable, or the API key cannot be a header value.
     """
 
     def __init__(
@@ -177,8 +174,10 @@ class LLMClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._root = normalize_base_url(base_url)
+        if api_key:
+            check_api_key(api_key)
         self._budgets = budgets or Budgets()
-        self._transport = transport or HTTP11Transport(max_connections=max_connections)
+        self._http = http_client(max_connections=max_connections, transport=transport)
         self._headers = _default_headers(base_url, api_key)
         self._json_headers = httpx.Headers({**self._headers, "content-type": "application/json"})
         self._urls: dict[str, httpx.URL] = {}
@@ -213,15 +212,14 @@ class LLMClient:
 
     async def aclose(self) -> None:
         """Close the connection pool. Idempotent."""
-        await self._transport.aclose()
+        await self._http.aclose()
 
     async def _send(self, ctx: CallContext, body: bytes | None, budgets: Budgets) -> httpx.Response:
-        """Send one request straight to the transport; the caller closes the response.
+        """Send one request; the caller closes the response.
 
-        httpx's client layer (URL merging, cookies, auth flows, redirects, event
-        hooks) does nothing this client needs and cost a third of its CPU per call,
-        so requests are built here. Only connecting is the transport's deadline;
-        the other budgets are cancel scopes (see ``_budgets``).
+        Requests are built here rather than by httpx's ``build_request`` (URL merging,
+        cookies and default headers do nothing this client needs). Only connecting is
+        httpx's deadline; the other budgets are cancel scopes (see ``_budgets``).
         """
         url = self._urls.get(ctx.url)
         if url is None:
@@ -233,9 +231,7 @@ class LLMClient:
             content=body,
             extensions={"timeout": {"connect": budgets.connect, "read": None, "write": None, "pool": None}},
         )
-        response = await self._transport.handle_async_request(request)
-        response.request = request
-        return response
+        return await self._http.send(request, stream=True)
 
     def _ctx(self, endpoint: str, *, method: str = "POST", model: str | None = None) -> CallContext:
         return CallContext(

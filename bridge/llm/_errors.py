@@ -15,6 +15,7 @@ import contextlib
 import email.utils
 import html
 import re
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -423,10 +424,29 @@ def error_in_stream(error: ServerError, ctx: CallContext, *, tokens: int) -> Bri
     )
 
 
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """Whether a connect failure is a refused certificate; trio gives it only as a cause of the cause."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; a loop in it would otherwise never end
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def error_for_transport(exc: httpx.TransportError, ctx: CallContext, *, tokens: int = 0) -> LLMError:
     """A network-level failure (refused, reset, DNS, broken stream)."""
     reason = str(exc) or type(exc).__name__
     details = ctx.details(transport_error=type(exc).__name__, tokens=tokens or None)
+    if isinstance(exc, httpx.ConnectError) and _untrusted_certificate(exc):
+        return LLMConnectionError(
+            f"{ctx.server} answered with a TLS certificate this machine does not trust. "
+            "Set SSL_CERT_FILE to the PEM file of the CA that signed it, or use http:// for a server on localhost.",
+            retryable=False,
+            details=details,
+        )
     if isinstance(exc, httpx.ConnectError):
         return LLMConnectionError(
             f"Could not connect to {ctx.server} ({reason}). "
