@@ -27,6 +27,15 @@ def _run_backends(module: str, quick: bool) -> dict[str, dict[str, Any]]:
     return _report.with_not_run(ran)
 
 
+def _formatter(a: dict[str, Any], t: dict[str, Any]) -> Callable[[str, str], tuple[str, str]]:
+    """One figure formatted for both backend columns."""
+
+    def both(key: str, fmt: str) -> tuple[str, str]:
+        return fmt.format(a[key]), fmt.format(t[key])
+
+    return both
+
+
 def runtime(quick: bool) -> str:
     results = _run_backends("benchmarks.runtime", quick)
     _report.write_json("runtime", {"machine": _report.machine(), "quick": quick, "figures": results})
@@ -80,9 +89,7 @@ def llm(quick: bool) -> str:
     results = _run_backends("benchmarks.llm", quick)
     _report.write_json("llm", {"machine": _report.machine(), "quick": quick, "figures": results})
     a, t = results["asyncio"], results["trio"]
-
-    def both(key: str, fmt: str) -> tuple[str, str]:
-        return fmt.format(a[key]), fmt.format(t[key])
+    both = _formatter(a, t)
 
     rows = [
         (
@@ -113,9 +120,7 @@ def planner(quick: bool) -> str:
     results = _run_backends("benchmarks.planner", quick)
     _report.write_json("planner", {"machine": _report.machine(), "quick": quick, "figures": results})
     a, t = results["asyncio"], results["trio"]
-
-    def both(key: str, fmt: str) -> tuple[str, str]:
-        return fmt.format(a[key]), fmt.format(t[key])
+    both = _formatter(a, t)
 
     rows = [
         ("loop's own time per round, median", *both("loop_overhead_per_round_median_ms", "{:.2f} ms"), "< 1 ms"),
@@ -138,9 +143,7 @@ def children(quick: bool) -> str:
     results = _run_backends("benchmarks.children", quick)
     _report.write_json("children", {"machine": _report.machine(), "quick": quick, "figures": results})
     a, t = results["asyncio"], results["trio"]
-
-    def both(key: str, fmt: str) -> tuple[str, str]:
-        return fmt.format(a[key]), fmt.format(t[key])
+    both = _formatter(a, t)
 
     rows = [
         (
@@ -181,9 +184,7 @@ def frontend(quick: bool) -> str:
     results = _run_backends("benchmarks.frontend", quick)
     _report.write_json("frontend", {"machine": _report.machine(), "quick": quick, "figures": results})
     a, t = results["asyncio"], results["trio"]
-
-    def both(key: str, fmt: str) -> tuple[str, str]:
-        return fmt.format(a[key]), fmt.format(t[key])
+    both = _formatter(a, t)
 
     rows = [
         (
@@ -205,9 +206,7 @@ def real_llama(quick: bool) -> str:
     _report.write_json("real_llama", {"machine": _report.machine(), "quick": quick, "figures": results})
     a, t = results["asyncio"], results["trio"]
     ran = t if isinstance(a, _report.NotRun) else a
-
-    def both(key: str, fmt: str) -> tuple[str, str]:
-        return fmt.format(a[key]), fmt.format(t[key])
+    both = _formatter(a, t)
 
     rows = [
         ("bridge's LLMClient: req/s", *both("bridge_req_per_s", "{:.2f}"), "within 5 % of bare httpx"),
@@ -224,7 +223,7 @@ def real_llama(quick: bool) -> str:
         ),
     ]
     title = (
-        f"Real llama.cpp server (SmolLM2-135M, {4} slots; {ran['requests']:.0f} requests x "
+        f"Real llama.cpp server (SmolLM2-135M, {ran['slots']:.0f} slots; {ran['requests']:.0f} requests x "
         f"{ran['tokens_per_request']:.0f} tokens, median of {ran['rounds']:.0f} interleaved rounds)"
     )
     return _report.table(title, rows, results)

@@ -137,7 +137,7 @@ async def run_all(quick: bool) -> dict[str, float]:
         for key in ("req_per_s", "tokens_per_s", "bridge_cpu_ms_per_req"):
             figures[f"{name}_{key}"] = statistics.median(r[key] for r in results)
         figures[f"{name}_failures"] = sum(r["failures"] for r in results)
-    figures["requests"], figures["tokens_per_request"], figures["rounds"] = requests, tokens, rounds
+    figures.update(requests=requests, tokens_per_request=tokens, rounds=rounds, slots=SLOTS)
     return figures
 
 
