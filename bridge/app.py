@@ -3,6 +3,7 @@
 ``open_bridge(settings)`` is the one place that decides what runs under what::
 
     bridge (one_for_one)
+    ├── gates        one ServerGateActor per server with a server-wide limit (max_concurrent)
     ├── workers      supervisor: one LLMWorkerActor per model, started on first use
     ├── registry     ModelRegistryActor
     ├── sessions     supervisor: one MCPSessionActor per child MCP server
@@ -20,6 +21,7 @@ bridge has stopped is killed.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -31,10 +33,11 @@ from bridge.actors._ref import ActorRef
 from bridge.actors.child_servers import ChildServersActor
 from bridge.actors.planner import PlannerActor
 from bridge.actors.registry import ModelRegistryActor
+from bridge.actors.server_gate import ServerGateActor
 from bridge.children import ConfigSource, default_sources
 from bridge.children.process import ProcessGroups
 from bridge.llm import LLMClient
-from bridge.messages import ChildServersMessage, PlannerMessage, RegistryMessage
+from bridge.messages import ChildServersMessage, PlannerMessage, RegistryMessage, ServerGateMessage
 from bridge.settings import BridgeSettings, ChildSettings, ServerSettings
 from bridge.supervisor import ChildSpec, Supervisor, SupervisorSpec, open_supervisor
 
@@ -92,11 +95,12 @@ async def open_bridge(
                 LLMClient(server.url, api_key=server.api_key, budgets=settings.budgets, max_connections=256)
             )
         supervisor = await stack.enter_async_context(open_supervisor("bridge", intensity=10, period=10.0))
+        gates = await _start_server_gates(supervisor, settings)
         workers = await supervisor.start_child(SupervisorSpec("workers", intensity=50, period=10.0))
         registry: ActorRef[RegistryMessage] = await supervisor.start_child(
             ChildSpec(
                 "registry",
-                lambda: ModelRegistryActor(settings, clients, workers),
+                lambda: ModelRegistryActor(settings, clients, workers, gates),
                 mailbox_size=1024,
                 ask_timeout=settings.call_budget,
             )
@@ -109,6 +113,23 @@ async def open_bridge(
                 ChildSpec("planner", lambda: PlannerActor(registry, child_ref), mailbox_size=256)
             )
         yield Bridge(settings, supervisor, registry, children, clients, planner, groups)
+
+
+async def _start_server_gates(
+    supervisor: Supervisor, settings: BridgeSettings
+) -> dict[str, ActorRef[ServerGateMessage]]:
+    """A gate per server that has a server-wide limit; they stop after the workers that use them."""
+    limited = [(server_name(s), s.max_concurrent) for s in settings.servers if s.max_concurrent is not None]
+    gates: dict[str, ActorRef[ServerGateMessage]] = {}
+    if not limited:
+        return gates
+    group = await supervisor.start_child(SupervisorSpec("gates", intensity=50, period=10.0))
+    for name, limit in limited:
+        spec: ChildSpec[ServerGateMessage] = ChildSpec(
+            name, functools.partial(ServerGateActor, name, limit), mailbox_size=1024
+        )
+        gates[name] = await group.start_child(spec)
+    return gates
 
 
 def _kill_leftovers(groups: ProcessGroups) -> None:

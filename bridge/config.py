@@ -28,7 +28,7 @@ The TOML file has the fields of :class:`~bridge.settings.BridgeSettings`::
 
     default_model = "qwen/qwen3-coder-30b"
     call_budget = 50                      # seconds; keep it under the client's tool timeout
-    servers = ["http://localhost:1234"]   # or [[servers]] tables with url, name, api_key
+    servers = ["http://localhost:1234"]   # or [[servers]] tables with url, name, api_key, max_concurrent
 
     [default_limits]                      # every model: parallel requests, queue length
     slots = 4
@@ -488,6 +488,11 @@ def _check_values(settings: BridgeSettings, origins: Mapping[str, str]) -> Bridg
                 check_api_key(server.api_key)
             except ConfigError as exc:
                 raise fail(f"servers[{i}].api_key", exc.message) from None
+        if server.max_concurrent is not None and server.max_concurrent < 1:
+            raise fail(
+                f"servers[{i}].max_concurrent",
+                f"{server.max_concurrent} can run nothing; use 1 or more, or leave it out for no server-wide limit.",
+            )
         name = server.name or url.split("://", 1)[1]
         if name in names:
             raise fail(f"servers[{i}].name", f"two servers are called {name!r}; give each a different name.")

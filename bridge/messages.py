@@ -46,6 +46,10 @@ __all__ = [
     "GetStatus",
     "CheckHealth",
     "GetWorkerStats",
+    "HoldServerTurn",
+    "GetGateStats",
+    "GateStats",
+    "ServerGateMessage",
     "ChildToolInfo",
     "ChildToolList",
     "ChildToolResult",
@@ -135,6 +139,10 @@ class ServerState(Reply, frozen=True, kw_only=True):
     breaker: str = "closed"
     listing_age_s: float | None = None
     last_error: ErrorInfo | None = None
+    max_concurrent: int | None = None
+    """The server-wide limit (``servers[].max_concurrent``), ``None`` when only per-model slots apply."""
+    in_flight: int | None = None
+    queued: int | None = None
 
 
 class ModelList(Reply, frozen=True, kw_only=True):
@@ -325,6 +333,37 @@ RegistryMessage = (
     ListModels | ResolveModel | Chat | Complete | Embed | Respond | LoadModel | UnloadModel | GetStatus | CheckHealth
 )
 WorkerMessage = Chat | Complete | Embed | Respond | GetWorkerStats
+
+
+# ---------------------------------------------------------------------------
+# A server-wide limit: ServerGateActor's mailbox, one per server with ``max_concurrent``.
+# ---------------------------------------------------------------------------
+
+
+class GateStats(Reply, frozen=True, kw_only=True):
+    server: str
+    max_concurrent: int
+    in_flight: int
+    queued: int
+    granted: int
+
+
+class HoldServerTurn(Request[None], frozen=True, kw_only=True):
+    """Wait for one of the server's turns and hold it for as long as this ask stays open.
+
+    The grant is a ``Progress(stage="server_turn")`` report; the ask never returns a value.
+    The asker ends its turn by leaving the ask (its scope ends or is cancelled), so a turn
+    cannot outlive its holder, whatever happens to it (OTP's monitor, in structured form).
+    """
+
+    model: str
+
+
+class GetGateStats(Request[GateStats], frozen=True, kw_only=True):
+    pass
+
+
+ServerGateMessage = HoldServerTurn | GetGateStats
 
 
 # ---------------------------------------------------------------------------

@@ -22,11 +22,17 @@ __all__ = [
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One LLM server. ``name`` defaults to ``host:port`` of the URL."""
+    """One LLM server. ``name`` defaults to ``host:port`` of the URL.
+
+    ``max_concurrent``: requests the server runs at once for all its models together, when that
+    is fewer than the models' slots add up to (llama-cpp-python: 1; Ollama: its
+    ``OLLAMA_NUM_PARALLEL`` times its loaded models). Requests past it wait in the bridge, in order.
+    """
 
     url: str
     name: str | None = None
     api_key: str | None = None
+    max_concurrent: int | None = None
 
 
 class ModelLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -37,6 +37,8 @@ from bridge.messages import (
     CheckHealth,
     Complete,
     Embed,
+    GateStats,
+    GetGateStats,
     GetStatus,
     GetWorkerStats,
     ListModels,
@@ -47,6 +49,7 @@ from bridge.messages import (
     RegistryMessage,
     ResolveModel,
     Respond,
+    ServerGateMessage,
     ServerState,
     UnloadedModel,
     UnloadModel,
@@ -100,13 +103,21 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         settings: Servers, default model, cache TTL, listing budget, limits.
         clients: One pooled client per server, by server name, in the configured order.
         workers: The supervisor the per-model workers run under.
+        gates: The server-wide limits, by server name, for servers that have one.
     """
 
-    def __init__(self, settings: BridgeSettings, clients: Mapping[str, LLMClient], workers: SupervisorRef) -> None:
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        clients: Mapping[str, LLMClient],
+        workers: SupervisorRef,
+        gates: Mapping[str, ActorRef[ServerGateMessage]] | None = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.clients = dict(clients)
         self.workers = workers
+        self.gates = dict(gates or {})
         self.listings = {name: _Listing() for name in self.clients}
         self.worker_refs: dict[str, ActorRef[WorkerMessage]] = {}
         self._refresh_done: anyio.Event | None = None
@@ -355,7 +366,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
             return ref
         spec: ChildSpec[WorkerMessage] = ChildSpec(
             entry.id,
-            lambda: LLMWorkerActor(entry, self.clients, self.settings),
+            lambda: LLMWorkerActor(entry, self.clients, self.settings, self.gates),
             restart=RestartPolicy.TRANSIENT,
             mailbox_size=256,
             ask_timeout=self.settings.call_budget,
@@ -419,17 +430,34 @@ class ModelRegistryActor(Actor[RegistryMessage]):
             except BridgeError as error:
                 log.info("no stats from %s: %s", ref.name, error)
 
+        gates: dict[str, GateStats] = {}
+
+        async def ask_gate(name: str, ref: ActorRef[ServerGateMessage]) -> None:
+            try:
+                gates[name] = await ref.ask(GetGateStats(), timeout=2.0)
+            except BridgeError as error:
+                log.info("no stats from %s: %s", ref.name, error)
+
         async with anyio.create_task_group() as tg:
             for ref in list(self.worker_refs.values()):
                 tg.start_soon(ask, ref)
+            for name, gate_ref in self.gates.items():
+                tg.start_soon(ask_gate, name, gate_ref)
         stats.sort(key=lambda s: s.model)
-        servers = self._server_states()
         breakers: dict[str, str] = {}
         for worker in stats:
-            for server, state in worker.breakers.items():
-                if state != "closed":
-                    breakers[server] = state
-        servers = [msgspec.structs.replace(s, breaker=breakers.get(s.name, "closed")) for s in servers]
+            for server, breaker in worker.breakers.items():
+                if breaker != "closed":
+                    breakers[server] = breaker
+        servers: list[ServerState] = []
+        for state in self._server_states():
+            state = msgspec.structs.replace(state, breaker=breakers.get(state.name, "closed"))
+            gate = gates.get(state.name)
+            if gate is not None:
+                state = msgspec.structs.replace(
+                    state, max_concurrent=gate.max_concurrent, in_flight=gate.in_flight, queued=gate.queued
+                )
+            servers.append(state)
         return BridgeStatus(models=stats, servers=servers)
 
 

@@ -21,7 +21,9 @@ import anyio
 from bridge.actors._actor import Actor
 from bridge.actors._breaker import CircuitBreaker
 from bridge.actors._envelope import RequestContext
+from bridge.actors._ref import ActorRef
 from bridge.actors._slots import SlotQueue
+from bridge.actors.server_gate import SERVER_TURN
 from bridge.errors import (
     BridgeError,
     BusyError,
@@ -49,10 +51,12 @@ from bridge.messages import (
     Embed,
     EmbeddingResult,
     GetWorkerStats,
+    HoldServerTurn,
     ModelEntry,
     Progress,
     Respond,
     ResponseResult,
+    ServerGateMessage,
     WorkerMessage,
     WorkerStats,
 )
@@ -94,12 +98,20 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         model: The model as the registry knows it (id, servers, loaded state).
         clients: The pooled HTTP clients, by server name (shared, owned by the app).
         settings: Limits, budgets, retry and breaker settings.
+        gates: The server-wide limits, by server name, for servers that have one.
     """
 
-    def __init__(self, model: ModelEntry, clients: Mapping[str, LLMClient], settings: BridgeSettings) -> None:
+    def __init__(
+        self,
+        model: ModelEntry,
+        clients: Mapping[str, LLMClient],
+        settings: BridgeSettings,
+        gates: Mapping[str, ActorRef[ServerGateMessage]] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.settings = settings
+        self.gates = dict(gates or {})
         limits = settings.limits_for(model.id)
         self.slots = SlotQueue(limits.slots, limits.queue)
         # Room for patient requests (batch items) beyond the queue: they wait in the slot queue, not
@@ -246,11 +258,10 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             call.server = name
             breaker = self.breakers[name]
             breaker.before_call()
-            budgets = self._budgets(ctx)
             try:
-                result = await attempt(client, budgets, on_progress)
+                result = await self._in_server_turn(name, ctx, lambda: attempt(client, self._budgets(ctx), on_progress))
             except LLMTimeoutError as exc:
-                if exc.details.get("budget") == "total" and self._cut_by_caller(budgets):
+                if exc.details.get("budget") == "total" and self._cut_by_caller(exc):
                     breaker.record_neutral()
                     raise self._out_of_call_time(exc) from exc
                 if exc.details.get("budget") == "connect":
@@ -293,6 +304,63 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             timeout=max(0.0, ctx.remaining()),
         )
 
+    async def _in_server_turn(self, server: str, ctx: RequestContext, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` holding one of ``server``'s turns, when the server has a server-wide limit.
+
+        The turn is held by an open ``HoldServerTurn`` ask in a task of this request's own;
+        leaving the task group ends the ask, and with it the turn, however ``fn`` ended.
+        """
+        gate = self.gates.get(server)
+        if gate is None:
+            return await fn()
+        granted = anyio.Event()
+        lost: BridgeError | None = None
+        failed: Exception | None = None
+        outcome: list[T] = []
+
+        async def on_gate_progress(progress: Progress) -> None:
+            if progress.stage == SERVER_TURN:
+                granted.set()
+            elif ctx.wants_progress:
+                await ctx.report_progress(progress)
+
+        async def hold(scope: anyio.CancelScope) -> None:
+            nonlocal lost
+            try:
+                await gate.ask(
+                    HoldServerTurn(model=self.model.id), timeout=max(0.0, ctx.remaining()), progress=on_gate_progress
+                )
+            except BridgeError as error:
+                lost = error
+            scope.cancel()  # the turn is over (or never came): so is the attempt
+
+        remaining = ctx.remaining()
+        # Give up waiting a little before the asker's deadline, so that is what the caller hears.
+        wait_budget = max(0.0, remaining - min(0.5, remaining * 0.05))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold, tg.cancel_scope)
+            with anyio.move_on_after(wait_budget):
+                await granted.wait()
+            if granted.is_set():
+                try:
+                    outcome.append(await fn())
+                except Exception as exc:  # kept out of the task group, so it is not wrapped in a group
+                    failed = exc
+            tg.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
+        if outcome:
+            return outcome[0]
+        if lost is not None and not isinstance(lost, DeadlineExceededError):
+            raise lost
+        raise DeadlineExceededError(
+            f"no time left for {self.model.id}: the call's budget ran out while it waited for a turn on "
+            f"server {server}, which was running its max_concurrent requests (servers.max_concurrent); retry "
+            "later, or raise max_concurrent if the server can run more at once",
+            retryable=True,
+            details={"model": self.model.id, "server": server, "budget": "call"},
+        )
+
     def _pick_server(self) -> tuple[str, LLMClient]:
         """The first server whose breaker lets a call through; fail fast when none does."""
         for name, client in self.clients:
@@ -324,10 +392,11 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         total = remaining if budgets.total is None else min(budgets.total, remaining)
         return Budgets(connect=budgets.connect, first_token=budgets.first_token, idle=budgets.idle, total=total)
 
-    def _cut_by_caller(self, budgets: Budgets) -> bool:
+    def _cut_by_caller(self, exc: LLMTimeoutError) -> bool:
         """Whether the call's ``total`` budget was the caller's deadline rather than the configured one."""
         configured = self.settings.budgets.total
-        return configured is None or (budgets.total is not None and budgets.total < configured)
+        total = exc.details.get("seconds")
+        return configured is None or (isinstance(total, int | float) and total < configured)
 
     def _out_of_call_time(self, exc: LLMTimeoutError) -> DeadlineExceededError:
         """The caller's time ran out mid-generation: a typed timeout that keeps what was generated."""

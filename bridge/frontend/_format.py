@@ -240,6 +240,9 @@ def _server_line(s: ServerState) -> str:
             parts.append("LM Studio native API" if s.lmstudio_native_api else "OpenAI-compatible API only")
     if s.breaker != "closed":
         parts.append(f"breaker {s.breaker}")
+    if s.max_concurrent is not None:
+        load = f"{s.in_flight} running, {s.queued} waiting, " if s.in_flight is not None else ""
+        parts.append(f"{load}max_concurrent {s.max_concurrent}")
     line = "- " + ", ".join(parts)
     if s.last_error is not None and not s.reachable:
         line += f"\n  {s.last_error.code}: {s.last_error.message}"

@@ -163,6 +163,10 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         seed: Seeds the fault RNG and the ids, so runs repeat.
         unresponsive: Accept connections but never read or answer them.
         request_log_size: Requests kept per model for ``SimServer.requests``.
+        server_parallel: Requests generated at once by the whole server, all models together (``None``: only
+            each model's ``parallel``). llama-cpp-python's server runs 1: one lock around every generation.
+        interrupt_requests: With ``server_parallel``, a request that has to wait for the server cuts the oldest
+            running generation (its stream ends with no finish reason), as llama-cpp-python does by default.
     """
 
     models: tuple[SimModel, ...] = ()
@@ -180,6 +184,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     seed: int = 0
     unresponsive: bool = False
     request_log_size: int = 1000
+    server_parallel: int | None = None
+    interrupt_requests: bool = False
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -194,6 +200,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ValueError("SimConfig: fault rates add up to more than 1; at most one fault fires per request")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"SimConfig: port must be within 0..65535, got {self.port}")
+        if self.server_parallel is not None and self.server_parallel < 1:
+            raise ValueError(f"SimConfig: server_parallel must be >= 1 or None, got {self.server_parallel}")
         if self.fault_after_tokens < 0 or self.retry_after < 0 or self.request_log_size < 0:
             raise ValueError("SimConfig: fault_after_tokens, retry_after and request_log_size must be >= 0")
 

@@ -15,7 +15,9 @@ any point from the slot on cancels the generation and raises
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import anyio
@@ -24,7 +26,7 @@ from bridge.sim._config import FaultKind, SimModel
 from bridge.sim._faults import DURING_WORK
 from bridge.sim._generate import Plan, PlannedCall
 from bridge.sim._http import DropConnection
-from bridge.sim._models import Instance, ModelNotLoaded, ModelRegistry, ModelUnloaded
+from bridge.sim._models import Instance, ModelNotLoaded, ModelRegistry, ModelUnloaded, ServerTurns
 from bridge.sim._script import Fault
 from bridge.sim._stats import SimStats
 from bridge.sim._wire import MODEL_UNLOADED_MESSAGE, NO_MODELS_LOADED_MESSAGE, overflow_message
@@ -71,6 +73,8 @@ class Job:
     slot_at: float | None = None
     first_token_at: float | None = None
     finished_at: float | None = None
+    interrupted: anyio.Event = field(default_factory=anyio.Event)
+    """Set when another request cuts this one (``SimConfig.interrupt_requests``)."""
 
 
 def _units(plan: Plan) -> list[tuple[str, int, str]]:
@@ -115,6 +119,9 @@ async def _emit(job: Job, instance: Instance, sink: Sink) -> str:
     job.first_token_at = anyio.current_time()
     finish: str = job.plan.finish_reason
     for kind, index, text in _units(job.plan):
+        if job.interrupted.is_set():
+            await sink.pause(0)  # what was generated reaches the client first
+            raise GenerationFailed("interrupted", "interrupted by another request")
         if fault is not None and job.tokens_sent >= fault.after_tokens:
             await _fire(fault, job, sink)
             fault = None
@@ -153,13 +160,37 @@ async def _take_slot(instance: Instance, model_id: str, stats: SimStats) -> None
     stats.slot_taken(model_id, anyio.current_time() - started)
 
 
+@asynccontextmanager
+async def _server_turn(turns: ServerTurns | None, job: Job, stats: SimStats) -> AsyncIterator[None]:
+    """Hold one of the whole server's turns (llama-cpp-python's lock), cutting the oldest holder if told to."""
+    if turns is None:
+        yield
+        return
+    if not turns.slots.try_acquire():
+        if turns.interrupting and turns.holders:
+            turns.holders[0].set()
+            stats.fault(job.spec.id, FaultKind.INTERRUPT)
+        await turns.slots.wait()
+    turns.holders.append(job.interrupted)
+    try:
+        yield
+    finally:
+        turns.holders.remove(job.interrupted)
+        turns.slots.release()
+
+
 async def run_generation(job: Job, sink: Sink, registry: ModelRegistry, stats: SimStats) -> str:
     """Run ``job`` into ``sink``; returns the finish reason (``stop``, ``length`` or ``tool_calls``).
 
     Raises:
-        GenerationFailed: Unloaded, overflowed, or nothing loaded (JIT off).
+        GenerationFailed: Unloaded, overflowed, nothing loaded (JIT off), or interrupted by another request.
         DropConnection: A ``drop`` fault.
     """
+    async with _server_turn(registry.server_turns, job, stats):
+        return await _run_in_turn(job, sink, registry, stats)
+
+
+async def _run_in_turn(job: Job, sink: Sink, registry: ModelRegistry, stats: SimStats) -> str:
     model_id = job.spec.id
     try:
         instance = await registry.instance_for(job.spec, job.instance_id, job.ttl)

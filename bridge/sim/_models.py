@@ -144,6 +144,20 @@ class _Load:
     done: anyio.Event = field(default_factory=anyio.Event)
 
 
+class ServerTurns:
+    """The whole server's generation turns (``SimConfig.server_parallel``), and who holds them, oldest first.
+
+    Each holder is known by the event that interrupts it (``SimConfig.interrupt_requests``).
+    """
+
+    __slots__ = ("holders", "interrupting", "slots")
+
+    def __init__(self, parallel: int, *, interrupting: bool) -> None:
+        self.slots = Slots(parallel)
+        self.holders: list[anyio.Event] = []
+        self.interrupting = interrupting
+
+
 class ModelRegistry:
     """Downloaded models and their loaded instances. Strictly private: the server owns one."""
 
@@ -151,6 +165,11 @@ class ModelRegistry:
         self._config = config
         self._stats = stats
         self._tg = task_group
+        self.server_turns = (
+            ServerTurns(config.server_parallel, interrupting=config.interrupt_requests)
+            if config.server_parallel is not None
+            else None
+        )
         self.specs: dict[str, SimModel] = {m.id: m for m in config.models}
         self._instances: dict[str, list[Instance]] = {m.id: [] for m in config.models}
         self._loads: dict[str, list[_Load]] = {m.id: [] for m in config.models}
