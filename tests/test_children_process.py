@@ -315,6 +315,18 @@ async def test_well_behaved_wrapper_exits_on_eof() -> None:
     assert live_members(child.pgid) == []
 
 
+async def test_stderr_written_just_before_exit_is_kept() -> None:
+    """Regression (CI, trio): stopping cancelled the stderr reader once the group was gone, losing the last lines."""
+    config = ServerConfig(
+        name="loud", transport="stdio", command=sys.executable, args=(str(CHILDREN / "loud_exit.py"),)
+    )
+    with anyio.fail_after(DEADLINE):
+        async with open_stdio_child(config, stderr_lines=5) as child:
+            pass
+    assert child.returncode == 0
+    assert child.stderr_tail[-1] == "last words"
+
+
 async def test_startup_deadline_cancels_cleanly() -> None:
     """Giving up on a slow start (a startup timeout) stops the still-sleeping child."""
     holder: list[StdioChild] = []

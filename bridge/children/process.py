@@ -69,6 +69,7 @@ DEFAULT_TERM_TIMEOUT = 2.0
 _KILL_TIMEOUT = 2.0  # only a process stuck in the kernel outlives SIGKILL this long
 _FLUSH_TIMEOUT = 0.5  # for messages the session sent just before closing
 _STDERR_SETTLE = 0.5  # after exit, for the last stderr lines (a survivor may hold the pipe)
+_STDERR_DRAIN = 2.0  # after the whole group is gone: only a process outside it can hold the pipe
 _POLL_INTERVAL = 0.02
 _QUOTED_STDERR_LINES = 5
 _MAX_STDERR_LINE = 2000
@@ -401,6 +402,9 @@ async def open_stdio_child(
             finally:
                 with anyio.CancelScope(shield=True):
                     await child._stop(grace, term_timeout)
+                    # The group is gone but its last stderr lines may still be in the pipe.
+                    with anyio.move_on_after(_STDERR_DRAIN):
+                        await child._stderr_done.wait()
                 task_group.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
