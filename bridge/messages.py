@@ -118,6 +118,8 @@ class ModelEntry(Reply, frozen=True, kw_only=True):
     id: str
     type: str = "llm"
     loaded: bool | None = None
+    load_state: str | None = None
+    """The server's own word where it has one besides loaded / not (llama.cpp's router: ``loading``, ``sleeping``)."""
     context_length: int | None = None
     max_context_length: int | None = None
     tool_use: bool | None = None
@@ -135,7 +137,8 @@ class ServerState(Reply, frozen=True, kw_only=True):
     reachable: bool | None = None
     lmstudio_native_api: bool | None = None
     models: int = 0
-    loaded: list[str] = msgspec.field(default_factory=list)
+    loaded: list[str] | None = msgspec.field(default_factory=list)
+    """The loaded models; ``None`` when the server does not report load state (plain OpenAI-style servers)."""
     breaker: str = "closed"
     listing_age_s: float | None = None
     last_error: ErrorInfo | None = None

@@ -17,6 +17,7 @@ from bridge.errors import (
     UnsupportedEndpointError,
 )
 from bridge.llm import EmbeddingRequest, LLMClient, ModelInfo, NativeModel, ResponsesRequest, StreamProgress
+from bridge.llm._models import models_from_openai
 from tests.test_llm_fakes import Body, Recorder, as_json, client, event, sse
 
 
@@ -345,3 +346,22 @@ async def test_responses_stream_failure() -> None:
     async with client(Recorder(lambda request: sse(body))) as llm:
         with pytest.raises(ModelUnloadedError, match="Model unloaded"):
             await llm.respond(ResponsesRequest(model="m", input="hi"))
+
+
+def test_llama_cpp_router_status_is_read_as_the_load_state() -> None:
+    """llama.cpp's router sends {"value": ...}; some builds a bare string; plain servers nothing."""
+    payload = {
+        "data": [
+            {"id": "a", "status": {"value": "loaded", "args": ["-m", "a.gguf"]}},
+            {"id": "b", "status": {"value": "Loading"}},
+            {"id": "c", "status": "unloaded"},
+            {"id": "d"},
+        ]
+    }
+    models = {m.id: m for m in models_from_openai(payload) or []}
+    assert [(m.load_state, m.loaded) for m in models.values()] == [
+        ("loaded", True),
+        ("loading", False),
+        ("unloaded", False),
+        (None, None),
+    ]

@@ -25,7 +25,9 @@ from bridge.errors import (
     ActorUnavailableError,
     BadRequestError,
     BridgeError,
+    DeadlineExceededError,
     LLMConnectionError,
+    LLMResponseError,
     LLMTimeoutError,
     ModelNotFoundError,
     UnsupportedEndpointError,
@@ -87,13 +89,31 @@ def closest_models(requested: str, available: list[str], n: int = 3) -> list[str
 class _Listing:
     """One server's last listing. Strictly private to the registry."""
 
-    __slots__ = ("error", "fetched_at", "models", "native")
+    __slots__ = ("error", "fetched_at", "models", "native", "router")
 
     def __init__(self) -> None:
         self.models: list[ModelEntry] = []
         self.native: bool | None = None
+        self.router = False  # llama.cpp's router: /v1/models carries each model's status
         self.fetched_at: float | None = None
         self.error: BridgeError | None = None
+
+
+_ROUTER_POLL = 0.25  # seconds between looks at llama.cpp's router listing while a model loads
+
+
+def _no_load_control(name: str, verb: str) -> UnsupportedEndpointError:
+    return UnsupportedEndpointError(
+        f"server {name} can neither report nor {verb} models: the bridge {verb}s them through LM Studio's native "
+        f"API or llama.cpp's router (llama-server started without a model). On this server models are loaded "
+        "when it starts, or on first use where it does that",
+        details={"server": name},
+    )
+
+
+def _reports_load_state(listing: _Listing) -> bool:
+    """LM Studio's native API and llama.cpp's router say what is loaded; plain OpenAI-style servers do not."""
+    return bool(listing.native) or listing.router
 
 
 class ModelRegistryActor(Actor[RegistryMessage]):
@@ -157,7 +177,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                 entry = await self._resolve(message.model)
                 return await self._route(entry, msgspec.structs.replace(message, model=entry.id), ctx)
             case LoadModel():
-                return await self._load(message)
+                return await self._load(message, ctx)
             case UnloadModel():
                 return await self._unload(message)
             case GetStatus():
@@ -216,16 +236,20 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                     ]
                 else:
                     listing.native = False
+                    found = await client.list_models(budgets=budgets)
+                    listing.router = any(m.load_state is not None for m in found)
                     models = [
                         ModelEntry(
                             id=m.id,
                             type="embedding" if "embed" in m.id.lower() else "llm",
+                            loaded=m.loaded,
+                            load_state=m.load_state,
                             context_length=m.context_length,
                             max_context_length=m.max_context_length,
                             server=name,
                             servers=[name],
                         )
-                        for m in await client.list_models(budgets=budgets)
+                        for m in found
                     ]
         except (TimeoutError, LLMTimeoutError):
             listing.error = LLMConnectionError(
@@ -268,7 +292,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                     reachable=reachable,
                     lmstudio_native_api=listing.native,
                     models=len(listing.models),
-                    loaded=[m.id for m in listing.models if m.loaded],
+                    loaded=[m.id for m in listing.models if m.loaded] if _reports_load_state(listing) else None,
                     listing_age_s=None if listing.fetched_at is None else round(now - listing.fetched_at, 3),
                     last_error=listing.error.to_info() if listing.error is not None else None,
                 )
@@ -316,8 +340,10 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         if not entries:
             raise self._no_models()
         of_kind = [m for m in entries.values() if m.type == kind]
+        reported = any(_reports_load_state(listing) for listing in self.listings.values())
+        why = "none is loaded" if reported else "the servers do not say which is loaded"
         raise BadRequestError(
-            f"no default {kind} model: none is loaded and {len(of_kind)} are available "
+            f"no default {kind} model: {why} and {len(of_kind)} are available "
             f"({', '.join(m.id for m in of_kind[:8]) or 'none'}); pass model=..., load one, "
             "or set default_model in the settings",
             details={"available": [m.id for m in of_kind]},
@@ -393,10 +419,14 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         raise AssertionError("unreachable")
 
     # --- load / unload / status --------------------------------------------------------------------------
-    async def _load(self, message: LoadModel) -> LoadedModel:
+    async def _load(self, message: LoadModel, ctx: RequestContext) -> LoadedModel:
         entry = await self._resolve(message.model)
         name = entry.servers[0] if entry.servers else entry.server
         client = self.clients[name]
+        if self.listings[name].router:
+            return await self._router_load(entry, name, ctx)
+        if self.listings[name].native is False:
+            raise _no_load_control(name, "load")
         result = await client.load_model(entry.id, context_length=message.context_length, ttl=message.ttl)
         await self._fresh(force=True, wait=True)
         return LoadedModel(
@@ -407,12 +437,18 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         entry = await self._resolve(message.model)
         name = entry.servers[0] if entry.servers else entry.server
         client = self.clients[name]
+        if self.listings[name].router:
+            if not entry.loaded:
+                raise BadRequestError(
+                    f"{entry.id} is not loaded on {name} (it is {entry.load_state}); nothing to unload",
+                    details={"server": name, "load_state": entry.load_state},
+                )
+            await client.router_unload_model(entry.id)
+            await self._fresh(force=True, wait=True)
+            return UnloadedModel(model=entry.id, server=name, instance_ids=[entry.id])
         native = await client.native_models()
         if native is None:
-            raise UnsupportedEndpointError(
-                f"server {name} has no LM Studio native API, so the bridge cannot unload models there",
-                details={"server": name},
-            )
+            raise _no_load_control(name, "unload")
         instances = [i for m in native if m.id == entry.id for i in (m.instance_ids or (m.id,)) if m.loaded]
         if not instances:
             raise BadRequestError(f"{entry.id} is not loaded on {name}; nothing to unload", details={"server": name})
@@ -420,6 +456,50 @@ class ModelRegistryActor(Actor[RegistryMessage]):
             await client.unload_model(instance)
         await self._fresh(force=True, wait=True)
         return UnloadedModel(model=entry.id, server=name, instance_ids=list(instances))
+
+    async def _router_load(self, entry: ModelEntry, name: str, ctx: RequestContext) -> LoadedModel:
+        """Load on llama.cpp's router and wait, within the caller's deadline, until it reports ``loaded``.
+
+        The router answers ``/models/load`` as soon as it has started the model's
+        process, so the bridge watches the listing; a model that goes back to
+        ``unloaded`` after ``loading`` failed to load (the router's log says why).
+        """
+        started = anyio.current_time()
+        await self._list_one(name)  # the cached state may be old: do not ask to load a loaded model
+        listed = next((m for m in self.listings[name].models if m.id == entry.id), entry)
+        if listed.load_state not in ("loaded", "loading"):
+            try:
+                await self.clients[name].router_load_model(entry.id)
+            except BridgeError as error:
+                if "already loaded" not in error.message:  # a load that finished in between is no failure
+                    raise
+        seen_loading = False
+        while True:
+            current = next((m for m in self.listings[name].models if m.id == entry.id), None)
+            state = current.load_state if current is not None else None
+            if state == "loaded":
+                return LoadedModel(
+                    model=entry.id, server=name, instance_id=entry.id, load_time_s=anyio.current_time() - started
+                )
+            seen_loading = seen_loading or state == "loading"
+            if seen_loading and state == "unloaded":
+                raise LLMResponseError(
+                    f"llama.cpp's router on {name} could not load {entry.id}: it went from loading back to "
+                    "unloaded. Its log says why (a missing file, too little memory, bad arguments in its preset)",
+                    retryable=False,
+                    details={"server": name, "model": entry.id},
+                )
+            if ctx.remaining() <= _ROUTER_POLL:
+                raise DeadlineExceededError(
+                    f"{entry.id} is still {state or 'not listed'} on {name} after "
+                    f"{anyio.current_time() - started:.1f} s; the load goes on there. Call list_models to see "
+                    "when it is loaded, or just use the model: requests wait for the load",
+                    retryable=True,
+                    retry_after=5.0,
+                    details={"server": name, "model": entry.id, "load_state": state},
+                )
+            await anyio.sleep(_ROUTER_POLL)  # the router has no event for "loaded": poll its listing
+            await self._list_one(name)
 
     async def _status(self) -> BridgeStatus:
         stats: list[WorkerStats] = []

@@ -214,7 +214,9 @@ def _count(n: int, noun: str) -> str:
 
 def _entry_line(m: ModelEntry) -> str:
     parts = [m.id, m.type]
-    if m.loaded is not None:
+    if m.load_state is not None and m.load_state not in ("loaded", "unloaded"):
+        parts.append(m.load_state)  # llama.cpp's router: loading, sleeping ...
+    elif m.loaded is not None:
         parts.append("loaded" if m.loaded else "not loaded")
     if m.context_length:
         parts.append(f"context {m.context_length}")
@@ -235,7 +237,8 @@ def _server_line(s: ServerState) -> str:
         state = "UNREACHABLE"
     parts = [f"{s.name} ({s.url}): {state}"]
     if s.reachable:
-        parts.append(f"{_count(s.models, 'model')}, {len(s.loaded)} loaded")
+        loaded = "load state unknown (the server does not report it)" if s.loaded is None else f"{len(s.loaded)} loaded"
+        parts.append(f"{_count(s.models, 'model')}, {loaded}")
         if s.lmstudio_native_api is not None:
             parts.append("LM Studio native API" if s.lmstudio_native_api else "OpenAI-compatible API only")
     if s.breaker != "closed":

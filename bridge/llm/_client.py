@@ -535,6 +535,22 @@ class LLMClient:
         unloaded = payload.get("instance_id") if isinstance(payload, dict) else None
         return unloaded if isinstance(unloaded, str) and unloaded else instance_id
 
+    # -- llama.cpp's router (llama-server started without a model) ---------------------------------
+
+    async def router_load_model(self, model: str, *, budgets: Budgets | None = None) -> None:
+        """Ask llama.cpp's router to load ``model`` (``POST /models/load``).
+
+        The router answers once it has started the model's process; the load
+        goes on after that, and ``/v1/models`` reports ``loading`` until it is done.
+        """
+        ctx = self._ctx("/models/load", model=model)
+        await self._json(ctx, msgspec.json.encode({"model": model}), budgets=budgets, quick=True)
+
+    async def router_unload_model(self, model: str, *, budgets: Budgets | None = None) -> None:
+        """Ask llama.cpp's router to unload ``model`` (``POST /models/unload``)."""
+        ctx = self._ctx("/models/unload", model=model)
+        await self._json(ctx, msgspec.json.encode({"model": model}), budgets=budgets, quick=True)
+
 
 def _vector(embedding: list[float] | str) -> list[float]:
     if isinstance(embedding, list):

@@ -20,6 +20,12 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def _load_state(status: dict[str, Any] | str | None) -> str | None:
+    """llama.cpp's router status (``{"value": "loaded"}`` or ``"loaded"``), lower-cased; ``None`` if absent."""
+    value = status.get("value") if isinstance(status, dict) else status
+    return (value.strip().lower() or None) if isinstance(value, str) else None
+
+
 def _from_v0(entry: NativeV0Entry) -> NativeModel:
     loaded = entry.state == "loaded"
     return NativeModel(
@@ -106,6 +112,7 @@ def models_from_openai(payload: Any) -> list[ModelInfo] | None:
                 owned_by=entry.owned_by,
                 context_length=_int(meta.get("n_ctx")),
                 max_context_length=_int(meta.get("n_ctx_train")),
+                load_state=_load_state(entry.status),
             )
     for item in listing.models or ():
         model_id = item.model or item.name

@@ -114,6 +114,8 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     ``context_length`` is known only where the server says (llama.cpp's
     ``meta.n_ctx``); ``max_context_length`` is the trained length when given.
+    ``load_state`` is the server's own word where it reports one (llama.cpp's
+    router: ``loaded``, ``loading``, ``unloaded``, ``sleeping`` …), else ``None``.
     """
 
     id: str
@@ -121,6 +123,12 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     context_length: int | None = None
     max_context_length: int | None = None
     capabilities: tuple[str, ...] = ()
+    load_state: str | None = None
+
+    @property
+    def loaded(self) -> bool | None:
+        """Whether the server says the model is loaded; ``None`` when it does not say."""
+        return None if self.load_state is None else self.load_state == "loaded"
 
 
 class NativeModel(msgspec.Struct, frozen=True, kw_only=True):

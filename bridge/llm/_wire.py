@@ -145,6 +145,9 @@ class ModelEntry(_Wire):
     created: int | float | None = None
     # llama.cpp: n_ctx (the loaded context, in some builds), n_ctx_train, n_params, size.
     meta: dict[str, Any] | None = None
+    # llama.cpp's router: {"value": "loaded" | "loading" | "unloaded" | "sleeping" | ..., "args": [...]};
+    # some builds send the bare string.
+    status: dict[str, Any] | str | None = None
 
 
 class OllamaEntry(_Wire):

@@ -167,6 +167,13 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             each model's ``parallel``). llama-cpp-python's server runs 1: one lock around every generation.
         interrupt_requests: With ``server_parallel``, a request that has to wait for the server cuts the oldest
             running generation (its stream ends with no finish reason), as llama-cpp-python does by default.
+        api: ``"lmstudio"`` (LM Studio's routes, native API included); ``"openai"``: only the OpenAI routes under
+            ``/v1`` and a plain ``/v1/models`` with no load state, anything else 404, as vLLM, llama-cpp-python
+            and llama.cpp's server with one model answer; or ``"llama.cpp-router"``: llama.cpp's
+            ``llama-server`` started without a model. That one has no LM Studio native API (404), lists each
+            model's ``status`` (``{"value": "loaded" | "loading" | "unloaded"}``) in ``/v1/models`` and
+            ``/models``, loads with ``POST /models/load {"model": id}`` (answered at once, then ``loading``),
+            unloads with ``POST /models/unload``, and loads a model on its first request.
     """
 
     models: tuple[SimModel, ...] = ()
@@ -186,6 +193,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     request_log_size: int = 1000
     server_parallel: int | None = None
     interrupt_requests: bool = False
+    api: Literal["lmstudio", "openai", "llama.cpp-router"] = "lmstudio"
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

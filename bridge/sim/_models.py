@@ -204,6 +204,14 @@ class ModelRegistry:
                 ids.extend(loaded)
         return ids
 
+    def loading(self, model_id: str) -> bool:
+        """Whether a load of this model is under way."""
+        return bool(self._loads.get(model_id))
+
+    def start_load(self, spec: SimModel) -> None:
+        """Begin a manual load and return at once (llama.cpp's router answers before the load ends)."""
+        self._start_load(spec, spec.context_length, jit=False)
+
     def instances(self, model_id: str) -> list[Instance]:
         return list(self._instances.get(model_id, ()))
 

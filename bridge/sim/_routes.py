@@ -1,7 +1,8 @@
 """The route table: model listings, load/unload, embeddings, the greeting, and the simulator's own control routes.
 
-Generation routes live in ``_chat`` and ``_responses``. Anything unknown gets
-LM Studio's HTTP 200 ``{"error":"Unexpected endpoint or method. (…)"}``.
+Generation routes live in ``_chat`` and ``_responses``; llama.cpp's router
+(``SimConfig.api``) in ``_llama_router``. Anything unknown gets LM Studio's
+HTTP 200 ``{"error":"Unexpected endpoint or method. (…)"}``.
 
 The control routes under ``/__sim/`` are not LM Studio's: they let a test or
 benchmark drive a simulator running in another process (stats, scripts,
@@ -17,6 +18,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from bridge.sim import _llama_router as llama_router
 from bridge.sim._chat import Collected, chat_completions, completions, prelude
 from bridge.sim._config import SimModel
 from bridge.sim._engine import GenerationFailed, Job, run_generation
@@ -276,6 +278,25 @@ _ROUTES: dict[tuple[str, str], Handler] = {
 }
 
 
+_OPENAI_ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "/v1/models"): _list_v1,
+    ("POST", "/v1/chat/completions"): chat_completions,
+    ("POST", "/v1/completions"): completions,
+    ("POST", "/v1/embeddings"): _embeddings,
+    ("POST", "/v1/responses"): responses,
+}
+
+_LLAMA_ROUTER_ROUTES: dict[tuple[str, str], Handler] = {
+    **_OPENAI_ROUTES,
+    ("GET", "/v1/models"): llama_router.list_models,
+    ("GET", "/models"): llama_router.list_models,
+    ("POST", "/models/load"): llama_router.load,
+    ("POST", "/models/unload"): llama_router.unload,
+}
+
+_ROUTES_OF_API = {"openai": _OPENAI_ROUTES, "llama.cpp-router": _LLAMA_ROUTER_ROUTES}
+
+
 class Router:
     """Dispatches a request to its handler: the simulator's HTTP app. Strictly private."""
 
@@ -293,6 +314,12 @@ class Router:
         token = self._state.config.api_token
         if token is not None and request.headers.get("authorization") != f"Bearer {token}":
             return auth_required()
+        other_api = _ROUTES_OF_API.get(self._state.config.api)
+        if other_api is not None:
+            handler = other_api.get(key)
+            if handler is None:
+                return llama_router.not_found(request.method, request.path)
+            return await handler(self._state, request)
         handler = _ROUTES.get(key)
         if handler is None and request.method == "GET" and path.startswith("/api/v0/models/"):
             handler = _one_v0
