@@ -26,6 +26,7 @@ The tree::
           · ModelUnloadedError         model_unloaded
         - ModelNotFoundError           model_not_found
         - UnsupportedEndpointError     unsupported
+          · StreamingRefusedError      unsupported   (asked again without streaming)
       x ToolError                      tool_error
       x ChildServerDownError           child_server_down
       x ConfigError                    config_error
@@ -64,6 +65,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelUnloadedError",
     "RequestCancelledError",
+    "StreamingRefusedError",
     "ToolError",
     "UnsupportedEndpointError",
     "error_from_info",
@@ -257,6 +259,13 @@ class UnsupportedEndpointError(LLMError):
     """The server does not offer this endpoint (e.g. ``/v1/responses`` or LM Studio's native API)."""
 
     code = ErrorCode.UNSUPPORTED
+
+
+class StreamingRefusedError(UnsupportedEndpointError):
+    """The server refuses to stream this request (llama-cpp-python: tool choice with ``stream=True``).
+
+    The same request without streaming may succeed; the bridge asks again that way.
+    """
 
 
 class ToolError(BridgeError):

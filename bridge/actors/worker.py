@@ -31,9 +31,11 @@ from bridge.errors import (
     LLMConnectionError,
     LLMTimeoutError,
     ModelUnloadedError,
+    StreamingRefusedError,
 )
 from bridge.llm import (
     Budgets,
+    ChatOutcome,
     ChatRequest,
     CompletionRequest,
     EmbeddingRequest,
@@ -132,6 +134,8 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         self.failed = 0
         self.busy_rejections = 0
         self.retries = 0
+        # Servers that refused a streamed request with tools (llama-cpp-python): asked without streaming from then on.
+        self.unstreamed_tools: set[str] = set()
 
     async def handle(self, message: WorkerMessage, ctx: RequestContext) -> object:
         match message:
@@ -153,12 +157,14 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         attempt: Callable[[LLMClient, Budgets, Callable[[StreamProgress], Awaitable[None]]], Awaitable[T]],
         *,
         patient: bool = False,
+        call: _Call | None = None,
     ) -> tuple[T, _Call]:
         """Queue for a slot, take the load turn if needed, then call with retries and breakers.
 
         A ``patient`` request waits for its turn however long the queue is, instead of ``busy``.
+        ``call`` is filled in as the call goes (its ``server`` names the server of the current attempt).
         """
-        call = _Call()
+        call = call or _Call()
         if self.breakers and not any(breaker.allows() for breaker in self.breakers.values()):
             self.failed += 1
             raise self._all_open()  # before queueing: a call that cannot be sent waits for nothing
@@ -443,17 +449,32 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             top_p=message.top_p,
             stop=message.stop,
             tools=message.tools,
-            tool_choice=message.tool_choice,
+            # "auto" is the default of the OpenAI API, but llama-cpp-python's function-calling formats put
+            # the tools in the prompt only when tool_choice is given: say it whenever there are tools.
+            tool_choice=message.tool_choice or ("auto" if message.tools else None),
             response_format=message.response_format,
             reasoning_effort=message.reasoning_effort,
             ttl=message.ttl,
             seed=message.seed,
         )
-        outcome, call = await self._run(
-            ctx,
-            lambda client, budgets, progress: client.chat(request, budgets=budgets, on_progress=progress),
-            patient=message.wait_for_slot,
-        )
+        call = _Call()
+
+        async def attempt(
+            client: LLMClient, budgets: Budgets, progress: Callable[[StreamProgress], Awaitable[None]]
+        ) -> ChatOutcome:
+            server = call.server
+            if request.tools and server in self.unstreamed_tools:
+                return await client.chat(request, stream=False, budgets=budgets, on_progress=progress)
+            try:
+                return await client.chat(request, budgets=budgets, on_progress=progress)
+            except StreamingRefusedError:
+                if not request.tools:
+                    raise
+                log.info("%s: %s refuses streamed tool choice; asking without streaming", self.model.id, server)
+                self.unstreamed_tools.add(server)
+                return await client.chat(request, stream=False, budgets=budgets, on_progress=progress)
+
+        outcome, _ = await self._run(ctx, attempt, patient=message.wait_for_slot, call=call)
         return ChatResult(
             model=outcome.model or self.model.id,
             content=outcome.content,

@@ -33,6 +33,7 @@ from bridge.errors import (
     LLMResponseError,
     ModelNotFoundError,
     ModelUnloadedError,
+    StreamingRefusedError,
     UnsupportedEndpointError,
 )
 
@@ -200,6 +201,8 @@ _EMBEDDING_OFF = re.compile(
     r"|--embeddings?|pooling type none",
     re.IGNORECASE,
 )
+# llama-cpp-python's function-calling chat formats: ValueError("Automatic streaming tool choice is not supported").
+_NO_STREAMED_TOOLS = re.compile(r"streaming tool choice is not supported", re.IGNORECASE)
 _AUTH = re.compile(
     r"authentication error|\bunauthori[sz]ed\b|no api key|invalid api key|api key (is )?(missing|invalid|required)"
     r"|invalid (proxy server )?token|missing (bearer|authorization)",
@@ -362,6 +365,12 @@ def error_for_status(status: int, headers: httpx.Headers, raw: bytes, ctx: CallC
     if found is not None:
         found.retry_after = retry_after
         return found
+    if _NO_STREAMED_TOOLS.search(error.message):
+        return StreamingRefusedError(
+            f"{ctx.server} does not stream replies that may call tools (HTTP {status}: {error.message}); "
+            "the bridge asks it again without streaming",
+            details={**details, "reason": "streamed_tool_choice"},
+        )
     if status in (404, 405, 501) or error.type == "not_supported_error":
         return _unsupported(ctx, error, status, _unsupported_hint(ctx))
     if ctx.endpoint.endswith("/embeddings") and _EMBEDDING_OFF.search(error.message):

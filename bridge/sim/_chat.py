@@ -34,7 +34,14 @@ from bridge.sim._params import (
 )
 from bridge.sim._script import CallTools, Fault, Turn
 from bridge.sim._state import ServerState, Tracker
-from bridge.sim._wire import error_frame, invalid_request, model_unloaded, no_models_loaded, overflow_response
+from bridge.sim._wire import (
+    error_frame,
+    invalid_request,
+    model_unloaded,
+    no_models_loaded,
+    overflow_response,
+    server_error,
+)
 
 __all__ = ["chat_completions", "completions", "failure_response", "prelude"]
 
@@ -231,6 +238,11 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
         return resolved
     spec, instance_id, requested = resolved
     state.record(request, spec, requested, body, messages)
+    if spec.function_calling_format and tools:
+        if body.get("tool_choice") is None:
+            tools = []  # llama-cpp-python puts the tools in the prompt only for a given tool_choice
+        elif stream:
+            return server_error("Automatic streaming tool choice is not supported")
     tracker = Tracker(state.stats, spec.id, request)
     handed_off = False
     try:

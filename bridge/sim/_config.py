@@ -88,6 +88,10 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         auto_tool_calls: Unscripted, with ``tools`` in the request, call the first tool (then answer after
             a ``tool`` message).
         tool_style: How unscripted tool calls are emitted.
+        function_calling_format: llama-cpp-python's ``chat_format: "chatml-function-calling"``: the tools reach
+            the prompt only when the request gives ``tool_choice`` (without it the model never calls one), and
+            a streamed request with ``tool_choice`` gets HTTP 500 "Automatic streaming tool choice is not
+            supported"; only a non-streamed request can call tools.
         reasoning: Reasoning mode, or ``None`` for a model that does not reason.
         embedding_dim: Vector size for embedding models.
         arch: Architecture name shown by the native API.
@@ -109,6 +113,7 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     tool_use: bool = True
     auto_tool_calls: bool = False
     tool_style: ToolStyle = "native"
+    function_calling_format: bool = False
     reasoning: ReasoningMode | None = None
     embedding_dim: int = 768
     arch: str = "llama"
