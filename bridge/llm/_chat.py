@@ -194,7 +194,7 @@ class StreamAccumulator:
                 f"{self.ctx.server} ended the stream for {self.ctx.describe()} without sending anything. "
                 "LM Studio does this when the prompt exceeds the loaded context length (GGUF models); "
                 "check the server's log, shorten the prompt, or load the model with a larger context.",
-                details=self.ctx.details(status=200, in_stream=True),
+                details=self.ctx.details(status=200, in_stream=True, reason="empty_stream"),
             )
         raise LLMResponseError(
             f"{self.ctx.server} closed the stream for {self.ctx.describe()} after {self.tokens} tokens "

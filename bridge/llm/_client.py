@@ -20,7 +20,7 @@ import httpx
 import msgspec
 
 import bridge
-from bridge.errors import BridgeError, LLMError
+from bridge.errors import BridgeError, LLMError, LLMResponseError
 from bridge.llm._budgets import Budgets, Clock, timeout_error
 from bridge.llm._chat import (
     ChatAccumulator,
@@ -251,6 +251,50 @@ class LLMClient:
 
     # -- the two ways of talking -------------------------------------------------------------
 
+    async def _generate(
+        self,
+        ctx: CallContext,
+        request: ChatRequest | CompletionRequest | ResponsesRequest,
+        accumulator_type: Callable[[CallContext], _A],
+        *,
+        budgets: Budgets | None,
+        stream: bool,
+        on_progress: ProgressCallback | None,
+    ) -> _A:
+        """:meth:`_run`, and once more without streaming when a stream ended without a word.
+
+        llama-cpp-python answers a prompt over the context with an empty 200
+        stream, and the same request unstreamed with a 400 that says so
+        (``context_length_exceeded``); LM Studio also goes silent on overflows.
+        Asking again unstreamed turns the silence into the real answer or error.
+        """
+        try:
+            return await self._run(
+                ctx,
+                encode_body(request, stream=stream),
+                accumulator_type(ctx),
+                budgets=budgets,
+                stream=stream,
+                on_progress=on_progress,
+            )
+        except LLMResponseError as exc:
+            if not stream or exc.details.get("reason") != "empty_stream":
+                raise
+            silence = exc
+        try:
+            return await self._run(
+                ctx,
+                encode_body(request, stream=False),
+                accumulator_type(ctx),
+                budgets=budgets,
+                stream=False,
+                on_progress=on_progress,
+            )
+        except LLMResponseError as exc:
+            if type(exc) is LLMResponseError:  # nothing more specific learnt: the silence says more
+                raise silence from exc
+            raise
+
     async def _run(
         self,
         ctx: CallContext,
@@ -376,13 +420,8 @@ class LLMClient:
             BadRequestError: the server rejected the parameters (HTTP 4xx).
         """
         ctx = self._ctx("/v1/chat/completions", model=request.model)
-        accumulator = await self._run(
-            ctx,
-            encode_body(request, stream=stream),
-            ChatAccumulator(ctx),
-            budgets=budgets,
-            stream=stream,
-            on_progress=on_progress,
+        accumulator = await self._generate(
+            ctx, request, ChatAccumulator, budgets=budgets, stream=stream, on_progress=on_progress
         )
         return accumulator.outcome()
 
@@ -396,13 +435,8 @@ class LLMClient:
     ) -> CompletionOutcome:
         """``POST /v1/completions`` (raw prompt, no chat template)."""
         ctx = self._ctx("/v1/completions", model=request.model)
-        accumulator = await self._run(
-            ctx,
-            encode_body(request, stream=stream),
-            CompletionAccumulator(ctx),
-            budgets=budgets,
-            stream=stream,
-            on_progress=on_progress,
+        accumulator = await self._generate(
+            ctx, request, CompletionAccumulator, budgets=budgets, stream=stream, on_progress=on_progress
         )
         return accumulator.outcome()
 
@@ -416,13 +450,8 @@ class LLMClient:
     ) -> ResponsesOutcome:
         """``POST /v1/responses`` (LM Studio 0.3.29+, llama.cpp; others raise UnsupportedEndpointError)."""
         ctx = self._ctx("/v1/responses", model=request.model)
-        accumulator = await self._run(
-            ctx,
-            encode_body(request, stream=stream),
-            ResponsesAccumulator(ctx),
-            budgets=budgets,
-            stream=stream,
-            on_progress=on_progress,
+        accumulator = await self._generate(
+            ctx, request, ResponsesAccumulator, budgets=budgets, stream=stream, on_progress=on_progress
         )
         return accumulator.outcome()
 

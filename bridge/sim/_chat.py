@@ -39,6 +39,7 @@ from bridge.sim._wire import (
     invalid_request,
     model_unloaded,
     no_models_loaded,
+    openai_overflow_response,
     overflow_response,
     server_error,
 )
@@ -74,13 +75,20 @@ async def prelude(
     return turn, fault, None
 
 
-def failure_response(exc: GenerationFailed) -> Response:
+def failure_response(exc: GenerationFailed, state: ServerState) -> Response:
     """A non-streamed reply for an in-band failure, in LM Studio's (string-bodied) 400 forms."""
     if exc.kind == "context_overflow":
+        if state.config.overflow_style == "llama-cpp-python":
+            return openai_overflow_response(exc.prompt_tokens, exc.context_length)
         return overflow_response(exc.prompt_tokens, exc.context_length)
     if exc.kind == "not_loaded":
         return no_models_loaded()
     return model_unloaded(exc.message)
+
+
+def silent_overflow(state: ServerState, exc: GenerationFailed) -> bool:
+    """llama-cpp-python ends the stream of a prompt over the context without a byte."""
+    return exc.kind == "context_overflow" and state.config.overflow_style == "llama-cpp-python"
 
 
 def _usage(job: Job) -> dict[str, int]:
@@ -272,7 +280,7 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
             finish = await run_generation(job, sink, state.registry, state.stats)
         except GenerationFailed as exc:
             if exc.kind != "interrupted":
-                return failure_response(exc)
+                return failure_response(exc, state)
             finish = None
         reply = _chat_reply(state, job, sink, finish)
         if request.path.startswith("/api/v0/"):
@@ -333,7 +341,8 @@ async def _stream_chat(
                 writer.write(b"data: [DONE]\n\n")  # no finish reason: how llama-cpp-python ends a cut stream
                 tracker.ok = True
                 return
-            writer.write(error_frame(exc.message))
+            if not silent_overflow(state, exc):
+                writer.write(error_frame(exc.message))
             return
         frames.finish(finish)
         if include_usage:
@@ -390,7 +399,7 @@ async def completions(state: ServerState, request: HttpRequest) -> Response | St
             finish = await run_generation(job, sink, state.registry, state.stats)
         except GenerationFailed as exc:
             if exc.kind != "interrupted":
-                return failure_response(exc)
+                return failure_response(exc, state)
             finish = None
         reply = _envelope(state, job, "text_completion", state.ids.completion())
         del reply["system_fingerprint"]
@@ -419,7 +428,8 @@ async def _stream_text(state: ServerState, job: Job, tracker: Tracker, writer: S
                 writer.write(b"data: [DONE]\n\n")
                 tracker.ok = True
                 return
-            writer.write(error_frame(exc.message))
+            if not silent_overflow(state, exc):
+                writer.write(error_frame(exc.message))
             return
         frames.finish(finish)
         writer.write(b"data: [DONE]\n\n")

@@ -162,7 +162,7 @@ async def responses(state: ServerState, request: HttpRequest) -> Response | Stre
         try:
             finish = await run_generation(job, sink, state.registry, state.stats)
         except GenerationFailed as exc:
-            return failure_response(exc)
+            return failure_response(exc, state)
         reply = turn_state.complete(sink, finish)
         tracker.ok = True
         return json_response(200, reply)

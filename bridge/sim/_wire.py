@@ -21,6 +21,7 @@ __all__ = [
     "model_unloaded",
     "no_models_loaded",
     "overflow_message",
+    "openai_overflow_response",
     "overflow_response",
     "rate_limited",
     "server_error",
@@ -94,6 +95,16 @@ def overflow_response(prompt_tokens: int, context_length: int) -> Response:
         "larger context length, or provide a shorter input"
     )
     return json_response(400, {"error": message})
+
+
+def openai_overflow_response(prompt_tokens: int, context_length: int) -> Response:
+    """llama-cpp-python's unstreamed overflow: an OpenAI-style 400 with ``code: context_length_exceeded``."""
+    message = (
+        f"This model's maximum context length is {context_length} tokens. However, you requested "
+        f"{prompt_tokens} tokens ({prompt_tokens} in the messages, 0 in the completion). Please reduce the length "
+        "of the messages or completion."
+    )
+    return invalid_request(message, param="messages", code="context_length_exceeded")
 
 
 def error_frame(message: str, *, event_type: str | None = None) -> bytes:
