@@ -498,6 +498,8 @@ class RunResult(Reply, frozen=True, kw_only=True):
     tool_calls: list[ToolCallRecord] = msgspec.field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tokens_estimated: bool = False
+    """Some of the token counts are the bridge's estimate: the server did not report usage."""
     model_time_s: float = 0.0
     tool_time_s: float = 0.0
     total_s: float = 0.0

@@ -37,9 +37,9 @@ def echo_server() -> list[str]:
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, servers: dict[str, list[str]], models: tuple[SimModel, ...] | None = None
+    tmp_path: Path, servers: dict[str, list[str]], models: tuple[SimModel, ...] | None = None, **sim: Any
 ) -> AsyncIterator[tuple[SimServer, Bridge]]:
-    config = SimConfig(models=models or (SimModel(id=MODEL, loaded=True, context_length=8192),))
+    config = SimConfig(models=models or (SimModel(id=MODEL, loaded=True, context_length=8192),), **sim)
     settings_path = mcp_json(tmp_path, servers)
     async with SimServer(config) as sim:
         settings = BridgeSettings(

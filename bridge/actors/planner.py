@@ -42,6 +42,7 @@ from bridge.planner import (
     ToolCatalog,
     build_catalog,
     cut_text,
+    estimate_tokens,
     extract_tool_calls,
     parse_arguments,
     repeat_message,
@@ -76,6 +77,7 @@ class _Run:
         self.reasoning: list[str] = []
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.tokens_estimated = False
         self.model_time = 0.0
         self.tool_time = 0.0
         self.started = anyio.current_time()
@@ -91,6 +93,7 @@ class _Run:
             tool_calls=self.records,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
+            tokens_estimated=self.tokens_estimated,
             model_time_s=round(self.model_time, 4),
             tool_time_s=round(self.tool_time, 4),
             total_s=round(anyio.current_time() - self.started, 4),
@@ -208,13 +211,20 @@ class PlannerActor(Actor[PlannerMessage]):
             )
         finally:
             run.model_time += anyio.current_time() - started
-        if reply.usage is not None:
-            run.prompt_tokens += reply.usage.prompt_tokens or 0
-            run.completion_tokens += reply.usage.completion_tokens or 0
+        # Usage where the server sends it; else count (llama-cpp-python sends none in a stream).
+        usage = reply.usage
+        if usage is not None and usage.prompt_tokens:
+            run.prompt_tokens += usage.prompt_tokens
+        else:
+            run.prompt_tokens += trimmed.tokens
+            run.tokens_estimated = True
+        if usage is not None and usage.completion_tokens is not None and (usage.completion_tokens or not reply.tokens):
+            run.completion_tokens += usage.completion_tokens
+        else:
+            run.completion_tokens += reply.tokens or estimate_tokens(reply.content)
+            run.tokens_estimated = True
         if reply.reasoning:
             run.reasoning.append(reply.reasoning)
-        if reply.content.strip():
-            run.answer = reply.content.strip()
         return reply
 
     def _calls_of(self, reply: ChatResult, catalog: ToolCatalog, run: _Run) -> list[tuple[str, str, Any]]:
@@ -222,6 +232,7 @@ class PlannerActor(Actor[PlannerMessage]):
         calls: list[tuple[str, str, Any]] = []
         content = reply.content
         if reply.tool_calls:
+            run.answer = content.strip() or run.answer  # words besides the calls, if any
             calls = [
                 (c.id or f"call_{run.rounds}_{i}", c.function.name, c.function.arguments)
                 for i, c in enumerate(reply.tool_calls)

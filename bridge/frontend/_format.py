@@ -662,7 +662,8 @@ def run_output(result: RunResult, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutp
         structured["answer"] = answer
         structured.pop("tool_calls", None)
         structured["tool_calls"] = [_compact(_builtins(c)) for c in calls[-30:]]
-        text = "\n".join([answer or "(no answer)", "", summary, *trace]) + error
+        note = _STOP_NOTES.get(result.stop_reason, result.stop_reason)
+        text = "\n".join([answer or f"(no final answer: {note})", "", summary, *trace]) + error
         return ToolOutput(text=text, structured=structured)
 
     return fit(build, [result.answer], limit)

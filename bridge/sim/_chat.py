@@ -273,7 +273,8 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
         tracker.job = job
         if stream:
             handed_off = True
-            return StreamingResponse(partial(_stream_chat, state, job, tracker, _include_usage(body)))
+            usage = _include_usage(body) and state.config.stream_usage
+            return StreamingResponse(partial(_stream_chat, state, job, tracker, usage))
         sink = Collected()
         finish: str | None
         try:

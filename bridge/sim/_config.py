@@ -172,6 +172,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             each model's ``parallel``). llama-cpp-python's server runs 1: one lock around every generation.
         interrupt_requests: With ``server_parallel``, a request that has to wait for the server cuts the oldest
             running generation (its stream ends with no finish reason), as llama-cpp-python does by default.
+        stream_usage: Honour ``stream_options.include_usage`` with a last usage chunk. ``False``: never send
+            usage in a stream, as llama-cpp-python's server does.
         overflow_style: How a prompt over the context is refused. ``"lmstudio"``: ``event: error`` in a 200
             stream, a 400 string body unstreamed. ``"llama-cpp-python"``: an empty 200 stream (not a byte after
             the headers), and unstreamed a 400 with ``code: "context_length_exceeded"``.
@@ -201,6 +203,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     request_log_size: int = 1000
     server_parallel: int | None = None
     interrupt_requests: bool = False
+    stream_usage: bool = True
     overflow_style: Literal["lmstudio", "llama-cpp-python"] = "lmstudio"
     api: Literal["lmstudio", "openai", "llama.cpp-router"] = "lmstudio"
 
