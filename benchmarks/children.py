@@ -40,7 +40,6 @@ from typing import Any
 import anyio
 from mcp import ClientSession
 
-from bridge.actors import ActorRef
 from bridge.actors.child_servers import ChildServersActor
 from bridge.actors.mcp_session import MCPSessionActor
 from bridge.children import ConfigSource, ServerConfig, open_stdio_child
@@ -52,8 +51,8 @@ from bridge.messages import (
     DescribeSession,
     SessionMessage,
 )
+from bridge.runtime import ActorRef, ChildSpec, SupervisorSpec, open_supervisor
 from bridge.settings import ChildSettings
-from bridge.supervisor import ChildSpec, SupervisorSpec, open_supervisor
 
 TINY_SERVER = r'''
 """A minimal stdio MCP server without the SDK: initialize, ping, tools/list, tools/call (echo, sleep)."""

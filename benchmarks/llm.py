@@ -27,10 +27,10 @@ from bridge.app import open_bridge
 from bridge.errors import BridgeError
 from bridge.llm import ChatMessage
 from bridge.messages import Chat, Progress, ResolveModel
+from bridge.runtime import ChildSpec
 from bridge.settings import BreakerSettings, BridgeSettings, ModelLimits, ServerSettings
 from bridge.sim import SimConfig, SimModel, SimServer
 from bridge.sim.testing import sim_process
-from bridge.supervisor import ChildSpec
 
 
 def percentile(values: list[float], q: float) -> float:

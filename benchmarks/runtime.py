@@ -18,10 +18,9 @@ from typing import Any
 
 import anyio
 
-from bridge.actors import Actor, RequestContext
 from bridge.errors import ActorCrashedError
 from bridge.messages import Reply, Request
-from bridge.supervisor import ChildSpec, open_supervisor
+from bridge.runtime import Actor, ChildSpec, RequestContext, open_supervisor
 
 
 class Done(Reply, frozen=True):

@@ -2,9 +2,12 @@
 
 Every failure the bridge reports is a :class:`BridgeError` with a stable machine
 ``code``, a message that says what to do next, ``retryable`` and, where known,
-``retry_after`` (seconds). Errors cross actor boundaries as :class:`ErrorInfo`
-structs and are rebuilt on the other side with :func:`error_from_info`, so the
-class a caller catches is the class the callee raised.
+``retry_after`` (seconds). The base and the runtime's own errors (busy, timeout,
+actor_crashed, actor_unavailable, cancelled, internal) come from
+:mod:`bridge.runtime.errors`; this module adds the bridge's and re-exports all,
+so this is the one tree to import. Between actors of one process an error
+travels as itself; across processes and over MCP as :class:`ErrorInfo`,
+rebuilt by :func:`error_from_info` into the class that was raised.
 
 The tree::
 
@@ -39,9 +42,17 @@ the caller, not operational failures.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
 
-import msgspec
+from bridge.runtime.errors import (
+    ActorCrashedError,
+    ActorUnavailableError,
+    BridgeError,
+    BusyError,
+    DeadlineExceededError,
+    ErrorInfo,
+    InternalError,
+    RequestCancelledError,
+)
 
 __all__ = [
     "ActorCrashedError",
@@ -94,106 +105,10 @@ class ErrorCode(enum.StrEnum):
     INTERNAL = "internal"
 
 
-class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """The wire form of a :class:`BridgeError`: what crosses actors and MCP."""
-
-    code: ErrorCode
-    message: str
-    retryable: bool = False
-    retry_after: float | None = None
-    kind: str = "BridgeError"
-    details: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-class BridgeError(Exception):
-    """Base of every operational failure the bridge reports.
-
-    Args:
-        message: What happened and what to do about it, as a full sentence.
-        retryable: Whether the same request may succeed if sent again unchanged.
-            Defaults to the class's ``default_retryable``.
-        retry_after: Seconds to wait before retrying, where known.
-        details: Extra machine-readable context (model id, server URL, ...).
-    """
-
-    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
-    default_retryable: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool | None = None,
-        retry_after: float | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = self.default_retryable if retryable is None else retryable
-        self.retry_after = retry_after
-        self.details: dict[str, Any] = dict(details or {})
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r}, retryable={self.retryable}, retry_after={self.retry_after})"
-
-    def to_info(self) -> ErrorInfo:
-        """The wire form, for replies between actors and MCP structured content."""
-        return ErrorInfo(
-            code=self.code,
-            message=self.message,
-            retryable=self.retryable,
-            retry_after=self.retry_after,
-            kind=type(self).__name__,
-            details=self.details,
-        )
-
-
 class BadRequestError(BridgeError):
     """The request itself is wrong (empty prompt, max_tokens <= 0, bad schema); fix it before retrying."""
 
     code = ErrorCode.BAD_REQUEST
-
-
-class BusyError(BridgeError):
-    """A queue is full. The request was not started; retry after ``retry_after``."""
-
-    code = ErrorCode.BUSY
-    default_retryable = True
-
-
-class RequestCancelledError(BridgeError):
-    """The caller cancelled the request; the work it started was stopped."""
-
-    code = ErrorCode.CANCELLED
-
-
-class DeadlineExceededError(BridgeError):
-    """A time budget ran out. ``details`` says which one."""
-
-    code = ErrorCode.TIMEOUT
-    default_retryable = True
-
-
-class ActorCrashedError(BridgeError):
-    """The actor serving the request crashed; it is being restarted with fresh state."""
-
-    code = ErrorCode.ACTOR_CRASHED
-    default_retryable = True
-
-
-class ActorUnavailableError(BridgeError):
-    """The actor is stopped or its supervisor gave up; nothing will serve the request."""
-
-    code = ErrorCode.ACTOR_UNAVAILABLE
-
-
-class InternalError(BridgeError):
-    """A bug in the bridge. The message says where; please report it."""
-
-    code = ErrorCode.INTERNAL
 
 
 class LLMError(BridgeError):
@@ -297,7 +212,7 @@ def _all_error_classes() -> dict[str, type[BridgeError]]:
     return found
 
 
-_BY_CODE: dict[ErrorCode, type[BridgeError]] = {
+_BY_CODE: dict[str, type[BridgeError]] = {
     ErrorCode.MODEL_NOT_FOUND: ModelNotFoundError,
     ErrorCode.MODEL_UNLOADED: ModelUnloadedError,
     ErrorCode.BACKEND_UNAVAILABLE: LLMConnectionError,

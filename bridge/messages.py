@@ -6,22 +6,22 @@ encoded for logs or tests. Live objects (reply slots, progress sinks, cancel
 scopes) travel beside a message in its envelope, never inside it.
 
 A :class:`Request` names its reply type (``Request[ChatResult]``), so
-``ActorRef.ask`` is typed end to end. A :class:`Notice` is fire-and-forget.
+``ActorRef.ask`` is typed end to end. The bases come from the runtime.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import msgspec
 
 from bridge.errors import ErrorInfo
 from bridge.llm import ChatMessage, ResponseFormat, Tool, ToolCall, Usage
+from bridge.runtime import Message, Reply, Request
 
 __all__ = [
     "Message",
     "Request",
-    "Notice",
     "Reply",
     "Progress",
     "ModelEntry",
@@ -71,24 +71,6 @@ __all__ = [
     "ChildServersMessage",
     "PlannerMessage",
 ]
-
-R = TypeVar("R")
-
-
-class Message(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Base of every actor message; the ``type`` tag is the class's name unless set."""
-
-
-class Request(Message, Generic[R], frozen=True, kw_only=True):
-    """A message sent with ``ask``; the receiver replies with an ``R`` or a :class:`~bridge.errors.BridgeError`."""
-
-
-class Notice(Message, frozen=True, kw_only=True):
-    """A message sent with ``tell``: no reply, errors are logged by the receiver."""
-
-
-class Reply(msgspec.Struct, frozen=True, kw_only=True):
-    """Base of reply payloads."""
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import anyio
 
-from bridge.actors import Actor, RequestContext
 from bridge.errors import BadRequestError
-from bridge.messages import Notice, Progress, Reply, Request
+from bridge.messages import Progress, Reply, Request
+from bridge.runtime import Actor, RequestContext
 
 
 class Count(Reply, frozen=True):
@@ -42,15 +42,7 @@ class Report(Request[Count], frozen=True, tag="report"):
     steps: int
 
 
-class Bump(Notice, frozen=True, tag="bump"):
-    pass
-
-
-class CrashNotice(Notice, frozen=True, tag="crash_notice"):
-    pass
-
-
-CounterMessage = Increment | Fail | Crash | Block | Finish | Report | Bump | CrashNotice
+CounterMessage = Increment | Fail | Crash | Block | Finish | Report
 
 
 class Journal:
@@ -119,8 +111,3 @@ class CounterActor(Actor[CounterMessage]):
                 for step in range(steps):
                     await ctx.report_progress(Progress(stage="generating", progress=step + 1, total=steps))
                 return Count(value=steps)
-            case Bump():
-                self.count += 1
-                return None
-            case CrashNotice():
-                raise RuntimeError("crash notice")

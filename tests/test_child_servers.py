@@ -18,7 +18,6 @@ from typing import Any
 import anyio
 import pytest
 
-from bridge.actors import ActorRef
 from bridge.actors.child_servers import ChildServersActor
 from bridge.actors.mcp_session import SessionPolicy
 from bridge.children import ConfigSource
@@ -31,8 +30,8 @@ from bridge.messages import (
     ListChildServers,
     ListChildTools,
 )
+from bridge.runtime import ActorRef, ChildSpec, SupervisorRef, SupervisorSpec, open_supervisor
 from bridge.settings import ChildSettings
-from bridge.supervisor import ChildSpec, SupervisorRef, SupervisorSpec, open_supervisor
 from tests.peers import ProcessLeakCheck
 
 CHILDREN = Path(__file__).parent / "_children"

@@ -22,3 +22,17 @@ def test_module_imports_alone(module: str) -> None:
     """Importing the module first, before anything else of the bridge, works."""
     proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+RUNTIME_MUST_NOT_LOAD = ("httpx", "stamina", "mcp", "bridge.llm", "bridge.messages", "bridge.errors", "bridge.actors")
+
+
+def test_the_runtime_loads_nothing_of_the_domain() -> None:
+    """``bridge.runtime`` stands alone: no HTTP client, no retry library, no MCP, no domain messages."""
+    probe = (
+        "import sys, bridge.runtime, bridge.runtime.errors; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'stamina', 'mcp') "
+        f"or m.startswith({RUNTIME_MUST_NOT_LOAD[3:]!r})))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout

@@ -220,7 +220,7 @@ async def test_refused_connection_is_a_retryable_backend_unavailable() -> None:
     async with LLMClient(f"http://127.0.0.1:{port}") as llm:
         with pytest.raises(LLMConnectionError) as caught:
             await llm.chat(REQUEST)
-    assert caught.value.code is ErrorCode.BACKEND_UNAVAILABLE
+    assert caught.value.code == ErrorCode.BACKEND_UNAVAILABLE
     assert caught.value.retryable
     assert "Is the LLM server running" in caught.value.message
 

@@ -26,13 +26,12 @@ import anyio
 import psutil
 import pytest
 
-from bridge.actors import ActorRef
 from bridge.actors.mcp_session import MCPSessionActor, SessionPolicy
 from bridge.children import ServerConfig
 from bridge.errors import ChildServerDownError, DeadlineExceededError
 from bridge.messages import CallTool, ChildServerInfo, DescribeSession, ListTools, SessionMessage
+from bridge.runtime import ActorRef, ChildSpec, Supervisor, open_supervisor
 from bridge.settings import ChildSettings
-from bridge.supervisor import ChildSpec, Supervisor, open_supervisor
 from tests._util import eventually
 from tests.peers import ProcessLeakCheck, stop_process_group
 

@@ -14,7 +14,6 @@ from typing import Any
 import anyio
 import pytest
 
-from bridge.actors import Actor, RequestContext
 from bridge.actors.child_servers import ChildServersActor
 from bridge.actors.registry import ModelRegistryActor
 from bridge.actors.worker import LLMWorkerActor
@@ -41,9 +40,9 @@ from bridge.messages import (
     ResolveModel,
     WorkerStats,
 )
+from bridge.runtime import Actor, ChildSpec, RequestContext, open_supervisor
 from bridge.settings import BreakerSettings, BridgeSettings, ModelLimits, RetrySettings, ServerSettings
 from bridge.sim import Fault, FaultKind, SimModel, SimServer
-from bridge.supervisor import ChildSpec, open_supervisor
 from tests.test_child_servers import GATE_SERVER, child_servers
 from tests.test_frontend import connected, data
 from tests.test_llm_path import GEMMA, QWEN, running, settings_for, sim_config, user

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from bridge.errors import ActorCrashedError, ActorUnavailableError
-from bridge.supervisor import (
+from bridge.runtime import (
     ChildAlreadyStartedError,
     ChildSpec,
     RestartIntensityError,

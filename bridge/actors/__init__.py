@@ -1,16 +1,8 @@
-"""The actors of lmstudio-bridge and the runtime they stand on.
+"""The bridge's actors, standing on :mod:`bridge.runtime`.
 
-This package re-exports the runtime only (``Actor``, ``ActorRef``, ``RequestContext``):
-the supervisor imports it, and the concrete actors import the supervisor. The actors
-themselves live in their own modules: ``bridge.actors.registry.ModelRegistryActor``,
-``bridge.actors.worker.LLMWorkerActor``, ``bridge.actors.mcp_session.MCPSessionActor``,
-``bridge.actors.child_servers.ChildServersActor`` and ``bridge.actors.planner.PlannerActor``.
+``registry.ModelRegistryActor`` (model list, validation, routing), ``worker.LLMWorkerActor`` (one per
+model: its queue, slots, retries, breakers), ``server_gate.ServerGateActor`` (a server-wide limit),
+``mcp_session.MCPSessionActor`` (one per child MCP server), ``child_servers.ChildServersActor``
+(their configuration and routing) and ``planner.PlannerActor`` (autonomous runs). ``bridge.supervisor``
+says which runs under what.
 """
-
-from bridge.actors._actor import Actor as Actor
-from bridge.actors._envelope import ProgressSink as ProgressSink
-from bridge.actors._envelope import RequestContext as RequestContext
-from bridge.actors._ref import ActorRef as ActorRef
-from bridge.actors._ref import ChildState as ChildState
-
-__all__ = ["Actor", "ActorRef", "ChildState", "ProgressSink", "RequestContext"]

@@ -31,9 +31,6 @@ from typing import Any, Final, TypeVar
 
 import anyio
 
-from bridge.actors._actor import Actor
-from bridge.actors._envelope import Forwarded, RequestContext
-from bridge.actors._ref import ActorRef, ChildState
 from bridge.actors.mcp_session import MCPSessionActor, SessionPolicy
 from bridge.children import (
     ChildrenConfig,
@@ -70,8 +67,18 @@ from bridge.messages import (
     Request,
     SessionMessage,
 )
+from bridge.runtime import (
+    Actor,
+    ActorRef,
+    ChildAlreadyStartedError,
+    ChildSpec,
+    ChildState,
+    Forwarded,
+    RequestContext,
+    RestartPolicy,
+    SupervisorRef,
+)
 from bridge.settings import ChildSettings
-from bridge.supervisor import ChildAlreadyStartedError, ChildSpec, RestartPolicy, SupervisorRef
 
 __all__ = ["ChildServersActor"]
 

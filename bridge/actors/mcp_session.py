@@ -62,8 +62,6 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's default client, with our headers
 from mcp.shared.message import SessionMessage as WireMessage
 
-from bridge.actors._actor import Actor
-from bridge.actors._envelope import RequestContext
 from bridge.children import ChildOutputError, ServerConfig, StdioChild, open_stdio_child
 from bridge.children.process import ProcessGroups
 from bridge.errors import BridgeError, ChildServerDownError, DeadlineExceededError, ToolError
@@ -79,6 +77,7 @@ from bridge.messages import (
     Progress,
     SessionMessage,
 )
+from bridge.runtime import Actor, RequestContext
 from bridge.settings import ChildSettings
 
 __all__ = ["MCPSessionActor", "SessionPolicy", "SessionState", "tool_result"]

@@ -16,9 +16,6 @@ from typing import Any
 import anyio
 import msgspec
 
-from bridge.actors._actor import Actor
-from bridge.actors._envelope import RequestContext
-from bridge.actors._ref import ActorRef
 from bridge.errors import BadRequestError, BridgeError, ChildServerDownError, DeadlineExceededError
 from bridge.llm import ChatMessage, FunctionCall, Tool, ToolCall
 from bridge.messages import (
@@ -50,6 +47,7 @@ from bridge.planner import (
     trim_messages,
     validate_arguments,
 )
+from bridge.runtime import Actor, ActorRef, RequestContext
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "PlannerActor"]
 

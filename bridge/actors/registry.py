@@ -17,9 +17,6 @@ from collections.abc import Mapping
 import anyio
 import msgspec
 
-from bridge.actors._actor import Actor
-from bridge.actors._envelope import Forwarded, RequestContext
-from bridge.actors._ref import ActorRef
 from bridge.actors.worker import LLMWorkerActor
 from bridge.errors import (
     ActorUnavailableError,
@@ -58,8 +55,8 @@ from bridge.messages import (
     WorkerMessage,
     WorkerStats,
 )
+from bridge.runtime import Actor, ActorRef, ChildSpec, Forwarded, RequestContext, RestartPolicy, SupervisorRef
 from bridge.settings import BridgeSettings
-from bridge.supervisor import ChildSpec, RestartPolicy, SupervisorRef
 
 __all__ = ["ModelRegistryActor", "closest_models"]
 

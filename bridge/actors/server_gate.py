@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import anyio
 
-from bridge.actors._actor import Actor
-from bridge.actors._envelope import RequestContext
 from bridge.actors._slots import SlotQueue
 from bridge.messages import GateStats, GetGateStats, HoldServerTurn, Progress, ServerGateMessage
+from bridge.runtime import Actor, RequestContext
 
 __all__ = ["SERVER_TURN", "ServerGateActor"]
 

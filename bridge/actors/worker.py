@@ -18,10 +18,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from bridge.actors._actor import Actor
 from bridge.actors._breaker import CircuitBreaker
-from bridge.actors._envelope import RequestContext
-from bridge.actors._ref import ActorRef
 from bridge.actors._slots import SlotQueue
 from bridge.actors.server_gate import SERVER_TURN
 from bridge.errors import (
@@ -62,6 +59,7 @@ from bridge.messages import (
     WorkerMessage,
     WorkerStats,
 )
+from bridge.runtime import Actor, ActorRef, RequestContext
 from bridge.settings import BridgeSettings
 
 __all__ = ["LLMWorkerActor"]

@@ -28,7 +28,6 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge._diagnostics import task_count
-from bridge.actors._ref import ActorRef
 from bridge.errors import (
     ActorUnavailableError,
     BadRequestError,
@@ -82,6 +81,7 @@ from bridge.messages import (
     RunTask,
     UnloadModel,
 )
+from bridge.runtime import ActorRef
 from bridge.settings import BridgeSettings
 
 if TYPE_CHECKING:
@@ -298,7 +298,7 @@ class Frontend:
 
     def explain(self, error: BridgeError, message: Message) -> BridgeError:
         """The runtime's "did not answer within its deadline" is the call budget running out: say so."""
-        if error.code is ErrorCode.TIMEOUT and "actor" in error.details:
+        if error.code == ErrorCode.TIMEOUT and "actor" in error.details:
             budget = self.settings.call_budget
             what = type(message).__name__
             return DeadlineExceededError(

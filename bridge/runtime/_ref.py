@@ -8,15 +8,14 @@ valid until the child is removed for good.
 from __future__ import annotations
 
 import enum
-import math
 from typing import Any, Generic, TypeVar, final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from bridge.actors._envelope import Envelope, ProgressSink
-from bridge.errors import ActorUnavailableError, BusyError, DeadlineExceededError
-from bridge.messages import Message, Request
+from bridge.runtime._envelope import Envelope, ProgressSink
+from bridge.runtime._message import Message, Request
+from bridge.runtime.errors import ActorUnavailableError, DeadlineExceededError
 
 __all__ = ["ActorRef", "ChildState", "Mailbox"]
 
@@ -187,36 +186,3 @@ class ActorRef(Generic[M]):
             f"for a queue that is backed up",
             details={"actor": self.name, "message": kind, "budget_s": budget},
         )
-
-    async def tell(self, message: M, *, timeout: float | None = None) -> None:
-        """Post ``message`` without waiting for it to be handled; waits for mailbox space up to the deadline."""
-        mailbox = self._mailbox
-        if not mailbox.accepting:
-            raise mailbox.unavailable()
-        deadline = self._deadline(timeout)
-        envelope: Envelope[M] = Envelope(message, deadline=math.inf, expects_reply=False)
-        with anyio.CancelScope(deadline=deadline) as scope:
-            await self._post(envelope)
-        if scope.cancelled_caught:
-            raise BusyError(
-                f"mailbox of {self.name} stayed full until the deadline; the message was not delivered",
-                retry_after=0.1,
-                details={"actor": self.name},
-            )
-
-    def tell_nowait(self, message: M) -> None:
-        """Post ``message`` if the mailbox has room now; raise :class:`BusyError` if it has not."""
-        mailbox = self._mailbox
-        if not mailbox.accepting:
-            raise mailbox.unavailable()
-        envelope: Envelope[M] = Envelope(message, deadline=math.inf, expects_reply=False)
-        try:
-            mailbox._send.send_nowait(envelope)
-        except anyio.WouldBlock:
-            raise BusyError(
-                f"mailbox of {self.name} is full; the message was not delivered",
-                retry_after=0.05,
-                details={"actor": self.name},
-            ) from None
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            raise mailbox.unavailable() from None

@@ -5,10 +5,10 @@ group, under its own cancel scope whose deadline is the asker's. So a slow
 request never blocks the mailbox, and an asker that gives up cancels the work
 it asked for.
 
-Let it crash: a handler that raises a :class:`~bridge.errors.BridgeError` has
+Let it crash: a handler that raises a :class:`~bridge.runtime.errors.BridgeError` has
 answered (the asker gets that error); a handler that raises anything else has
 crashed the actor. Every request it was serving fails at once with
-:class:`~bridge.errors.ActorCrashedError`, the incarnation ends, and its
+:class:`~bridge.runtime.errors.ActorCrashedError`, the incarnation ends, and its
 supervisor decides what happens next. Queued messages stay in the mailbox for
 the next incarnation.
 """
@@ -25,20 +25,20 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from bridge.actors._envelope import FORWARDED, Envelope, RequestContext
-from bridge.actors._ref import ActorRef, ChildState
-from bridge.errors import (
+from bridge.runtime._envelope import FORWARDED, Envelope, RequestContext
+from bridge.runtime._message import Message
+from bridge.runtime._ref import ActorRef, ChildState
+from bridge.runtime.errors import (
     ActorCrashedError,
     ActorUnavailableError,
     BridgeError,
     DeadlineExceededError,
     RequestCancelledError,
 )
-from bridge.messages import Message
 
 __all__ = ["Actor"]
 
-log = logging.getLogger("bridge.actors")
+log = logging.getLogger("bridge.runtime")
 
 M = TypeVar("M", bound=Message)
 

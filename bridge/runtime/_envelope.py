@@ -13,20 +13,21 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final
 
 import anyio
 
-from bridge.errors import BridgeError
-from bridge.messages import Message, Progress
+from bridge.runtime._message import Message
+from bridge.runtime.errors import BridgeError
 
 if TYPE_CHECKING:
-    from bridge.actors._ref import ActorRef
+    from bridge.runtime._ref import ActorRef
 
 __all__ = ["FORWARDED", "Envelope", "Forwarded", "ProgressSink", "RequestContext"]
 
-log = logging.getLogger("bridge.actors")
+log = logging.getLogger("bridge.runtime")
 
 T = TypeVar("T")
 M = TypeVar("M")
 
-ProgressSink = Callable[[Progress], Awaitable[None]]
+ProgressSink = Callable[[Any], Awaitable[None]]
+"""Where a handler's progress reports go: any struct the asker understands (the bridge sends its ``Progress``)."""
 """Where a handler's progress reports go: an async callable owned by the asker."""
 
 
@@ -60,7 +61,7 @@ class RequestContext(Protocol):
         """Seconds left before the deadline."""
         ...
 
-    async def report_progress(self, progress: Progress) -> None:
+    async def report_progress(self, progress: Any) -> None:
         """Send a progress report to the asker, if it asked for them."""
         ...
 
@@ -128,7 +129,7 @@ class Envelope(Generic[M]):
     def remaining(self) -> float:
         return self.deadline - anyio.current_time()
 
-    async def report_progress(self, progress: Progress) -> None:
+    async def report_progress(self, progress: Any) -> None:
         sink = self._progress
         if sink is None or self._done:
             return
