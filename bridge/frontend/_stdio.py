@@ -41,7 +41,8 @@ from mcp.server.stdio import stdio_server
 
 from bridge.children.process import ProcessGroups
 from bridge.frontend._format import DEFAULT_OUTPUT_LIMIT
-from bridge.frontend._server import BridgeSlot, create_server
+from bridge.frontend._server import create_server
+from bridge.frontend._slot import BridgeSlot
 from bridge.settings import BridgeSettings
 
 __all__ = [

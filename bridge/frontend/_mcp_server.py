@@ -1,0 +1,116 @@
+"""The SDK's ``MCPServer``, made to answer every failure as a typed tool result.
+
+The one place that touches the mcp SDK's server internals (``_tool_manager``,
+mcp 2.x): everything else declares tools with :meth:`BridgeMCPServer.tool`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import typing
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError as SDKToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import ValidationError
+
+from bridge.errors import BadRequestError, BridgeError, InternalError
+from bridge.frontend._format import DEFAULT_OUTPUT_LIMIT, ToolOutput, error_output
+
+__all__ = ["BridgeMCPServer", "ToolFunction", "to_result", "tool_description"]
+
+log = logging.getLogger("bridge.frontend")
+
+ToolFunction = Callable[..., Awaitable[ToolOutput]]
+"""A tool as the bridge writes it: the context and the arguments in, a :class:`ToolOutput` out."""
+
+
+def tool_description(docstring: str) -> str:
+    """A docstring as one line per paragraph: no source indentation, no wraps inside a sentence."""
+    paragraphs = inspect.cleandoc(docstring).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines() if line.strip()) for p in paragraphs)
+
+
+class BridgeMCPServer(MCPServer[Any]):
+    """``MCPServer`` whose every tool failure is a typed tool result, never a traceback or bare string.
+
+    Arguments that fail the input schema become ``bad_request`` results; an unknown tool
+    name too; anything unexpected (a bug) becomes an ``internal`` result and is logged.
+    """
+
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+
+    def tool(  # type: ignore[override]  # one way to declare a tool: a function from arguments to a ToolOutput
+        self, *, annotations: ToolAnnotations | None = None
+    ) -> Callable[[ToolFunction], ToolFunction]:
+        """Register ``fn(ctx, **arguments) -> ToolOutput`` as a tool; a :class:`BridgeError` it raises is its result.
+
+        The description is the docstring as a client should show it (the SDK would pass source
+        indentation and line wraps on verbatim); the schema is ``fn``'s signature.
+        """
+
+        def register(fn: ToolFunction) -> ToolFunction:
+            limit = self.output_limit
+
+            @functools.wraps(fn)
+            async def handler(*args: Any, **kwargs: Any) -> CallToolResult:
+                try:
+                    output = await fn(*args, **kwargs)
+                except BridgeError as error:
+                    output = error_output(error, limit)
+                return to_result(output)
+
+            # The SDK reads the schema from the signature and the hints: fn's, answering a CallToolResult.
+            handler.__signature__ = inspect.signature(fn, eval_str=True).replace(  # type: ignore[attr-defined]
+                return_annotation=CallToolResult
+            )
+            handler.__annotations__ = {**typing.get_type_hints(fn), "return": CallToolResult}
+            text = tool_description(fn.__doc__ or "")
+            super(BridgeMCPServer, self).tool(annotations=annotations, description=text)(handler)
+            return fn
+
+        return register
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except SDKToolError as exc:
+            cause = exc.__cause__
+            error: BridgeError
+            if isinstance(cause, ValidationError):
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}" for e in cause.errors()
+                )
+                error = BadRequestError(
+                    f"invalid arguments for {name}: {problems}. Fix them and call again",
+                    details={"tool": name},
+                )
+            elif name not in (known_tools := self._tool_names()):
+                known = ", ".join(known_tools)
+                error = BadRequestError(f"there is no tool {name!r}; the tools are {known}", details={"tool": name})
+            elif isinstance(cause, BridgeError):
+                error = cause
+            else:
+                log.exception("tool %s failed unexpectedly", name)
+                error = InternalError(
+                    f"the bridge failed while running {name} ({type(cause or exc).__name__}); this is a bug in "
+                    "lmstudio-bridge. The bridge keeps running; retry, and report it if it happens again",
+                    details={"tool": name},
+                )
+            return to_result(error_output(error, self.output_limit))
+
+    def _tool_names(self) -> list[str]:
+        # mcp 2.x has no public synchronous way to list a server's tools; the tool manager is private.
+        return [t.name for t in self._tool_manager.list_tools()]
+
+
+def to_result(output: ToolOutput) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=output.text)],
+        structured_content=output.structured,
+        is_error=output.is_error,
+    )
