@@ -78,6 +78,7 @@ from bridge.messages import (
     SessionMessage,
 )
 from bridge.runtime import Actor, RequestContext
+from bridge.runtime.errors import single_cause
 from bridge.settings import ChildSettings
 
 __all__ = ["MCPSessionActor", "SessionPolicy", "SessionState", "tool_result"]
@@ -743,7 +744,7 @@ class MCPSessionActor(Actor[SessionMessage]):
         )
 
     def _startup_error(self, exc: Exception, connection: _Connection) -> ChildServerDownError:
-        cause = _single_cause(exc)
+        cause = single_cause(exc)
         name = self.server
         details: dict[str, Any] = {"server": name}
         garbage = ""
@@ -830,9 +831,3 @@ def _decoded_size(data: str) -> int:
     """Bytes of base64 ``data`` once decoded, without decoding it."""
     body = "".join(data.split())
     return max(len(body) * 3 // 4 - (len(body) - len(body.rstrip("="))), 0)
-
-
-def _single_cause(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc

@@ -82,6 +82,31 @@ class _Run:
         self.deadline = float("inf")
         self.out_of_time = False
 
+    def record(
+        self,
+        server: str,
+        tool: str,
+        arguments: Any,
+        *,
+        error: str | None = None,
+        ok: bool | None = None,
+        duration: float | None = None,
+        size: int = 0,
+    ) -> None:
+        """Add one tool call of this round to the trace; ``ok`` defaults to "no error"."""
+        self.records.append(
+            ToolCallRecord(
+                round=self.rounds,
+                server=server,
+                tool=tool,
+                arguments=arguments,
+                ok=error is None if ok is None else ok,
+                duration_s=round(duration, 4) if duration is not None else 0.0,
+                size=size,
+                error=error,
+            )
+        )
+
     def result(self, stop_reason: str, error: BridgeError | None = None) -> RunResult:
         return RunResult(
             answer=self.answer,
@@ -278,46 +303,24 @@ class PlannerActor(Actor[PlannerMessage]):
         looped = False
         limiter = anyio.CapacityLimiter(max(1, run.task.tool_concurrency))
 
-        async def one(call_id: str, name: str, raw: Any) -> None:
+        async def run_call(call_id: str, name: str, raw: Any) -> None:
             nonlocal looped
             tool = catalog.resolve(name)
             if tool is None:
                 answers[call_id] = (
                     f"Error: there is no tool named `{name}`. Available tools: {', '.join(catalog.names)}."
                 )
-                run.records.append(
-                    ToolCallRecord(
-                        round=run.rounds, server="", tool=name, arguments=str(raw), ok=False, error="unknown tool"
-                    )
-                )
+                run.record("", name, str(raw), error="unknown tool")
                 return
             parsed = parse_arguments(raw)
             if not parsed.ok or not isinstance(parsed.value, dict):
                 answers[call_id] = f"Error: {parsed.error or 'the arguments must be a JSON object'}"
-                run.records.append(
-                    ToolCallRecord(
-                        round=run.rounds,
-                        server=tool.server,
-                        tool=tool.tool,
-                        arguments=str(raw),
-                        ok=False,
-                        error=parsed.error or "invalid arguments",
-                    )
-                )
+                run.record(tool.server, tool.tool, str(raw), error=parsed.error or "invalid arguments")
                 return
             checked = validate_arguments(parsed.value, tool.input_schema or {}, tool_name=tool.name)
             if not checked.ok:
                 answers[call_id] = checked.message
-                run.records.append(
-                    ToolCallRecord(
-                        round=run.rounds,
-                        server=tool.server,
-                        tool=tool.tool,
-                        arguments=parsed.value,
-                        ok=False,
-                        error="arguments failed the tool's schema",
-                    )
-                )
+                run.record(tool.server, tool.tool, parsed.value, error="arguments failed the tool's schema")
                 return
             arguments = dict(checked.arguments)
             if loops.record(tool.name, arguments):
@@ -338,43 +341,23 @@ class PlannerActor(Actor[PlannerMessage]):
                         timeout=max(0.1, ctx.remaining()),
                     )
                 except BridgeError as error:
-                    duration = anyio.current_time() - started
                     answers[call_id] = f"Error from tool `{tool.name}`: {error}"
-                    run.records.append(
-                        ToolCallRecord(
-                            round=run.rounds,
-                            server=tool.server,
-                            tool=tool.tool,
-                            arguments=arguments,
-                            ok=False,
-                            duration_s=round(duration, 4),
-                            error=str(error),
-                        )
-                    )
+                    duration = anyio.current_time() - started
+                    run.record(tool.server, tool.tool, arguments, error=str(error), duration=duration)
                     if isinstance(error, DeadlineExceededError) and run.deadline - anyio.current_time() < 0.5:
                         run.out_of_time = True  # the tool ran into the run's own budget
                     return
             duration = anyio.current_time() - started
             text = _result_text(result)
             answers[call_id] = cut_text(text, result_budget)
-            run.records.append(
-                ToolCallRecord(
-                    round=run.rounds,
-                    server=tool.server,
-                    tool=tool.tool,
-                    arguments=arguments,
-                    ok=not result.is_error,
-                    duration_s=round(duration, 4),
-                    size=len(text),
-                    error=text[:200] if result.is_error else None,
-                )
-            )
+            failure = text[:200] if result.is_error else None
+            run.record(tool.server, tool.tool, arguments, error=failure, duration=duration, size=len(text))
 
         started = anyio.current_time()
         try:
             async with anyio.create_task_group() as tg:
                 for call_id, name, raw in calls:
-                    tg.start_soon(one, call_id, name, raw)
+                    tg.start_soon(run_call, call_id, name, raw)
         finally:
             run.tool_time += anyio.current_time() - started
             for call_id, _, _ in calls:

@@ -35,7 +35,7 @@ from typing import Any, Final, TypeAlias, final
 
 import msgspec
 
-from bridge.planner.repair import parse_arguments, repair_json
+from bridge.planner.repair import NOT_TYPED, parse_arguments, repair_json, value_from_text
 from bridge.planner.schema import clean_schema, schema_types
 from bridge.planner.tools import ToolCatalog
 
@@ -121,8 +121,6 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
 _SALVAGE_NAME = re.compile(r'"(?:name|tool|tool_name)"\s*:\s*"([^"\\]{1,128})"')
 _LEADING_NAME = re.compile(r'\{\s*"(?:name|tool|tool_name)"\s*:\s*"([^"\\]{1,128})"')
 _SALVAGE_ARGS = re.compile(r'"(?:arguments|parameters|args|input)"\s*:\s*')
-_INTEGER = re.compile(r"[+-]?\d+")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
 _NAME_KEYS: Final = ("name", "tool", "tool_name", "function_name", "recipient_name")
@@ -794,32 +792,10 @@ def _strip_one_newline(value: str) -> str:
 def _coerce(value: str, schema: Mapping[str, Any] | None) -> Any:
     """A parameter written as raw text, typed by its schema (or left a string when unsure)."""
     types = schema_types(schema) if schema is not None else frozenset()
-    stripped = value.strip()
-    if not types:
-        if stripped[:1] in ("{", "["):
-            parsed = repair_json(stripped)
-            if parsed.ok:
-                return parsed.value
-        return value
     if "string" in types:
         return value
-    for wanted in ("integer", "number", "boolean", "null", "object", "array"):
-        if wanted not in types:
-            continue
-        if wanted == "integer" and _INTEGER.fullmatch(stripped):
-            return int(stripped)
-        if wanted == "number" and _NUMBER.fullmatch(stripped):
-            number = float(stripped)
-            return int(number) if _INTEGER.fullmatch(stripped) else number
-        if wanted == "boolean" and stripped.lower() in ("true", "false"):
-            return stripped.lower() == "true"
-        if wanted == "null" and stripped.lower() in ("null", "none"):
-            return None
-        if wanted in ("object", "array") and stripped[:1] in ("{", "["):
-            parsed = repair_json(stripped)
-            if parsed.ok and isinstance(parsed.value, dict if wanted == "object" else list):
-                return parsed.value
-    return value
+    typed = value_from_text(value, types or frozenset({"object", "array"}))
+    return value if typed is NOT_TYPED else typed
 
 
 def _preview(text: str, limit: int = 80) -> str:

@@ -23,12 +23,16 @@ from typing import Any, Final
 
 import msgspec
 
+from bridge.planner.schema import json_type
+
 __all__ = [
+    "NOT_TYPED",
     "ArgumentsStatus",
     "JSONRepair",
     "ParsedArguments",
     "parse_arguments",
     "repair_json",
+    "value_from_text",
 ]
 
 _PYTHON_LITERALS: Final = {"True": "true", "False": "false", "None": "null"}
@@ -214,15 +218,9 @@ def _describe_decode_error(exc: json.JSONDecodeError) -> str:
 
 
 def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "null" if value is None else "an object"
+    """``a string``, ``an array``, ``null`` … as a sentence names the type of a value."""
+    kind = {"integer": "number"}.get(json_type(value), json_type(value))
+    return kind if kind == "null" else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _dump(value: Mapping[str, Any]) -> str:
@@ -402,3 +400,36 @@ class _Rewriter:
                 parts.append(char)
             j += 1
         return False
+
+
+NOT_TYPED: Final = object()
+"""What :func:`value_from_text` answers for text that none of the types can read."""
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def value_from_text(text: str, types: frozenset[str]) -> Any:
+    """``text`` read as the first of the schema's ``types`` it can be, else :data:`NOT_TYPED`.
+
+    The one rule for arguments a model wrote as text: ``42`` for an integer, ``2.5`` or
+    ``2`` for a number, ``true`` / ``True`` for a boolean, ``null`` / ``None`` for null,
+    and (almost-)JSON for an object or an array. Strings are the caller's business.
+    """
+    stripped = text.strip()
+    for wanted in ("integer", "number", "boolean", "null", "object", "array"):
+        if wanted not in types:
+            continue
+        if wanted == "integer" and _INTEGER.fullmatch(stripped):
+            return int(stripped)
+        if wanted == "number" and _NUMBER.fullmatch(stripped):
+            return int(stripped) if _INTEGER.fullmatch(stripped) else float(stripped)
+        if wanted == "boolean" and stripped.lower() in ("true", "false"):
+            return stripped.lower() == "true"
+        if wanted == "null" and stripped.lower() in ("null", "none"):
+            return None
+        if wanted in ("object", "array") and stripped[:1] == ("{" if wanted == "object" else "["):
+            parsed = repair_json(stripped)
+            if parsed.ok and isinstance(parsed.value, dict if wanted == "object" else list):
+                return parsed.value
+    return NOT_TYPED

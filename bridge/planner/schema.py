@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-__all__ = ["EMPTY_OBJECT_SCHEMA", "clean_schema", "schema_types"]
+__all__ = ["EMPTY_OBJECT_SCHEMA", "clean_schema", "json_type", "schema_types"]
 
 EMPTY_OBJECT_SCHEMA: Final[Mapping[str, Any]] = {"type": "object", "properties": {}}
 """The parameters of a tool that takes no arguments (copy it before changing it)."""
@@ -91,11 +91,12 @@ def schema_types(schema: Mapping[str, Any]) -> frozenset[str]:
     if "items" in schema:
         return frozenset({"array"})
     if "enum" in schema and isinstance(schema["enum"], list):
-        return frozenset(_type_of(v) for v in schema["enum"])
+        return frozenset(json_type(v) for v in schema["enum"])
     return frozenset()
 
 
-def _type_of(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a decoded JSON value (``bool`` is ``boolean``, not ``integer``)."""
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
@@ -104,7 +105,7 @@ def _type_of(value: Any) -> str:
         return "number"
     if isinstance(value, str):
         return "string"
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "array"
     return "null" if value is None else "object"
 

@@ -38,8 +38,8 @@ from jsonschema.validators import (  # type: ignore[import-untyped, unused-ignor
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from bridge.planner.repair import repair_json
-from bridge.planner.schema import clean_schema, schema_types
+from bridge.planner.repair import NOT_TYPED, value_from_text
+from bridge.planner.schema import clean_schema, json_type, schema_types
 
 __all__ = [
     "Coercion",
@@ -65,8 +65,6 @@ _ARTICLES: Final = {
     "array": "an array",
     "null": "null",
 }
-_INTEGER = re.compile(r"[+-]?\d+")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _SHOW_LIMIT: Final = 40
 _KNOWN_LIMIT: Final = 12
 _CHOICES_LIMIT: Final = 10
@@ -89,10 +87,6 @@ class Coercion(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     before: Any
     after: Any
-
-    def describe(self) -> str:
-        """E.g. ``"`count` from string '5' to integer 5"``."""
-        return f"{_subject(self.path)} from {_got(self.before)} to {_got(self.after)}"
 
 
 class ValidationResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,13 +111,6 @@ class ValidationResult(msgspec.Struct, frozen=True, kw_only=True):
     def ok(self) -> bool:
         """Whether the (coerced) arguments may be sent to the tool."""
         return not self.problems
-
-    @property
-    def coercion_note(self) -> str:
-        """A sentence telling the model what was converted, or ``""``."""
-        if not self.coercions:
-            return ""
-        return "Converted " + "; ".join(c.describe() for c in self.coercions) + "."
 
 
 def validate_arguments(
@@ -236,24 +223,13 @@ def _accepted(value: Any, types: frozenset[str]) -> bool:
         return "integer" in types or "number" in types
     if isinstance(value, float):
         return "number" in types
-    return _json_type(value) in types
+    return json_type(value) in types
 
 
 def _convert(value: Any, types: frozenset[str]) -> Any:
     if isinstance(value, str):
-        text = value.strip()
-        if "integer" in types and _INTEGER.fullmatch(text):
-            return int(text)
-        if "number" in types and _NUMBER.fullmatch(text):
-            return int(text) if _INTEGER.fullmatch(text) else float(text)
-        if "boolean" in types and text in ("true", "false"):
-            return text == "true"
-        for wanted, kind in (("object", dict), ("array", list)):
-            if wanted in types and text.startswith("{" if kind is dict else "["):
-                parsed = repair_json(text)
-                if parsed.ok and isinstance(parsed.value, kind):
-                    return parsed.value
-        return _UNCHANGED
+        typed = value_from_text(value, types)
+        return _UNCHANGED if typed is NOT_TYPED else typed
     if isinstance(value, bool):
         return _UNCHANGED
     if isinstance(value, float) and value.is_integer() and "integer" in types:
@@ -435,20 +411,6 @@ def _subject(path: str) -> str:
     return f"`{path}`" if path else "the arguments"
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    return "null" if value is None else "object"
-
-
 def _expected_types(expected: Any) -> str:
     names = [expected] if isinstance(expected, str) else [str(t) for t in expected]
     words = [_ARTICLES.get(name, name) for name in names]
@@ -458,7 +420,7 @@ def _expected_types(expected: Any) -> str:
 
 
 def _got(value: Any) -> str:
-    kind = _json_type(value)
+    kind = json_type(value)
     if kind in ("array", "object"):
         return _ARTICLES[kind]
     if kind == "null":

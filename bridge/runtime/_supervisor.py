@@ -42,7 +42,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from bridge.runtime._actor import Actor
 from bridge.runtime._message import Message
 from bridge.runtime._ref import ActorRef, ChildState, Mailbox
-from bridge.runtime.errors import ActorUnavailableError
+from bridge.runtime.errors import ActorUnavailableError, single_cause
 
 __all__ = [
     "ChildAlreadyStartedError",
@@ -430,7 +430,7 @@ class Supervisor:
         except Exception as exc:
             if not relay.fired and relay.is_first:
                 # The first start failed: start_child's caller gets the error itself, not task-group wrapping.
-                cause = _single_cause(exc)
+                cause = single_cause(exc)
                 if cause is exc:
                     raise
                 raise cause from exc
@@ -499,13 +499,6 @@ class Supervisor:
                 await self._stop_slot(slot)
 
 
-def _single_cause(exc: BaseException) -> BaseException:
-    """The one exception inside nested single-member exception groups (or ``exc`` itself)."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 @asynccontextmanager
 async def open_supervisor(
     name: str = "root",
@@ -529,7 +522,7 @@ async def open_supervisor(
             finally:
                 supervisor.request_stop()
     except BaseExceptionGroup as group:
-        cause = _single_cause(group)
+        cause = single_cause(group)
         if cause is not group and isinstance(cause, Exception):
             raise cause from None
         raise

@@ -25,6 +25,7 @@ __all__ = [
     "InternalError",
     "RequestCancelledError",
     "RuntimeErrorCode",
+    "single_cause",
 ]
 
 
@@ -133,3 +134,10 @@ class InternalError(BridgeError):
     """A bug in the bridge. The message says where; please report it."""
 
     code: ClassVar[str] = RuntimeErrorCode.INTERNAL
+
+
+def single_cause(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups (or ``exc`` itself)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
