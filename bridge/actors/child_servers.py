@@ -359,7 +359,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
         found: dict[str, ChildToolList] = {}
         errors: dict[str, ErrorInfo] = {}
 
-        async def one(name: str) -> None:
+        async def list_one(name: str) -> None:
             try:
                 tools = await self._ask_session(name, ListTools(), ctx)
             except BridgeError as exc:
@@ -369,7 +369,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
 
         async with anyio.create_task_group() as task_group:
             for name in names:
-                task_group.start_soon(one, name)
+                task_group.start_soon(list_one, name)
         return ChildToolCatalog(servers=[found[name] for name in names if name in found], errors=errors)
 
     async def _list_servers(self, ctx: RequestContext) -> ChildServerList:

@@ -143,7 +143,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
     async def handle(self, message: RegistryMessage, ctx: RequestContext) -> object:
         match message:
             case ListModels():
-                await self._fresh(force=message.refresh, wait=message.refresh or self._refreshed_at is None)
+                await self._update_listing(force=message.refresh, wait=message.refresh or self._refreshed_at is None)
                 return self._model_list(message)
             case ResolveModel(model=model):
                 return await self._resolve(model)
@@ -180,11 +180,11 @@ class ModelRegistryActor(Actor[RegistryMessage]):
             case GetStatus():
                 return await self._status()
             case CheckHealth():
-                await self._fresh(force=True, wait=True)
+                await self._update_listing(force=True, wait=True)
                 return self._model_list(ListModels())
 
     # --- the cache ----------------------------------------------------------------------------------
-    async def _fresh(self, *, force: bool = False, wait: bool = False) -> None:
+    async def _update_listing(self, *, force: bool = False, wait: bool = False) -> None:
         """Refresh when stale (single-flight, in the background); wait only if asked."""
         now = anyio.current_time()
         stale = self._refreshed_at is None or now - self._refreshed_at >= self.settings.model_cache_ttl
@@ -306,7 +306,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
 
     # --- resolution -----------------------------------------------------------------------------------
     async def _resolve(self, requested: str | None, *, kind: str = "llm") -> ModelEntry:
-        await self._fresh(wait=self._refreshed_at is None)
+        await self._update_listing(wait=self._refreshed_at is None)
         wanted = (requested or "").strip()
         if wanted.lower() in _DEFAULT_NAMES:
             return await self._default(kind)
@@ -314,7 +314,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         entry = entries.get(wanted) or _case_insensitive(entries, wanted)
         if entry is None:
             # Perhaps the model was just added: list once more before saying no.
-            await self._fresh(force=True, wait=True)
+            await self._update_listing(force=True, wait=True)
             entries = self._entries()
             entry = entries.get(wanted) or _case_insensitive(entries, wanted)
         if entry is None:
@@ -329,7 +329,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         if found is None:
             # The cache may predate a JIT load (a named call loads a model on first use):
             # list once more before saying no, as resolving a named model does.
-            await self._fresh(force=True, wait=True)
+            await self._update_listing(force=True, wait=True)
             found = self._pick_default(kind)
         if found is not None:
             return found
@@ -425,7 +425,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         if self.listings[name].native is False:
             raise _no_load_control(name, "load")
         result = await client.load_model(entry.id, context_length=message.context_length, ttl=message.ttl)
-        await self._fresh(force=True, wait=True)
+        await self._update_listing(force=True, wait=True)
         return LoadedModel(
             model=entry.id, server=name, instance_id=result.instance_id, load_time_s=result.load_time_seconds
         )
@@ -441,7 +441,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                     details={"server": name, "load_state": entry.load_state},
                 )
             await client.router_unload_model(entry.id)
-            await self._fresh(force=True, wait=True)
+            await self._update_listing(force=True, wait=True)
             return UnloadedModel(model=entry.id, server=name, instance_ids=[entry.id])
         native = await client.native_models()
         if native is None:
@@ -451,7 +451,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
             raise BadRequestError(f"{entry.id} is not loaded on {name}; nothing to unload", details={"server": name})
         for instance in instances:
             await client.unload_model(instance)
-        await self._fresh(force=True, wait=True)
+        await self._update_listing(force=True, wait=True)
         return UnloadedModel(model=entry.id, server=name, instance_ids=list(instances))
 
     async def _router_load(self, entry: ModelEntry, name: str, ctx: RequestContext) -> LoadedModel:

@@ -80,7 +80,7 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class _Call:
+class _CallTrace:
     """What one request learned on its way through the worker."""
 
     __slots__ = ("queued_s", "retries", "server")
@@ -89,6 +89,18 @@ class _Call:
         self.queued_s = 0.0
         self.retries = 0
         self.server = ""
+
+
+_W = TypeVar("_W", ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest)
+
+
+def _llm_request(message: Chat | Complete | Embed | Respond, kind: type[_W], **fields: Any) -> _W:
+    """The LLM client's request for a message: the fields they share, by name, then ``fields``.
+
+    The message says what the caller wants; the request is that, for one model on the wire.
+    """
+    shared = {name: getattr(message, name) for name in kind.__struct_fields__ if hasattr(message, name)}
+    return kind(**(shared | fields))
 
 
 class LLMWorkerActor(Actor[WorkerMessage]):
@@ -155,14 +167,14 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         attempt: Callable[[LLMClient, Budgets, Callable[[StreamProgress], Awaitable[None]]], Awaitable[T]],
         *,
         patient: bool = False,
-        call: _Call | None = None,
-    ) -> tuple[T, _Call]:
+        call: _CallTrace | None = None,
+    ) -> tuple[T, _CallTrace]:
         """Queue for a slot, take the load turn if needed, then call with retries and breakers.
 
         A ``patient`` request waits for its turn however long the queue is, instead of ``busy``.
         ``call`` is filled in as the call goes (its ``server`` names the server of the current attempt).
         """
-        call = call or _Call()
+        call = call or _CallTrace()
         if self.breakers and not any(breaker.allows() for breaker in self.breakers.values()):
             self.failed += 1
             raise self._all_open()  # before queueing: a call that cannot be sent waits for nothing
@@ -229,7 +241,7 @@ class LLMWorkerActor(Actor[WorkerMessage]):
     async def _call_with_retries(
         self,
         ctx: RequestContext,
-        call: _Call,
+        call: _CallTrace,
         attempt: Callable[[LLMClient, Budgets, Callable[[StreamProgress], Awaitable[None]]], Awaitable[T]],
         turn: anyio.Event | None,
     ) -> T:
@@ -416,8 +428,8 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         typical = _percentile(self.latencies, 0.5) or 1.0
         return round(max(0.1, typical * (self.slots.queued + 1) / self.slots.slots), 2)
 
-    def _figures(self, call: _Call, ttft: float | None, tokens: int, duration: float) -> dict[str, Any]:
-        """Record one generation's figures and return the fields chat and completion results share."""
+    def _record_generation(self, call: _CallTrace, ttft: float | None, tokens: int, duration: float) -> dict[str, Any]:
+        """Add one generation to the latency and rate windows; return the fields chat and completion results share."""
         return {
             "server": call.server,
             "time_to_first_token_s": ttft,
@@ -439,23 +451,15 @@ class LLMWorkerActor(Actor[WorkerMessage]):
 
     # --- the four kinds of work ------------------------------------------------------------------
     async def _chat(self, message: Chat, ctx: RequestContext) -> ChatResult:
-        request = ChatRequest(
+        request = _llm_request(
+            message,
+            ChatRequest,
             model=self.model.id,
-            messages=message.messages,
-            temperature=message.temperature,
-            max_tokens=message.max_tokens,
-            top_p=message.top_p,
-            stop=message.stop,
-            tools=message.tools,
             # "auto" is the default of the OpenAI API, but llama-cpp-python's function-calling formats put
             # the tools in the prompt only when tool_choice is given: say it whenever there are tools.
             tool_choice=message.tool_choice or ("auto" if message.tools else None),
-            response_format=message.response_format,
-            reasoning_effort=message.reasoning_effort,
-            ttl=message.ttl,
-            seed=message.seed,
         )
-        call = _Call()
+        call = _CallTrace()
 
         async def attempt(
             client: LLMClient, budgets: Budgets, progress: Callable[[StreamProgress], Awaitable[None]]
@@ -480,19 +484,11 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             tool_calls=outcome.tool_calls,
             finish_reason=outcome.finish_reason,
             usage=outcome.usage,
-            **self._figures(call, outcome.time_to_first_token, outcome.tokens, outcome.duration),
+            **self._record_generation(call, outcome.time_to_first_token, outcome.tokens, outcome.duration),
         )
 
     async def _complete(self, message: Complete, ctx: RequestContext) -> CompletionResult:
-        request = CompletionRequest(
-            model=self.model.id,
-            prompt=message.prompt,
-            temperature=message.temperature,
-            max_tokens=message.max_tokens,
-            stop=message.stop,
-            ttl=message.ttl,
-            seed=message.seed,
-        )
+        request = _llm_request(message, CompletionRequest, model=self.model.id)
         outcome, call = await self._run(
             ctx,
             lambda client, budgets, progress: client.complete(
@@ -504,11 +500,11 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             text=outcome.text,
             finish_reason=outcome.finish_reason,
             usage=outcome.usage,
-            **self._figures(call, outcome.time_to_first_token, outcome.tokens, outcome.duration),
+            **self._record_generation(call, outcome.time_to_first_token, outcome.tokens, outcome.duration),
         )
 
     async def _embed(self, message: Embed, ctx: RequestContext) -> EmbeddingResult:
-        request = EmbeddingRequest(model=self.model.id, input=message.input)
+        request = _llm_request(message, EmbeddingRequest, model=self.model.id)
         outcome, call = await self._run(ctx, lambda client, budgets, _: client.embed(request, budgets=budgets))
         return EmbeddingResult(
             model=outcome.model or self.model.id,
@@ -520,15 +516,7 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         )
 
     async def _respond(self, message: Respond, ctx: RequestContext) -> ResponseResult:
-        request = ResponsesRequest(
-            model=self.model.id,
-            input=message.input,
-            previous_response_id=message.previous_response_id,
-            instructions=message.instructions,
-            temperature=message.temperature,
-            max_output_tokens=message.max_output_tokens,
-            reasoning_effort=message.reasoning_effort,
-        )
+        request = _llm_request(message, ResponsesRequest, model=self.model.id)
         outcome, call = await self._run(
             ctx, lambda client, budgets, progress: client.respond(request, budgets=budgets, on_progress=progress)
         )

@@ -339,9 +339,8 @@ def _finish_note(finish: str | None) -> str:
     return ""
 
 
-def chat_output(result: ChatResult, *, raw: bool = False, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:
-    """The answer first; reasoning (when asked for) and tool calls after; a one-line footer unless ``raw``."""
-    footer = _footer(
+def _generation_footer(result: ChatResult | CompletionResult) -> str:
+    return _footer(
         result.model,
         result.tokens,
         result.duration_s,
@@ -349,7 +348,11 @@ def chat_output(result: ChatResult, *, raw: bool = False, limit: int = DEFAULT_O
         result.finish_reason,
         result.time_to_first_token_s,
     )
-    meta = _compact(
+
+
+def _generation_meta(result: ChatResult | CompletionResult, **extra: Any) -> dict[str, Any]:
+    """The structured fields a chat and a completion share, then ``extra`` (empty ones left out)."""
+    return _compact(
         {
             "model": result.model,
             "finish_reason": result.finish_reason,
@@ -357,13 +360,19 @@ def chat_output(result: ChatResult, *, raw: bool = False, limit: int = DEFAULT_O
             "server": result.server or None,
             "time_to_first_token_s": _round(result.time_to_first_token_s),
             "duration_s": _round(result.duration_s),
-            "queued_s": _round(result.queued_s),
+            "queued_s": _round(extra.pop("queued_s", None)),
             "tokens": result.tokens,
             "tokens_per_second": _round(result.tokens_per_second, 1),
             "retries": result.retries or None,
-            "tool_calls": [_builtins(c) for c in result.tool_calls],
+            **extra,
         }
     )
+
+
+def chat_output(result: ChatResult, *, raw: bool = False, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:
+    """The answer first; reasoning (when asked for) and tool calls after; a one-line footer unless ``raw``."""
+    footer = _generation_footer(result)
+    meta = _generation_meta(result, queued_s=result.queued_s, tool_calls=[_builtins(c) for c in result.tool_calls])
     bodies = [result.content] + ([result.reasoning] if result.reasoning else [])
 
     def build(cut: Sequence[str]) -> ToolOutput:
@@ -387,27 +396,8 @@ def chat_output(result: ChatResult, *, raw: bool = False, limit: int = DEFAULT_O
 
 
 def completion_output(result: CompletionResult, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:
-    footer = _footer(
-        result.model,
-        result.tokens,
-        result.duration_s,
-        result.tokens_per_second,
-        result.finish_reason,
-        result.time_to_first_token_s,
-    )
-    meta = _compact(
-        {
-            "model": result.model,
-            "finish_reason": result.finish_reason,
-            "usage": _compact(_builtins(result.usage)) if result.usage else None,
-            "server": result.server or None,
-            "time_to_first_token_s": _round(result.time_to_first_token_s),
-            "duration_s": _round(result.duration_s),
-            "tokens": result.tokens,
-            "tokens_per_second": _round(result.tokens_per_second, 1),
-            "retries": result.retries or None,
-        }
-    )
+    footer = _generation_footer(result)
+    meta = _generation_meta(result)
 
     def build(cut: Sequence[str]) -> ToolOutput:
         text = cut[0] + _finish_note(result.finish_reason) + "\n\n" + footer

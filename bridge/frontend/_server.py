@@ -140,23 +140,23 @@ def create_server(
         settings = settings or bridge.settings
     server = BridgeMCPServer(name, instructions=INSTRUCTIONS, version=str(package.__version__), log_level="WARNING")
     server.output_limit = output_limit
-    fe = Frontend(slot, settings, output_limit=output_limit, batch_dir=batch_dir)
-    _register_llm_tools(server, fe)
-    _register_child_tools(server, fe)
-    _register_autonomous_tools(server, fe)
+    frontend = Frontend(slot, settings, output_limit=output_limit, batch_dir=batch_dir)
+    _register_llm_tools(server, frontend)
+    _register_child_tools(server, frontend)
+    _register_autonomous_tools(server, frontend)
     return server
 
 
-def _register_llm_tools(server: BridgeMCPServer, fe: Frontend) -> None:
-    registry = fe.registry
-    limit = fe.limit
+def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
+    registry = frontend.registry
+    limit = frontend.limit
 
     @server.tool(annotations=READ_ONLY)
     async def health_check(ctx: Ctx) -> ToolOutput:
         """Check each configured LLM server now: reachable or not (and why), models listed and loaded, breaker
         state. Answers within a few seconds even when a server is down."""
 
-        return health_output(await fe.ask(ctx, await registry(), CheckHealth()), limit)
+        return health_output(await frontend.ask(ctx, await registry(), CheckHealth()), limit)
 
     @server.tool(annotations=READ_ONLY)
     async def list_models(
@@ -168,13 +168,13 @@ def _register_llm_tools(server: BridgeMCPServer, fe: Frontend) -> None:
         """List the models the LLM servers offer: id, type, loaded or not, context length, tool use, server."""
 
         message = ListModels(refresh=refresh, model_type=model_type, loaded_only=loaded_only)
-        return models_output(await fe.ask(ctx, await registry(), message), limit)
+        return models_output(await frontend.ask(ctx, await registry(), message), limit)
 
     @server.tool(annotations=READ_ONLY)
     async def get_current_model(ctx: Ctx) -> ToolOutput:
         """The model used when a call names none (configured default, else the loaded one), without running it."""
 
-        return current_model_output(await fe.ask(ctx, await registry(), ResolveModel()), limit)
+        return current_model_output(await frontend.ask(ctx, await registry(), ResolveModel()), limit)
 
     @server.tool(annotations=READ_ONLY)
     async def chat_completion(
@@ -206,7 +206,7 @@ def _register_llm_tools(server: BridgeMCPServer, fe: Frontend) -> None:
             response_format=_response_format(response_format),
             include_reasoning=include_reasoning,
         )
-        result = await fe.ask(ctx, await registry(), message, model=model, total=max_tokens)
+        result = await frontend.ask(ctx, await registry(), message, model=model, total=max_tokens)
         return chat_output(result, raw=response_format is not None, limit=limit)
 
     @server.tool(annotations=READ_ONLY)
@@ -223,7 +223,8 @@ def _register_llm_tools(server: BridgeMCPServer, fe: Frontend) -> None:
         message = Complete(
             model=model, prompt=prompt, temperature=temperature, max_tokens=max_tokens, stop=stop_sequences
         )
-        return completion_output(await fe.ask(ctx, await registry(), message, model=model, total=max_tokens), limit)
+        reply = await frontend.ask(ctx, await registry(), message, model=model, total=max_tokens)
+        return completion_output(reply, limit)
 
     @server.tool(annotations=READ_ONLY)
     async def generate_embeddings(
@@ -235,7 +236,7 @@ def _register_llm_tools(server: BridgeMCPServer, fe: Frontend) -> None:
 
         texts = [text] if isinstance(text, str) else list(text)
         return embeddings_output(
-            await fe.ask(ctx, await registry(), Embed(model=model, input=texts), model=model), limit
+            await frontend.ask(ctx, await registry(), Embed(model=model, input=texts), model=model), limit
         )
 
     @server.tool(annotations=STATEFUL)
@@ -263,7 +264,7 @@ def _register_llm_tools(server: BridgeMCPServer, fe: Frontend) -> None:
             max_output_tokens=max_output_tokens,
             include_reasoning=include_reasoning,
         )
-        result = await fe.ask(ctx, await registry(), message, model=model, total=max_output_tokens)
+        result = await frontend.ask(ctx, await registry(), message, model=model, total=max_output_tokens)
         return response_output(result, limit)
 
     @server.tool(annotations=READ_ONLY)
@@ -288,7 +289,7 @@ def _register_llm_tools(server: BridgeMCPServer, fe: Frontend) -> None:
         work = batch_work(
             prompts, models, items, system_prompt=system_prompt, temperature=temperature, max_tokens=max_tokens
         )
-        return await run_batch(fe, ctx, work)
+        return await run_batch(frontend, ctx, work)
 
     @server.tool(annotations=STATEFUL)
     async def load_model(
@@ -301,36 +302,36 @@ def _register_llm_tools(server: BridgeMCPServer, fe: Frontend) -> None:
         an idle time-to-live. Other servers answer with an `unsupported` error."""
 
         message = LoadModel(model=model, context_length=context_length, ttl=ttl)
-        return loaded_output(await fe.ask(ctx, await registry(), message, model=model))
+        return loaded_output(await frontend.ask(ctx, await registry(), message, model=model))
 
     @server.tool(annotations=DESTRUCTIVE)
     async def unload_model(ctx: Ctx, model: Annotated[str, Field(description="Model id to unload.")]) -> ToolOutput:
         """Unload a model from memory (LM Studio's native API); requests in flight on it fail."""
 
-        return unloaded_output(await fe.ask(ctx, await registry(), UnloadModel(model=model), model=model))
+        return unloaded_output(await frontend.ask(ctx, await registry(), UnloadModel(model=model), model=model))
 
     @server.tool(annotations=READ_ONLY)
     async def bridge_status(ctx: Ctx) -> ToolOutput:
         """Per model: slots busy, queue depth, completed/failed, latency and first-token percentiles, retries,
         breakers; per server: reachability. Use it to see why calls wait or fail."""
 
-        return status_output(await fe.ask(ctx, await registry(), GetStatus()), limit, tasks=task_count())
+        return status_output(await frontend.ask(ctx, await registry(), GetStatus()), limit, tasks=task_count())
 
     del health_check, list_models, get_current_model, chat_completion, text_completion, generate_embeddings
     del create_response, batch_chat, load_model, unload_model, bridge_status
 
 
-def _register_child_tools(server: BridgeMCPServer, fe: Frontend) -> None:
-    limit = fe.limit
+def _register_child_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
+    limit = frontend.limit
 
     @server.tool(annotations=READ_ONLY)
     async def list_available_mcps(ctx: Ctx) -> ToolOutput:
         """The MCP servers configured for the bridge (Claude Code's mcpServers files): state, tools, errors."""
 
-        children = await fe.children()
+        children = await frontend.children()
         if children is None:
             return children_output(None, limit)
-        reply: ChildServerList = await fe.ask(ctx, children, ListChildServers())
+        reply: ChildServerList = await frontend.ask(ctx, children, ListChildServers())
         return children_output(reply, limit)
 
     del list_available_mcps
@@ -350,8 +351,8 @@ AUTONOMOUS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempo
 """A local model calls other servers' tools: anything those tools do can happen."""
 
 
-def _register_autonomous_tools(server: BridgeMCPServer, fe: Frontend) -> None:
-    limit = fe.limit
+def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
+    limit = frontend.limit
 
     async def start(
         ctx: Ctx,
@@ -378,7 +379,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, fe: Frontend) -> None:
             deny=deny_tools or [],
             include_reasoning=include_reasoning,
         )
-        return run_output(await fe.ask(ctx, await fe.planner(), message, model=model), limit)
+        return run_output(await frontend.ask(ctx, await frontend.planner(), message, model=model), limit)
 
     @server.tool(annotations=AUTONOMOUS)
     async def autonomous_with_mcp(

@@ -259,7 +259,7 @@ def _describe(error: Any) -> list[ValidationProblem]:
     expected = error.validator_value
     instance = error.instance
 
-    def one(message: str) -> list[ValidationProblem]:
+    def problem(message: str) -> list[ValidationProblem]:
         return [ValidationProblem(path=path, message=message)]
 
     if keyword == "required" and isinstance(instance, Mapping):
@@ -270,33 +270,33 @@ def _describe(error: Any) -> list[ValidationProblem]:
     if keyword in ("dependentRequired", "dependencies") and isinstance(instance, Mapping):
         return _dependencies(parts, expected, instance)
     if keyword == "type":
-        return one(f"{subject} must be {_expected_types(expected)}, got {_got(instance)}")
+        return problem(f"{subject} must be {_expected_types(expected)}, got {_got(instance)}")
     if keyword in ("anyOf", "oneOf"):
         return _union(error, path, subject)
     if keyword == "enum":
-        return one(f"{subject} must be one of {_choices(expected)}, got {_show(instance)}")
+        return problem(f"{subject} must be one of {_choices(expected)}, got {_show(instance)}")
     if keyword == "const":
-        return one(f"{subject} must be {_show(expected)}, got {_show(instance)}")
+        return problem(f"{subject} must be {_show(expected)}, got {_show(instance)}")
     if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return one(f"{subject} must be {_bound(error)}, got {_show(instance)}")
+        return problem(f"{subject} must be {_bound(error)}, got {_show(instance)}")
     if keyword in ("minLength", "maxLength") and isinstance(instance, str):
         least = "at least" if keyword == "minLength" else "at most"
-        return one(f"{subject} must be {least} {_count(expected, 'character')} long, got {len(instance):,}")
+        return problem(f"{subject} must be {least} {_count(expected, 'character')} long, got {len(instance):,}")
     if keyword in ("minItems", "maxItems") and isinstance(instance, list):
         least = "at least" if keyword == "minItems" else "at most"
-        return one(f"{subject} must have {least} {_count(expected, 'item')}, got {len(instance):,}")
+        return problem(f"{subject} must have {least} {_count(expected, 'item')}, got {len(instance):,}")
     if keyword == "pattern":
-        return one(f"{subject} must match the pattern `{expected}`, got {_show(instance)}")
+        return problem(f"{subject} must match the pattern `{expected}`, got {_show(instance)}")
     if keyword == "uniqueItems":
-        return one(f"{subject} must not contain duplicate items")
+        return problem(f"{subject} must not contain duplicate items")
     if keyword == "multipleOf":
-        return one(f"{subject} must be a multiple of {_show(expected)}, got {_show(instance)}")
+        return problem(f"{subject} must be a multiple of {_show(expected)}, got {_show(instance)}")
     if keyword == "not":
-        return one(f"{subject} has a value that is not allowed")
+        return problem(f"{subject} has a value that is not allowed")
     if keyword is None:
-        return one(f"{subject} is not allowed")
+        return problem(f"{subject} is not allowed")
     text = str(error.message)
-    return one(f"{subject}: {text if len(text) <= 160 else text[:159] + '…'}")
+    return problem(f"{subject}: {text if len(text) <= 160 else text[:159] + '…'}")
 
 
 def _at(parts: tuple[str | int, ...], template: str) -> ValidationProblem:
