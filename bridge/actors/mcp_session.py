@@ -55,14 +55,10 @@ import httpx2
 import pydantic
 from mcp import ClientSession, MCPError
 from mcp import types as mcp_types
-from mcp.client._transport import ReadStream, WriteStream  # the transports' own stream protocols
-from mcp.client.session import IncomingMessage
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's default client, with our headers
-from mcp.shared.message import SessionMessage as WireMessage
 
-from bridge.children import ChildOutputError, ServerConfig, StdioChild, open_stdio_child
+from bridge.children import ServerConfig, StdioChild
+from bridge.children.connection import ChildConnection, WatchedReadStream, open_transport
+from bridge.children.content import tool_result
 from bridge.children.process import ProcessGroups
 from bridge.errors import BridgeError, ChildServerDownError, DeadlineExceededError, ToolError
 from bridge.messages import (
@@ -81,7 +77,7 @@ from bridge.runtime import Actor, RequestContext
 from bridge.runtime.errors import single_cause
 from bridge.settings import ChildSettings
 
-__all__ = ["MCPSessionActor", "SessionPolicy", "SessionState", "tool_result"]
+__all__ = ["MCPSessionActor", "SessionPolicy", "SessionState"]
 
 log = logging.getLogger("bridge.actors.mcp_session")
 
@@ -147,123 +143,6 @@ class SessionPolicy:
         return min(self.backoff_initial * 2.0 ** max(failures - 1, 0), self.backoff_max)
 
 
-class _WatchedReadStream:
-    """The child's read stream as the session sees it, calling ``on_end`` the moment it ends.
-
-    A wrapper rather than a forwarding task: no extra hop per message. Strictly private.
-    """
-
-    __slots__ = ("_inner", "_on_end")
-
-    def __init__(self, inner: ReadStream[WireMessage | Exception], on_end: Callable[[], None]) -> None:
-        self._inner = inner
-        self._on_end = on_end
-
-    @property
-    def last_context(self) -> Any:  # the dispatcher reads the sender's context from the transport's stream
-        return getattr(self._inner, "last_context", None)
-
-    async def receive(self) -> WireMessage | Exception:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._on_end()
-            raise
-
-    def __aiter__(self) -> _WatchedReadStream:
-        return self
-
-    async def __anext__(self) -> WireMessage | Exception:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
-    async def aclose(self) -> None:
-        self._on_end()
-        await self._inner.aclose()
-
-    async def __aenter__(self) -> _WatchedReadStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-
-class _Connection:
-    """One started child and its MCP session. Strictly private."""
-
-    __slots__ = (
-        "child",
-        "end_reason",
-        "ended",
-        "invalid_lines",
-        "last_activity",
-        "last_invalid",
-        "log",
-        "ready_at",
-        "served",
-        "session",
-        "tools",
-        "tools_changed",
-    )
-
-    def __init__(self, server: str) -> None:
-        self.log = logging.getLogger(f"bridge.children.{server}")
-        self.child: StdioChild | None = None
-        self.session: ClientSession | None = None
-        self.tools: list[ChildToolInfo] = []
-        self.tools_changed = anyio.Event()
-        self.ended = anyio.Event()
-        self.end_reason: ChildServerDownError | None = None
-        self.ready_at: float | None = None
-        self.served = False
-        self.last_activity = anyio.current_time()
-        self.invalid_lines = 0
-        self.last_invalid: str | None = None
-
-    def end(self, reason: ChildServerDownError | None = None) -> None:
-        """The connection is over (``reason`` says why, when we know better than the child's exit)."""
-        if not self.ended.is_set():
-            self.end_reason = reason
-            self.ended.set()
-
-    def stable(self, policy: SessionPolicy) -> bool:
-        if self.ready_at is None:
-            return False
-        return self.served or anyio.current_time() - self.ready_at >= policy.stable_after
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.child is None else self.child.pid
-
-    async def on_message(self, message: IncomingMessage) -> None:
-        """The session's message handler: runs on its read loop, so it must not wait on the session."""
-        if isinstance(message, ChildOutputError):
-            self.invalid_lines += 1
-            self.last_invalid = f"{message.line!r} ({message.reason})"
-        elif isinstance(message, Exception):
-            self.log.warning("transport error: %s", message)
-        elif isinstance(message, mcp_types.ToolListChangedNotification):
-            self.tools_changed.set()
-
-    async def on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
-        level = _LOG_LEVELS.get(params.level, logging.INFO)
-        self.log.log(level, "%s%s", f"{params.logger}: " if params.logger else "", params.data)
-
-
-_LOG_LEVELS: Final = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "notice": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-    "alert": logging.CRITICAL,
-    "emergency": logging.CRITICAL,
-}
-
-
 class MCPSessionActor(Actor[SessionMessage]):
     """Serves :data:`~bridge.messages.SessionMessage` for one child MCP server.
 
@@ -306,7 +185,7 @@ class MCPSessionActor(Actor[SessionMessage]):
         self._state = SessionState.NOT_STARTED
         self._changed = anyio.Event()
         self._start_wanted = anyio.Event()
-        self._connection: _Connection | None = None  # being started, or serving
+        self._connection: ChildConnection | None = None  # being started, or serving
         self._life = anyio.CancelScope()
         self._closed = False
         self._last_error: BridgeError | None = None
@@ -368,7 +247,7 @@ class MCPSessionActor(Actor[SessionMessage]):
 
     async def _serve(
         self,
-        serve: Callable[[Any, _Connection, RequestContext], Coroutine[Any, Any, object]],
+        serve: Callable[[Any, ChildConnection, RequestContext], Coroutine[Any, Any, object]],
         message: CallTool | ListTools,
         ctx: RequestContext,
     ) -> object:
@@ -384,7 +263,7 @@ class MCPSessionActor(Actor[SessionMessage]):
             if self._active == 0:
                 self._drained.set()
 
-    async def _ready(self, ctx: RequestContext) -> _Connection:
+    async def _ready(self, ctx: RequestContext) -> ChildConnection:
         """The live connection: starts the child if needed and waits for it, or fails fast."""
         while True:
             if self._closed:
@@ -428,7 +307,7 @@ class MCPSessionActor(Actor[SessionMessage]):
             )
         return budget
 
-    async def _call_tool(self, message: CallTool, connection: _Connection, ctx: RequestContext) -> ChildToolResult:
+    async def _call_tool(self, message: CallTool, connection: ChildConnection, ctx: RequestContext) -> ChildToolResult:
         what = f"tools/call {message.tool!r}"
         budget = self._budget(message.timeout, ctx, what)
         session = connection.session
@@ -461,7 +340,7 @@ class MCPSessionActor(Actor[SessionMessage]):
         connection.last_activity = anyio.current_time()
         return tool_result(self.server, message.tool, result, duration=anyio.current_time() - started)
 
-    async def _list_tools(self, message: ListTools, connection: _Connection, ctx: RequestContext) -> ChildToolList:
+    async def _list_tools(self, message: ListTools, connection: ChildConnection, ctx: RequestContext) -> ChildToolList:
         if message.refresh:
             session = connection.session
             assert session is not None, "published only once initialized"
@@ -499,7 +378,7 @@ class MCPSessionActor(Actor[SessionMessage]):
                 break
         return tools
 
-    async def _request_error(self, connection: _Connection, exc: MCPError, what: str, budget: float) -> BridgeError:
+    async def _request_error(self, connection: ChildConnection, exc: MCPError, what: str, budget: float) -> BridgeError:
         if exc.code == _REQUEST_TIMEOUT:
             return self._timeout_error(what, budget)
         if exc.code == _CONNECTION_CLOSED:
@@ -516,7 +395,7 @@ class MCPSessionActor(Actor[SessionMessage]):
             details={"server": self.server, "budget_s": budget},
         )
 
-    async def _lost_error(self, connection: _Connection, what: str | None) -> ChildServerDownError:
+    async def _lost_error(self, connection: ChildConnection, what: str | None) -> ChildServerDownError:
         """The error for a request whose connection broke: at once, with the exit code if there is one.
 
         ``what`` names the request if it had been sent (it may or may not have run), else ``None``.
@@ -621,17 +500,19 @@ class MCPSessionActor(Actor[SessionMessage]):
 
     async def _run_connection(self) -> tuple[ChildServerDownError, bool]:
         """Start the child, serve until it ends; return why it ended and whether it had been stable."""
-        connection = _Connection(self.server)
+        connection = ChildConnection(self.server)
         self._connection = connection
         failure: ExceptionGroup[Exception] | None = None
         try:
             async with AsyncExitStack() as stack:
-                read, write = await self._open_transport(stack, connection)
+                read, write = await open_transport(
+                    self.config, stack, connection, grace=self.settings.stop_grace, groups=self._groups
+                )
                 task_group = await stack.enter_async_context(anyio.create_task_group())
                 stack.callback(task_group.cancel_scope.cancel)  # LIFO: after the session closes, before the join
                 session = await stack.enter_async_context(
                     ClientSession(
-                        _WatchedReadStream(read, connection.end),
+                        WatchedReadStream(read, connection.end),
                         write,
                         message_handler=connection.on_message,
                         logging_callback=connection.on_log,
@@ -664,36 +545,14 @@ class MCPSessionActor(Actor[SessionMessage]):
                 self._connection = None
         if failure is not None:
             return self._startup_error(failure, connection), False
-        return connection.end_reason or self._ended_error(connection), connection.stable(self.policy)
-
-    async def _open_transport(
-        self, stack: AsyncExitStack, connection: _Connection
-    ) -> tuple[ReadStream[WireMessage | Exception], WriteStream[WireMessage]]:
-        config = self.config
-        if config.transport == "stdio":
-            grace = self.settings.stop_grace
-            child = await stack.enter_async_context(
-                open_stdio_child(config, grace=grace, term_timeout=grace, groups=self._groups)
-            )
-            connection.child = child
-            return child.streams
-        assert config.url is not None, "the config parser requires a url for remote servers"
-        headers = dict(config.headers) or None
-        if config.transport == "http":
-            http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
-            streams = await stack.enter_async_context(streamable_http_client(config.url, http_client=http))
-        else:
-            streams = await stack.enter_async_context(sse_client(config.url, headers=headers))
-        read: ReadStream[WireMessage | Exception] = streams[0]
-        write: WriteStream[WireMessage] = streams[1]
-        return read, write
+        return connection.end_reason or self._ended_error(connection), connection.stable(self.policy.stable_after)
 
     @staticmethod
-    async def _watch_exit(child: StdioChild, connection: _Connection) -> None:
+    async def _watch_exit(child: StdioChild, connection: ChildConnection) -> None:
         await child.exited.wait()
         connection.end()
 
-    async def _ping(self, session: ClientSession, connection: _Connection) -> None:
+    async def _ping(self, session: ClientSession, connection: ChildConnection) -> None:
         """Ping the child whenever it has been idle for ``ping_interval``; restart it if it does not answer."""
         policy = self.policy
         while True:
@@ -721,7 +580,7 @@ class MCPSessionActor(Actor[SessionMessage]):
                 return
             connection.last_activity = anyio.current_time()
 
-    async def _refresh_tools(self, session: ClientSession, connection: _Connection) -> None:
+    async def _refresh_tools(self, session: ClientSession, connection: ChildConnection) -> None:
         """Re-list the tools whenever the child says they changed (``notifications/tools/list_changed``)."""
         while True:
             await connection.tools_changed.wait()
@@ -735,7 +594,7 @@ class MCPSessionActor(Actor[SessionMessage]):
                 connection.last_activity = anyio.current_time()
                 log.info("child %r: tool list changed, now %d tools", self.server, len(connection.tools))
 
-    def _ended_error(self, connection: _Connection) -> ChildServerDownError:
+    def _ended_error(self, connection: ChildConnection) -> ChildServerDownError:
         if connection.child is not None:
             return connection.child.down_error()
         return ChildServerDownError(
@@ -743,7 +602,7 @@ class MCPSessionActor(Actor[SessionMessage]):
             details={"server": self.server, "url": self.config.url},
         )
 
-    def _startup_error(self, exc: Exception, connection: _Connection) -> ChildServerDownError:
+    def _startup_error(self, exc: Exception, connection: ChildConnection) -> ChildServerDownError:
         cause = single_cause(exc)
         name = self.server
         details: dict[str, Any] = {"server": name}
@@ -786,48 +645,3 @@ class MCPSessionActor(Actor[SessionMessage]):
         return ChildServerDownError(
             f"child {name!r} {what}: {type(cause).__name__}: {cause}{garbage}{quoted}", details=details
         )
-
-
-def tool_result(server: str, tool: str, result: mcp_types.CallToolResult, *, duration: float) -> ChildToolResult:
-    """Turn the SDK's ``CallToolResult`` into a :class:`ChildToolResult`.
-
-    ``text`` joins the text of every content item; other items are described in
-    place (``[image: image/png, 12,345 bytes]``), and all of them are kept, as
-    plain dicts, in ``content``.
-    """
-    parts = [_describe(item) for item in result.content]
-    return ChildToolResult(
-        server=server,
-        tool=tool,
-        is_error=bool(result.is_error),
-        text="\n".join(part for part in parts if part),
-        content=[item.model_dump(mode="json", by_alias=True, exclude_none=True) for item in result.content],
-        structured_content=result.structured_content,
-        duration_s=duration,
-    )
-
-
-def _describe(item: mcp_types.ContentBlock) -> str:
-    match item:
-        case mcp_types.TextContent():
-            return item.text
-        case mcp_types.ImageContent():
-            return f"[image: {item.mime_type}, {_decoded_size(item.data):,} bytes]"
-        case mcp_types.AudioContent():
-            return f"[audio: {item.mime_type}, {_decoded_size(item.data):,} bytes]"
-        case mcp_types.ResourceLink():
-            kind = f", {item.mime_type}" if item.mime_type else ""
-            return f"[resource link: {item.name} <{item.uri}>{kind}]"
-        case mcp_types.EmbeddedResource():
-            resource = item.resource
-            if isinstance(resource, mcp_types.TextResourceContents):
-                return f"[resource: {resource.uri}]\n{resource.text}"
-            kind = resource.mime_type or "binary"
-            return f"[resource: {resource.uri}, {kind}, {_decoded_size(resource.blob):,} bytes]"
-    return f"[{getattr(item, 'type', 'unknown')} content]"
-
-
-def _decoded_size(data: str) -> int:
-    """Bytes of base64 ``data`` once decoded, without decoding it."""
-    body = "".join(data.split())
-    return max(len(body) * 3 // 4 - (len(body) - len(body.rstrip("="))), 0)
