@@ -17,6 +17,9 @@ from typing import Any
 
 from benchmarks import _report
 
+Figures = dict[str, Any]
+Row = tuple[str, str, str, str]
+
 
 def _run_backends(module: str, quick: bool) -> dict[str, dict[str, Any]]:
     """One fresh interpreter per backend, one after the other; ``--quick`` runs one backend (see
@@ -27,7 +30,7 @@ def _run_backends(module: str, quick: bool) -> dict[str, dict[str, Any]]:
     return _report.with_not_run(ran)
 
 
-def _formatter(a: dict[str, Any], t: dict[str, Any]) -> Callable[[str, str], tuple[str, str]]:
+def _formatter(a: Figures, t: Figures) -> Callable[[str, str], tuple[str, str]]:
     """One figure formatted for both backend columns."""
 
     def both(key: str, fmt: str) -> tuple[str, str]:
@@ -36,16 +39,18 @@ def _formatter(a: dict[str, Any], t: dict[str, Any]) -> Callable[[str, str], tup
     return both
 
 
-def runtime(quick: bool) -> str:
-    results = _run_backends("benchmarks.runtime", quick)
-    _report.write_json("runtime", {"machine": _report.machine(), "quick": quick, "figures": results})
-    a, t = results["asyncio"], results["trio"]
-    ran = t if isinstance(a, _report.NotRun) else a
+def _ran(a: Figures, t: Figures) -> Figures:
+    """The figures of a backend that ran, for what both share (sizes, counts)."""
+    return t if isinstance(a, _report.NotRun) else a
+
+
+def _runtime_rows(a: Figures, t: Figures) -> list[Row]:
+    ran = _ran(a, t)
 
     def us(key: str) -> tuple[str, str]:
         return f"{a[key]:.1f} µs", f"{t[key]:.1f} µs"
 
-    rows = [
+    return [
         ("ask round trip, median", *us("ask_rtt_median_us"), "< 30 µs (asyncio)"),
         ("ask round trip, p99", *us("ask_rtt_p99_us"), ""),
         (
@@ -82,16 +87,11 @@ def runtime(quick: bool) -> str:
         ("crash -> serving again, median", *us("restart_to_serving_median_us"), "< 1 ms"),
         ("crash -> serving again, p99", *us("restart_to_serving_p99_us"), ""),
     ]
-    return _report.table("Actor runtime", rows, results)
 
 
-def llm(quick: bool) -> str:
-    results = _run_backends("benchmarks.llm", quick)
-    _report.write_json("llm", {"machine": _report.machine(), "quick": quick, "figures": results})
-    a, t = results["asyncio"], results["trio"]
+def _llm_rows(a: Figures, t: Figures) -> list[Row]:
     both = _formatter(a, t)
-
-    rows = [
+    return [
         (
             "4 models x 4 slots @ 50 ms, 256 callers: req/s",
             *both("throughput_req_per_s", "{:,.0f}"),
@@ -113,16 +113,11 @@ def llm(quick: bool) -> str:
         ("server down, breaker open: call answered, p50", *both("fail_fast_p50_ms", "{:.2f} ms"), "< 50 ms"),
         ("server down, breaker open: call answered, p99", *both("fail_fast_p99_ms", "{:.2f} ms"), ""),
     ]
-    return _report.table("LLM path (registry + workers + client, simulator out of process)", rows, results)
 
 
-def planner(quick: bool) -> str:
-    results = _run_backends("benchmarks.planner", quick)
-    _report.write_json("planner", {"machine": _report.machine(), "quick": quick, "figures": results})
-    a, t = results["asyncio"], results["trio"]
+def _planner_rows(a: Figures, t: Figures) -> list[Row]:
     both = _formatter(a, t)
-
-    rows = [
+    return [
         ("loop's own time per round, median", *both("loop_overhead_per_round_median_ms", "{:.2f} ms"), "< 1 ms"),
         ("loop's own time per round, p99", *both("loop_overhead_per_round_p99_ms", "{:.2f} ms"), ""),
         (
@@ -136,16 +131,11 @@ def planner(quick: bool) -> str:
         ("share not spent in the model (bridge + tools)", *both("bridge_share", "{:.1%}"), ""),
         ("failed tool calls", *both("failed_tool_calls", "{:.0f}"), "0"),
     ]
-    return _report.table("Autonomous runs (4 models x 4 slots @ 100 ms, 2 real stdio child servers)", rows, results)
 
 
-def children(quick: bool) -> str:
-    results = _run_backends("benchmarks.children", quick)
-    _report.write_json("children", {"machine": _report.machine(), "quick": quick, "figures": results})
-    a, t = results["asyncio"], results["trio"]
+def _children_rows(a: Figures, t: Figures) -> list[Row]:
     both = _formatter(a, t)
-
-    rows = [
+    return [
         (
             "child killed mid-call -> caller has its error, median",
             *both("crash_to_error_ms_median", "{:.1f} ms"),
@@ -177,16 +167,11 @@ def children(quick: bool) -> str:
         ("  ... calls/s, plain SDK session (direct)", *both("concurrent_throughput_per_s_direct", "{:,.0f}"), ""),
         ("  ... latency the bridge adds, median", *both("concurrent_bridge_added_ms_median", "{:.1f} ms"), ""),
     ]
-    return _report.table("Child MCP servers (real stdio children)", rows, results)
 
 
-def frontend(quick: bool) -> str:
-    results = _run_backends("benchmarks.frontend", quick)
-    _report.write_json("frontend", {"machine": _report.machine(), "quick": quick, "figures": results})
-    a, t = results["asyncio"], results["trio"]
+def _frontend_rows(a: Figures, t: Figures) -> list[Row]:
     both = _formatter(a, t)
-
-    rows = [
+    return [
         (
             "initialize from process start, median (no LLM server)",
             *both("initialize_no_server_median_s", "{:.2f} s"),
@@ -198,17 +183,11 @@ def frontend(quick: bool) -> str:
         ("  ... as share of the server-bound limit", *both("throughput_ratio", "{:.1%}"), ">= 90 %"),
         ("  ... failed calls", *both("throughput_failures", "{:.0f}"), "0"),
     ]
-    return _report.table("MCP front end (real stdio: client -> serve -> actors -> HTTP)", rows, results)
 
 
-def real_llama(quick: bool) -> str:
-    results = _run_backends("benchmarks.real_llama", quick)
-    _report.write_json("real_llama", {"machine": _report.machine(), "quick": quick, "figures": results})
-    a, t = results["asyncio"], results["trio"]
-    ran = t if isinstance(a, _report.NotRun) else a
+def _real_llama_rows(a: Figures, t: Figures) -> list[Row]:
     both = _formatter(a, t)
-
-    rows = [
+    return [
         ("bridge's LLMClient: req/s", *both("bridge_req_per_s", "{:.2f}"), "within 5 % of bare httpx"),
         ("  ... bare httpx: req/s", *both("bare_httpx_req_per_s", "{:.2f}"), ""),
         ("bridge's LLMClient: generated tokens/s", *both("bridge_tokens_per_s", "{:.0f}"), ""),
@@ -222,11 +201,33 @@ def real_llama(quick: bool) -> str:
             "0 / 0",
         ),
     ]
-    title = (
+
+
+def _real_llama_title(ran: Figures) -> str:
+    return (
         f"Real llama.cpp server (SmolLM2-135M, {ran['slots']:.0f} slots; {ran['requests']:.0f} requests x "
         f"{ran['tokens_per_request']:.0f} tokens, median of {ran['rounds']:.0f} interleaved rounds)"
     )
-    return _report.table(title, rows, results)
+
+
+GROUPS: dict[str, tuple[str | Callable[[Figures], str], Callable[[Figures, Figures], list[Row]]]] = {
+    "frontend": ("MCP front end (real stdio: client -> serve -> actors -> HTTP)", _frontend_rows),
+    "runtime": ("Actor runtime", _runtime_rows),
+    "llm": ("LLM path (registry + workers + client, simulator out of process)", _llm_rows),
+    "planner": ("Autonomous runs (4 models x 4 slots @ 100 ms, 2 real stdio child servers)", _planner_rows),
+    "children": ("Child MCP servers (real stdio children)", _children_rows),
+    "real_llama": (_real_llama_title, _real_llama_rows),
+}
+"""Each group but stress: its table's title (or how to make it from the figures) and rows."""
+
+
+def _group(name: str, quick: bool) -> str:
+    """Run one group's module on its backends, write its JSON and return its table."""
+    results = _run_backends(f"benchmarks.{name}", quick)
+    _report.write_json(name, {"machine": _report.machine(), "quick": quick, "figures": results})
+    title, rows = GROUPS[name]
+    a, t = results["asyncio"], results["trio"]
+    return _report.table(title if isinstance(title, str) else title(_ran(a, t)), rows(a, t), results)
 
 
 def stress(quick: bool, only: list[str] | None = None) -> str:
@@ -235,15 +236,8 @@ def stress(quick: bool, only: list[str] | None = None) -> str:
     return stress_table(quick, only)
 
 
-SCENARIOS: dict[str, Callable[[bool], str]] = {
-    "frontend": frontend,
-    "runtime": runtime,
-    "llm": llm,
-    "planner": planner,
-    "children": children,
-    "real_llama": real_llama,
-    "stress": stress,
-}
+SCENARIOS: dict[str, Callable[[bool], str]] = {name: functools.partial(_group, name) for name in GROUPS}
+SCENARIOS["stress"] = stress
 
 
 def main(argv: list[str] | None = None) -> int:

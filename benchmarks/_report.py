@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import logging
 import math
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 
 RESULTS = Path(__file__).parent / "results"
@@ -66,6 +70,35 @@ def run_child(module: str, *args: str) -> dict[str, Any]:
     last = proc.stdout.strip().splitlines()[-1]
     result: dict[str, Any] = msgspec.json.decode(last)
     return result
+
+
+def child_parser(prog: str, *, backend_help: str | None = None) -> argparse.ArgumentParser:
+    """The flags :func:`run_child` passes a benchmark module, so both sides agree on them."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--backend", choices=list(BACKENDS), required=True, help=backend_help)
+    parser.add_argument("--quick", action="store_true")
+    return parser
+
+
+def emit(figures: dict[str, Any]) -> None:
+    """The one JSON line a benchmark module prints; :func:`run_child` reads the last line."""
+    sys.stdout.write(msgspec.json.encode(figures).decode() + "\n")
+    sys.stdout.flush()
+
+
+def child_main(
+    prog: str,
+    run_all: Callable[[bool], Awaitable[dict[str, float]]],
+    argv: list[str] | None,
+    *,
+    log_level: int | None = logging.ERROR,
+) -> int:
+    """``main`` of a module whose bridge runs in-process, so on the event loop ``--backend`` names."""
+    args = child_parser(prog).parse_args(argv)
+    if log_level is not None:
+        logging.basicConfig(level=log_level)
+    emit(anyio.run(run_all, args.quick, backend=args.backend))
+    return 0
 
 
 def table(title: str, rows: list[tuple[str, str, str, str]], figures: dict[str, Any] | None = None) -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import anyio
 
+from benchmarks import _report
 from benchmarks.stress import _load as L
 from bridge.sim.testing import sim_process
 
@@ -150,17 +151,11 @@ async def throughput(quick: bool, backend: str) -> dict[str, float]:
         {"id": m, "loaded": True, "parallel": THROUGHPUT_SLOTS, "latency": THROUGHPUT_LATENCY, "reply_tokens": 1}
         for m in ids
     ]
-    async with L.open_sim(models) as sim:
-        config = L.bridge_toml(sim.url, {m: (THROUGHPUT_SLOTS, 64) for m in ids})
-        try:
-            async with L.serve(backend, config) as served:
-                for m in ids:
-                    await L.chat(served.session, m, "warm", deadline=30)
-                tally, elapsed = await L.closed_loop(
-                    served.session, ids, requests=requests, callers=CALLERS, deadline=60
-                )
-        finally:
-            config.unlink(missing_ok=True)
+    async with (
+        L.open_sim(models) as sim,
+        L.serve_warm(backend, sim.url, {m: (THROUGHPUT_SLOTS, 64) for m in ids}) as served,
+    ):
+        tally, elapsed = await L.closed_loop(served.session, ids, requests=requests, callers=CALLERS, deadline=60)
     limit = THROUGHPUT_MODELS * THROUGHPUT_SLOTS / THROUGHPUT_LATENCY
     achieved = requests / elapsed
     return {
@@ -198,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.ERROR)
     # The load generator runs on asyncio whichever backend serve has, as in the stress suite.
-    L.emit(anyio.run(run_all, args.quick, args.backend, backend="asyncio"))
+    _report.emit(anyio.run(run_all, args.quick, args.backend, backend="asyncio"))
     return 0
 
 

@@ -7,12 +7,10 @@ scenario, which needs one clock on both sides.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +20,8 @@ import anyio
 import httpx
 import msgspec
 
+from benchmarks import _report
+from benchmarks._callers import run_callers
 from bridge.actors.registry import ModelRegistryActor
 from bridge.app import open_bridge
 from bridge.errors import BridgeError
@@ -63,24 +63,16 @@ async def throughput(quick: bool) -> dict[str, float]:
             async with open_bridge(settings, child_servers=False) as bridge:
                 for model in ids:
                     await bridge.registry.ask(Chat(model=model, messages=user("warm")))
-                next_index = 0
                 failures = 0
 
-                async def caller() -> None:
-                    nonlocal next_index, failures
-                    while next_index < requests:
-                        index = next_index
-                        next_index += 1
-                        try:
-                            await bridge.registry.ask(Chat(model=ids[index % models], messages=user(f"q{index}")))
-                        except Exception:
-                            failures += 1
+                async def one(index: int) -> None:
+                    nonlocal failures
+                    try:
+                        await bridge.registry.ask(Chat(model=ids[index % models], messages=user(f"q{index}")))
+                    except Exception:
+                        failures += 1
 
-                start = time.perf_counter()
-                async with anyio.create_task_group() as tg:
-                    for _ in range(callers):
-                        tg.start_soon(caller)
-                elapsed = time.perf_counter() - start
+                elapsed = await run_callers(requests, callers, one)
             bare_elapsed = await _bare_httpx_same_workload(sim.url, ids, slots, requests, callers)
     finally:
         Path(path).unlink()  # noqa: ASYNC240 - one tiny temp file, after the measurement
@@ -100,26 +92,17 @@ async def throughput(quick: bool) -> dict[str, float]:
 async def _bare_httpx_same_workload(url: str, ids: list[str], slots: int, requests: int, callers: int) -> float:
     """The practical ceiling: the same requests from a bare httpx client, ``slots`` at a time per model."""
     limiters = {model: anyio.CapacityLimiter(slots) for model in ids}
-    next_index = 0
     async with httpx.AsyncClient(base_url=url, trust_env=False, limits=httpx.Limits(max_connections=256)) as client:
 
-        async def caller() -> None:
-            nonlocal next_index
-            while next_index < requests:
-                index = next_index
-                next_index += 1
-                model = ids[index % len(ids)]
-                body = {"model": model, "messages": [{"role": "user", "content": f"q{index}"}], "stream": True}
-                async with limiters[model], client.stream("POST", "/v1/chat/completions", json=body) as response:
-                    async for line in response.aiter_lines():
-                        if line.startswith("data: {"):
-                            msgspec.json.decode(line[6:])
+        async def one(index: int) -> None:
+            model = ids[index % len(ids)]
+            body = {"model": model, "messages": [{"role": "user", "content": f"q{index}"}], "stream": True}
+            async with limiters[model], client.stream("POST", "/v1/chat/completions", json=body) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        msgspec.json.decode(line[6:])
 
-        start = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for _ in range(callers):
-                tg.start_soon(caller)
-        return time.perf_counter() - start
+        return await run_callers(requests, callers, one)
 
 
 async def validation(quick: bool) -> dict[str, float]:
@@ -290,16 +273,13 @@ async def run_all(quick: bool, only: str | None = None) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.llm")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True)
-    parser.add_argument("--quick", action="store_true")
+    parser = _report.child_parser("python -m benchmarks.llm")
     parser.add_argument("--only", choices=list(SCENARIOS))
     args = parser.parse_args(argv)
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    figures = anyio.run(run_all, args.quick, args.only, backend=args.backend)
-    sys.stdout.write(msgspec.json.encode(figures).decode() + "\n")
+    _report.emit(anyio.run(run_all, args.quick, args.only, backend=args.backend))
     return 0
 
 

@@ -6,7 +6,6 @@ child servers are real stdio MCP servers (the echo server of the test suite).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -15,8 +14,8 @@ import time
 from pathlib import Path
 
 import anyio
-import msgspec
 
+from benchmarks import _report
 from bridge.app import open_bridge
 from bridge.messages import RunResult, RunTask
 from bridge.settings import BridgeSettings, ChildSettings, ModelLimits, ServerSettings
@@ -95,16 +94,7 @@ async def run_all(quick: bool) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.planner")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    import logging
-
-    logging.basicConfig(level=logging.ERROR)
-    figures = anyio.run(run_all, args.quick, backend=args.backend)
-    sys.stdout.write(msgspec.json.encode(figures).decode() + "\n")
-    return 0
+    return _report.child_main("python -m benchmarks.planner", run_all, argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ transport over the bridge's own with this benchmark (see ``benchmarks/README.md`
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import anyio
 import httpx
 import msgspec
 
+from benchmarks import _report
+from benchmarks._callers import run_callers
 from bridge.llm import ChatMessage, ChatRequest, LLMClient
 from tests.peers import ensure_smollm2_gguf, running_llama_server
 
@@ -75,38 +76,32 @@ async def _round(base_url: str, model: str, client: str, requests: int, tokens: 
     slots = anyio.CapacityLimiter(SLOTS)
     generated = 0
     failures = 0
-    next_index = 0
     cpu = wall = 0.0
 
     async def run(generate: Generate) -> None:
         nonlocal cpu, wall
 
-        async def caller() -> None:
-            nonlocal generated, failures, next_index
-            while next_index < requests:
-                index = next_index
-                next_index += 1
-                request = ChatRequest(
-                    model=model,
-                    messages=[ChatMessage(role="user", content=f"[{tag}] Count from {index} upwards.")],
-                    max_tokens=tokens,
-                    temperature=0.0,
-                    extra={"ignore_eos": True},
-                )
-                async with slots:
-                    try:
-                        tokens_generated = await generate(request)
-                    except Exception as exc:  # a failure is counted and named, not fatal to the benchmark
-                        failures += 1
-                        print(f"{client}: request {index} failed: {exc!r}", file=sys.stderr)
-                    else:
-                        generated += tokens_generated
+        async def one(index: int) -> None:
+            nonlocal generated, failures
+            request = ChatRequest(
+                model=model,
+                messages=[ChatMessage(role="user", content=f"[{tag}] Count from {index} upwards.")],
+                max_tokens=tokens,
+                temperature=0.0,
+                extra={"ignore_eos": True},
+            )
+            async with slots:
+                try:
+                    tokens_generated = await generate(request)
+                except Exception as exc:  # a failure is counted and named, not fatal to the benchmark
+                    failures += 1
+                    print(f"{client}: request {index} failed: {exc!r}", file=sys.stderr)
+                else:
+                    generated += tokens_generated
 
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for _ in range(CALLERS):
-                tg.start_soon(caller)
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        cpu0 = time.process_time()
+        wall = await run_callers(requests, CALLERS, one)
+        cpu = time.process_time() - cpu0
 
     await CLIENTS[client](base_url, run)
     return {
@@ -142,13 +137,7 @@ async def run_all(quick: bool) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.real_llama")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    figures = anyio.run(run_all, args.quick, backend=args.backend)
-    sys.stdout.write(msgspec.json.encode(figures).decode() + "\n")
-    return 0
+    return _report.child_main("python -m benchmarks.real_llama", run_all, argv, log_level=None)
 
 
 if __name__ == "__main__":

@@ -7,17 +7,17 @@ process so memory figures do not mix; the parent prints one table and writes
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
+import logging
 import statistics
-import sys
 import time
 import tracemalloc
 from typing import Any
 
 import anyio
 
+from benchmarks import _report
 from bridge.errors import ActorCrashedError
 from bridge.messages import Reply, Request
 from bridge.runtime import Actor, ChildSpec, RequestContext, open_supervisor
@@ -229,18 +229,8 @@ async def run_all(quick: bool) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks runtime")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    import logging
-
-    logging.basicConfig(level=logging.CRITICAL)  # crashes on purpose would flood stderr
-    figures = anyio.run(run_all, args.quick, backend=args.backend)
-    import msgspec
-
-    sys.stdout.write(msgspec.json.encode(figures).decode() + "\n")
-    return 0
+    # Crashes on purpose would flood stderr.
+    return _report.child_main("python -m benchmarks runtime", run_all, argv, log_level=logging.CRITICAL)
 
 
 if __name__ == "__main__":

@@ -108,22 +108,28 @@ def _each(a: Figures, t: Figures, fn: Callable[[Figures], str]) -> tuple[str, st
     return fn(a), fn(t)
 
 
+def _filled(a: Figures, t: Figures, template: str) -> tuple[str, str]:
+    """``template``'s fields, named after figures, filled in for each backend: a cell reads like its format."""
+    return template.format_map(a), template.format_map(t)
+
+
 def _pair(a: Figures, t: Figures, k1: str, k2: str) -> tuple[str, str]:
     return _each(a, t, lambda f: f"{f[k1]:.1f} / {f[k2]:.1f} ms")
 
 
 def _cancel_rows(a: Figures, t: Figures) -> list[Row]:
-    def split(f: Figures) -> str:
-        return f"{f['cancelled']:.0f} / {f['completed']:.0f} / {f['typed_errors']:.0f} / {f['lost']:.0f}"
-
     return [
-        ("calls cancelled / completed / typed error / lost", split(a), split(t), "lost 0"),
+        (
+            "calls cancelled / completed / typed error / lost",
+            *_filled(a, t, "{cancelled:.0f} / {completed:.0f} / {typed_errors:.0f} / {lost:.0f}"),
+            "lost 0",
+        ),
         ("simulator: streams closed by the client", *_both(a, t, "sim_disconnects", "{:.0f}"), ""),
         ("simulator: requests still open afterwards", *_both(a, t, "sim_open_after", "{:.0f}"), "0"),
         ("last cancel -> nothing running or queued", *_both(a, t, "quiesce_ms", "{:.0f} ms"), ""),
         (
             "afterwards, 32 calls at once (1 per slot): ok, time",
-            *_each(a, t, lambda f: f"{f['after_ok']:.0f}, {f['after_all_slots_s']:.2f} s"),
+            *_filled(a, t, "{after_ok:.0f}, {after_all_slots_s:.2f} s"),
             "32, ~0.35 s",
         ),
     ]
@@ -152,7 +158,7 @@ def _backpressure_rows(a: Figures, t: Figures) -> list[Row]:
         ("  ... wall time", *_both(a, t, "queued_wall_s", "{:.1f} s"), ""),
         (
             "  ... serve RSS before -> peak",
-            *_each(a, t, lambda f: f"{f['queued_rss_before_mb']:.0f} -> {f['queued_rss_peak_mb']:.0f} MB"),
+            *_filled(a, t, "{queued_rss_before_mb:.0f} -> {queued_rss_peak_mb:.0f} MB"),
             "",
         ),
         ("  ... most generating at once (simulator)", *_both(a, t, "queued_sim_max_generating", "{:.0f}"), "<= 16"),
@@ -186,30 +192,30 @@ def _batch_rows(a: Figures, t: Figures) -> list[Row]:
 
 
 def _chaos_rows(a: Figures, t: Figures) -> list[Row]:
-    def split(f: Figures) -> str:
-        return f"{f['ok']:,.0f} / {f['typed_errors']:.0f} / {f['lost']:.0f} / {f['over_budget']:.0f}"
-
     def codes(f: Figures) -> str:
         return ", ".join(f"{k[5:]} {v:.0f}" for k, v in sorted(f.items()) if k.startswith("code_")) or "none"
 
-    def runs(f: Figures) -> str:
-        return f"{f['runs_result']:.0f} / {f['runs_typed_error']:.0f} / {f['runs_lost']:.0f}"
-
     return [
-        ("faults: ok / typed error / lost / over budget", split(a), split(t), "lost 0, over 0"),
+        (
+            "faults: ok / typed error / lost / over budget",
+            *_filled(a, t, "{ok:,.0f} / {typed_errors:.0f} / {lost:.0f} / {over_budget:.0f}"),
+            "lost 0, over 0",
+        ),
         ("  ... typed errors by code", *_each(a, t, codes), ""),
         (
             "  ... faults injected, evictions (simulator)",
-            *_each(a, t, lambda f: f"{f['sim_faults']:.0f}, {f['sim_evictions']:.0f}"),
+            *_filled(a, t, "{sim_faults:.0f}, {sim_evictions:.0f}"),
             "",
         ),
         ("  ... longest call (budget 6 s)", *_both(a, t, "longest_s", "{:.2f} s"), "<= 7 s"),
-        ("child kills during MCP runs: result / typed error / lost", runs(a), runs(t), "lost 0"),
+        (
+            "child kills during MCP runs: result / typed error / lost",
+            *_filled(a, t, "{runs_result:.0f} / {runs_typed_error:.0f} / {runs_lost:.0f}"),
+            "lost 0",
+        ),
         (
             "  ... children killed, tool calls failed (typed) of all",
-            *_each(
-                a, t, lambda f: f"{f['child_kills']:.0f}, {f['tool_calls_failed_typed']:.0f} of {f['tool_calls']:.0f}"
-            ),
+            *_filled(a, t, "{child_kills:.0f}, {tool_calls_failed_typed:.0f} of {tool_calls:.0f}"),
             "",
         ),
         ("  ... longest run (budget 8 s)", *_both(a, t, "runs_longest_s", "{:.2f} s"), "<= 13 s"),
@@ -219,17 +225,18 @@ def _chaos_rows(a: Figures, t: Figures) -> list[Row]:
 
 
 def _restart_rows(a: Figures, t: Figures) -> list[Row]:
-    def split(f: Figures) -> str:
-        return f"{f['ok']:,.0f} / {f['typed_errors']:.0f} / {f['lost']:.0f}"
-
     return [
-        ("calls ok / typed error (actor_crashed) / lost", split(a), split(t), "lost 0"),
+        (
+            "calls ok / typed error (actor_crashed) / lost",
+            *_filled(a, t, "{ok:,.0f} / {typed_errors:.0f} / {lost:.0f}"),
+            "lost 0",
+        ),
         ("workers crashed", *_both(a, t, "crashes", "{:.0f}"), ""),
         ("crash -> model serving again, p50", *_both(a, t, "recovery_p50_ms", "{:.0f} ms"), ""),
         ("crash -> model serving again, max", *_both(a, t, "recovery_max_ms", "{:.0f} ms"), ""),
         (
             "afterwards, 32 calls at once: ok / lost",
-            *_each(a, t, lambda f: f"{f['after_ok']:.0f} / {f['after_lost']:.0f}"),
+            *_filled(a, t, "{after_ok:.0f} / {after_lost:.0f}"),
             "lost 0",
         ),
     ]
@@ -243,9 +250,6 @@ def _verdict(value: Any) -> str:
 
 
 def _soak_rows(a: Figures, t: Figures) -> list[Row]:
-    def calls(f: Figures) -> str:
-        return f"{f['ok']:,.0f} / {f['cancelled']:,.0f} / {f['typed_errors']:.0f} / {f['lost']:.0f}"
-
     def trend(key: str, fmt: str) -> Callable[[Figures], str]:
         def one(f: Figures) -> str:
             if key + "_first" not in f:
@@ -266,7 +270,11 @@ def _soak_rows(a: Figures, t: Figures) -> list[Row]:
         return f"{f['tasks_idle_before']:.0f} -> {f['tasks_idle_after']:.0f}"
 
     return [
-        ("calls ok / cancelled / typed error / lost", calls(a), calls(t), "lost 0"),
+        (
+            "calls ok / cancelled / typed error / lost",
+            *_filled(a, t, "{ok:,.0f} / {cancelled:,.0f} / {typed_errors:.0f} / {lost:.0f}"),
+            "lost 0",
+        ),
         ("serve RSS (MB): first -> last, fitted rise of ± noise", *_each(a, t, trend("rss", ".1f")), "flat"),
         ("open descriptors", *_each(a, t, trend("fds", ".0f")), "flat"),
         ("threads", *_each(a, t, trend("threads", ".0f")), "flat"),
@@ -282,27 +290,28 @@ def _soak_rows(a: Figures, t: Figures) -> list[Row]:
 
 
 def _autonomous_rows(a: Figures, t: Figures) -> list[Row]:
-    def runs(f: Figures) -> str:
-        return f"{f['runs_ok']:.0f} / {f['runs_typed_error']:.0f} / {f['runs_lost']:.0f}"
-
     return [
-        ("runs ok / typed error / lost", runs(a), runs(t), "lost 0"),
+        (
+            "runs ok / typed error / lost",
+            *_filled(a, t, "{runs_ok:.0f} / {runs_typed_error:.0f} / {runs_lost:.0f}"),
+            "lost 0",
+        ),
         (
             "  ... finished properly (final answer) of all runs",
-            *_each(a, t, lambda f: f"{f['runs_final_answer']:.0f} of {f['runs_total']:.0f}"),
+            *_filled(a, t, "{runs_final_answer:.0f} of {runs_total:.0f}"),
             "all",
         ),
         (
             "  ... rounds per run, min / max",
-            *_each(a, t, lambda f: f"{f['rounds_min']:.0f} / {f['rounds_max']:.0f}"),
+            *_filled(a, t, "{rounds_min:.0f} / {rounds_max:.0f}"),
             f"{a['rounds'] + 1:.0f} / {a['rounds'] + 1:.0f}",
         ),
-        ("wall time vs model-slot bound", *_each(a, t, lambda f: f"{f['wall_s']:.2f} s vs {f['bound_s']:.2f} s"), ""),
+        ("wall time vs model-slot bound", *_filled(a, t, "{wall_s:.2f} s vs {bound_s:.2f} s"), ""),
         ("  ... share of the slot bound", *_both(a, t, "share_of_bound", "{:.1%}"), ""),
         ("share of the runs' time not in the model", *_both(a, t, "not_in_model_share", "{:.1%}"), ""),
         (
             "tool calls made / failed",
-            *_each(a, t, lambda f: f"{f['tool_calls']:,.0f} / {f['tool_calls_failed']:.0f}"),
+            *_filled(a, t, "{tool_calls:,.0f} / {tool_calls_failed:.0f}"),
             "failed 0",
         ),
         ("child processes left after serve stopped", *_both(a, t, "leaked_children", "{:.0f}"), "0"),

@@ -19,9 +19,11 @@ Every process started here is stopped by its pid (and checked to be gone).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import json
+import logging
 import os
 import signal
 import statistics
@@ -29,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,8 @@ from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult
 
+from benchmarks import _report
+from benchmarks._callers import run_callers
 from bridge.sim.testing import SimProcess, sim_process
 
 __all__ = [
@@ -54,7 +58,9 @@ __all__ = [
     "open_sim",
     "percentile",
     "proc_sample",
+    "scenario_main",
     "serve",
+    "serve_warm",
     "sim_stats",
 ]
 
@@ -192,18 +198,20 @@ def _descendants() -> set[int]:
 @asynccontextmanager
 async def serve(
     backend: str,
-    config: Path,
+    config: Path | None,
     *,
     child_servers: bool = False,
     command: Sequence[str] | None = None,
     env_extra: dict[str, str] | None = None,
     startup_timeout: float = 60.0,
 ) -> AsyncIterator[Served]:
-    """Start ``python -m bridge serve --backend B --config F`` (or ``command``) and open an MCP session into it.
+    """Start ``python -m bridge serve --backend B --config F`` (or ``command``, then ``config`` may be None)
+    and open an MCP session into it.
 
     On exit the session is closed (stdin EOF stops the server); a server still alive a few seconds
     later is killed by pid and reported on stderr as leaked.
     """
+    assert config is not None or command is not None
     args = command or ["-m", "bridge", "serve", "--backend", backend, "--config", str(config), "--log-level", "ERROR"]
     if command is None and not child_servers:
         args = [*args, "--no-child-servers"]
@@ -227,6 +235,22 @@ async def serve(
             if pid > 0:
                 with anyio.CancelScope(shield=True):
                     await _ensure_gone(pid)
+
+
+@asynccontextmanager
+async def serve_warm(
+    backend: str, url: str, limits: dict[str, tuple[int, int]], *, call_budget: float = 30.0
+) -> AsyncIterator[Served]:
+    """:func:`serve` on a :func:`bridge_toml` of its own, with one call per model first, so that the
+    measured calls do not pay for start-up and first connections."""
+    config = bridge_toml(url, limits, call_budget=call_budget)
+    try:
+        async with serve(backend, config) as served:
+            for model in limits:
+                await chat(served.session, model, "warm", deadline=30)
+            yield served
+    finally:
+        config.unlink(missing_ok=True)
 
 
 async def _ensure_gone(pid: int, wait: float = 5.0) -> None:
@@ -333,26 +357,15 @@ async def closed_loop(
 ) -> tuple[Tally, float]:
     """``callers`` tasks take request numbers until ``requests`` are done, round-robin over models.
 
-    ``spread``: seconds over which the callers' starts are spread evenly, so calls arrive as from
-    independent users instead of in lockstep waves (with 0, all start at once).
+    ``spread`` as in :func:`benchmarks._callers.run_callers`.
     """
     tally = Tally()
-    next_index = 0
     settle_heap()
 
-    async def caller(k: int) -> None:
-        nonlocal next_index
-        await anyio.sleep(k * spread / max(callers, 1))
-        while next_index < requests:
-            index = next_index
-            next_index += 1
-            tally.add(await chat(session, ids[index % len(ids)], f"q{index}", deadline=deadline))
+    async def one(index: int) -> None:
+        tally.add(await chat(session, ids[index % len(ids)], f"q{index}", deadline=deadline))
 
-    start = time.perf_counter()
-    async with anyio.create_task_group() as tg:
-        for k in range(callers):
-            tg.start_soon(caller, k)
-    return tally, time.perf_counter() - start
+    return tally, await run_callers(requests, callers, one, spread=spread)
 
 
 async def bare_httpx_chat(
@@ -364,38 +377,44 @@ async def bare_httpx_chat(
     """
     limiters = {model: anyio.CapacityLimiter(slots) for model in ids}
     latencies: list[float] = []
-    next_index = 0
     settle_heap()
     limits = httpx.Limits(max_connections=max(callers, 1), max_keepalive_connections=max(callers, 1))
     async with httpx.AsyncClient(base_url=url, trust_env=False, limits=limits, timeout=60) as client:
 
-        async def caller(k: int) -> None:
-            nonlocal next_index
-            await anyio.sleep(k * spread / max(callers, 1))
-            while next_index < requests:
-                index = next_index
-                next_index += 1
-                model = ids[index % len(ids)]
-                body = {"model": model, "messages": [{"role": "user", "content": f"q{index}"}], "stream": True}
-                start = time.perf_counter()
-                async with limiters[model], client.stream("POST", "/v1/chat/completions", json=body) as response:
-                    async for line in response.aiter_lines():
-                        if line.startswith("data: {"):
-                            msgspec.json.decode(line[6:])
-                latencies.append(time.perf_counter() - start)
+        async def one(index: int) -> None:
+            model = ids[index % len(ids)]
+            body = {"model": model, "messages": [{"role": "user", "content": f"q{index}"}], "stream": True}
+            start = time.perf_counter()
+            async with limiters[model], client.stream("POST", "/v1/chat/completions", json=body) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        msgspec.json.decode(line[6:])
+            latencies.append(time.perf_counter() - start)
 
-        start = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for k in range(callers):
-                tg.start_soon(caller, k)
-        return latencies, time.perf_counter() - start
+        return latencies, await run_callers(requests, callers, one, spread=spread)
 
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def emit(figures: dict[str, float]) -> None:
-    """The one JSON line a scenario module prints for ``_report.run_child``."""
-    sys.stdout.write(msgspec.json.encode(figures).decode() + "\n")
-    sys.stdout.flush()
+# --------------------------------------------------------------------------- a scenario's command line
+
+
+def scenario_parser(name: str) -> argparse.ArgumentParser:
+    return _report.child_parser(f"python -m benchmarks.stress.{name}", backend_help="serve's backend")
+
+
+def scenario_main(
+    name: str,
+    run: Callable[[str, bool], Awaitable[dict[str, float]]],
+    argv: list[str] | None,
+    *,
+    log_level: int = logging.ERROR,
+) -> int:
+    """``main`` of a scenario module: ``--backend`` is serve's; the load generator here is always on asyncio,
+    so the backend is the only thing that differs between the two columns."""
+    args = scenario_parser(name).parse_args(argv)
+    logging.basicConfig(level=log_level)
+    _report.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
+    return 0

@@ -23,10 +23,8 @@ Run: ``python -m benchmarks.stress.autonomous --backend asyncio|trio [--quick]``
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import logging
 import math
 import os
 import signal
@@ -249,13 +247,7 @@ def figures_of(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.autonomous")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
-    L.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
-    return 0
+    return L.scenario_main("autonomous", run, argv)
 
 
 if __name__ == "__main__":

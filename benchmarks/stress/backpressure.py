@@ -19,8 +19,6 @@ Run: ``python -m benchmarks.stress.backpressure --backend asyncio|trio [--quick]
 
 from __future__ import annotations
 
-import argparse
-import logging
 import time
 
 import anyio
@@ -32,37 +30,32 @@ SLOW, FAST = "stress/slow", "stress/fast"
 
 
 async def burst(backend: str, url: str, model: str, calls: int, queue: int, budget: float) -> dict[str, float]:
-    config = L.bridge_toml(url, {model: (SLOTS, queue)}, call_budget=budget)
     tally = L.Tally()
-    try:
-        async with L.serve(backend, config) as served:
-            await L.chat(served.session, model, "warm", deadline=30)
-            await L.sim_reset(url)
-            before = L.proc_sample(served.pid)
-            peak_rss = before["rss"]
+    async with L.serve_warm(backend, url, {model: (SLOTS, queue)}, call_budget=budget) as served:
+        await L.sim_reset(url)
+        before = L.proc_sample(served.pid)
+        peak_rss = before["rss"]
 
-            async def one(i: int) -> None:
-                tally.add(await L.chat(served.session, model, f"b{i}", deadline=budget + 30))
+        async def one(i: int) -> None:
+            tally.add(await L.chat(served.session, model, f"b{i}", deadline=budget + 30))
 
-            async def sample(stop: anyio.Event) -> None:
-                nonlocal peak_rss
-                while not stop.is_set():
-                    peak_rss = max(peak_rss, L.proc_sample(served.pid)["rss"])
-                    await anyio.sleep(0.05)
+        async def sample(stop: anyio.Event) -> None:
+            nonlocal peak_rss
+            while not stop.is_set():
+                peak_rss = max(peak_rss, L.proc_sample(served.pid)["rss"])
+                await anyio.sleep(0.05)
 
-            stop = anyio.Event()
-            start = time.perf_counter()
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(sample, stop)
-                async with anyio.create_task_group() as tg:
-                    for i in range(calls):
-                        tg.start_soon(one, i)
-                stop.set()
-            elapsed = time.perf_counter() - start
-            after = L.proc_sample(served.pid)
-        stats = (await L.sim_stats(url))["total"]
-    finally:
-        config.unlink(missing_ok=True)
+        stop = anyio.Event()
+        start = time.perf_counter()
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(sample, stop)
+            async with anyio.create_task_group() as tg:
+                for i in range(calls):
+                    tg.start_soon(one, i)
+            stop.set()
+        elapsed = time.perf_counter() - start
+        after = L.proc_sample(served.pid)
+    stats = (await L.sim_stats(url))["total"]
     other = sum(n for code, n in tally.codes.items() if code != "busy")
     return {
         "served": tally.n("ok"),
@@ -94,13 +87,7 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.backpressure")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
-    L.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
-    return 0
+    return L.scenario_main("backpressure", run, argv)
 
 
 if __name__ == "__main__":

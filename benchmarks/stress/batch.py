@@ -14,9 +14,7 @@ Run: ``python -m benchmarks.stress.batch --backend asyncio|trio [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import time
 from typing import Any
 
@@ -76,37 +74,25 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
     models = [{"id": m, "loaded": True, "parallel": SLOTS, "latency": LATENCY, "reply_tokens": 1} for m in ids]
     bound = prompts / (MODELS * SLOTS) * LATENCY
     figures: dict[str, float] = {"prompts": float(prompts), "per_call": float(per_call), "bound_s": bound}
-    async with L.open_sim(models) as sim:
-        config = L.bridge_toml(sim.url, {m: (SLOTS, prompts) for m in ids}, call_budget=120)
-        try:
-            async with L.serve(backend, config) as served:
-                session = served.session
-                for m in ids:
-                    await L.chat(session, m, "warm", deadline=30)
-                single = _Items()
-                start = time.perf_counter()
-                await single.send(session, _items(ids, 0, prompts))
-                figures |= single.figures("single", time.perf_counter() - start, bound)
-                split = _Items()
-                start = time.perf_counter()
-                async with anyio.create_task_group() as tg:
-                    for first in range(0, prompts, per_call):
-                        tg.start_soon(split.send, session, _items(ids, first, min(per_call, prompts - first)))
-                figures |= split.figures("split", time.perf_counter() - start, bound)
-                figures["lost"] = float(single.lost_calls + split.lost_calls)
-        finally:
-            config.unlink(missing_ok=True)
+    limits = {m: (SLOTS, prompts) for m in ids}
+    async with L.open_sim(models) as sim, L.serve_warm(backend, sim.url, limits, call_budget=120) as served:
+        session = served.session
+        single = _Items()
+        start = time.perf_counter()
+        await single.send(session, _items(ids, 0, prompts))
+        figures |= single.figures("single", time.perf_counter() - start, bound)
+        split = _Items()
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for first in range(0, prompts, per_call):
+                tg.start_soon(split.send, session, _items(ids, first, min(per_call, prompts - first)))
+        figures |= split.figures("split", time.perf_counter() - start, bound)
+        figures["lost"] = float(single.lost_calls + split.lost_calls)
     return figures
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.batch")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
-    L.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
-    return 0
+    return L.scenario_main("batch", run, argv)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,12 @@ Run: ``python -m benchmarks.stress.cancel_storm --backend asyncio|trio [--quick]
 
 from __future__ import annotations
 
-import argparse
-import logging
 import random
 import time
 
 import anyio
 
+from benchmarks._callers import run_callers
 from benchmarks.stress import _load as L
 
 MODELS, SLOTS = 8, 4
@@ -37,88 +36,69 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
     rng = random.Random(7)
     tally = L.Tally()
     figures: dict[str, float] = {"calls": float(calls)}
-    async with L.open_sim(models) as sim:
-        config = L.bridge_toml(sim.url, {m: (SLOTS, 512) for m in ids})
-        try:
-            async with L.serve(backend, config) as served:
-                for m in ids:
-                    await L.chat(served.session, m, "warm", deadline=30)
-                await L.sim_reset(sim.url)
-                last_cancel = 0.0
-                next_index = 0
+    async with L.open_sim(models) as sim, L.serve_warm(backend, sim.url, {m: (SLOTS, 512) for m in ids}) as served:
+        await L.sim_reset(sim.url)
+        last_cancel = 0.0
 
-                async def caller() -> None:
-                    nonlocal next_index, last_cancel
-                    while next_index < calls:
-                        index = next_index
-                        next_index += 1
-                        delay = rng.uniform(0.0, 0.8)
-                        start = time.perf_counter()
-                        outcome: L.Outcome | None = None
-                        with anyio.move_on_after(delay) as scope:
-                            outcome = await L.chat(served.session, ids[index % MODELS], f"c{index}", deadline=30)
-                        if scope.cancelled_caught:
-                            outcome = L.Outcome("cancelled", time.perf_counter() - start)
-                            last_cancel = max(last_cancel, time.perf_counter())
-                        assert outcome is not None
-                        tally.add(outcome)
+        async def storm_call(index: int) -> None:
+            nonlocal last_cancel
+            delay = rng.uniform(0.0, 0.8)
+            start = time.perf_counter()
+            outcome: L.Outcome | None = None
+            with anyio.move_on_after(delay) as scope:
+                outcome = await L.chat(served.session, ids[index % MODELS], f"c{index}", deadline=30)
+            if scope.cancelled_caught:
+                outcome = L.Outcome("cancelled", time.perf_counter() - start)
+                last_cancel = max(last_cancel, time.perf_counter())
+            assert outcome is not None
+            tally.add(outcome)
 
-                storm_start = time.perf_counter()
-                async with anyio.create_task_group() as tg:
-                    for _ in range(64):
-                        tg.start_soon(caller)
-                storm_end = time.perf_counter()
-                # Quiesce: nothing in progress at the simulator, nothing in flight or queued in the bridge.
-                quiet_at = float("nan")
-                with anyio.move_on_after(30):
-                    while True:
-                        stats = (await L.sim_stats(sim.url))["total"]
-                        status = await L.status(served.session)
-                        busy = sum(m.get("in_flight", 0) + m.get("queued", 0) for m in status.get("models", []))
-                        if stats["in_progress"] == 0 and stats["generating"] == 0 and busy == 0:
-                            quiet_at = time.perf_counter()
-                            break
-                        await anyio.sleep(0.005)
+        storm_start = time.perf_counter()
+        await run_callers(calls, 64, storm_call)
+        storm_end = time.perf_counter()
+        # Quiesce: nothing in progress at the simulator, nothing in flight or queued in the bridge.
+        quiet_at = float("nan")
+        with anyio.move_on_after(30):
+            while True:
                 stats = (await L.sim_stats(sim.url))["total"]
-                figures |= {
-                    "storm_s": storm_end - storm_start,
-                    "cancelled": tally.n("cancelled"),
-                    "completed": tally.n("ok"),
-                    "typed_errors": tally.n("error"),
-                    "lost": tally.n("lost"),
-                    "sim_requests": float(stats["requests"]),
-                    "sim_completed": float(stats["completed"]),
-                    "sim_disconnects": float(stats["disconnects"]),
-                    "sim_open_after": float(stats["in_progress"]),
-                    # NaN if it never went quiet within 30 s.
-                    "quiesce_ms": (quiet_at - max(last_cancel, storm_start)) * 1e3,
-                }
-                # Every slot serves again: 32 calls at once, one per slot, each ~350 ms.
-                after = L.Tally()
-                start = time.perf_counter()
-                async with anyio.create_task_group() as tg:
-                    for i in range(MODELS * SLOTS):
+                status = await L.status(served.session)
+                busy = sum(m.get("in_flight", 0) + m.get("queued", 0) for m in status.get("models", []))
+                if stats["in_progress"] == 0 and stats["generating"] == 0 and busy == 0:
+                    quiet_at = time.perf_counter()
+                    break
+                await anyio.sleep(0.005)
+        stats = (await L.sim_stats(sim.url))["total"]
+        figures |= {
+            "storm_s": storm_end - storm_start,
+            "cancelled": tally.n("cancelled"),
+            "completed": tally.n("ok"),
+            "typed_errors": tally.n("error"),
+            "lost": tally.n("lost"),
+            "sim_requests": float(stats["requests"]),
+            "sim_completed": float(stats["completed"]),
+            "sim_disconnects": float(stats["disconnects"]),
+            "sim_open_after": float(stats["in_progress"]),
+            # NaN if it never went quiet within 30 s.
+            "quiesce_ms": (quiet_at - max(last_cancel, storm_start)) * 1e3,
+        }
+        # Every slot serves again: 32 calls at once, one per slot, each ~350 ms.
+        after = L.Tally()
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i in range(MODELS * SLOTS):
 
-                        async def one(i: int = i) -> None:
-                            after.add(await L.chat(served.session, ids[i % MODELS], f"after{i}", deadline=30))
+                async def one(i: int = i) -> None:
+                    after.add(await L.chat(served.session, ids[i % MODELS], f"after{i}", deadline=30))
 
-                        tg.start_soon(one)
-                figures["after_ok"] = after.n("ok")
-                figures["after_all_slots_s"] = time.perf_counter() - start
-                figures["serve_children"] = L.proc_sample(served.pid)["children"]
-        finally:
-            config.unlink(missing_ok=True)
+                tg.start_soon(one)
+        figures["after_ok"] = after.n("ok")
+        figures["after_all_slots_s"] = time.perf_counter() - start
+        figures["serve_children"] = L.proc_sample(served.pid)["children"]
     return figures
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.cancel_storm")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
-    L.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
-    return 0
+    return L.scenario_main("cancel_storm", run, argv)
 
 
 if __name__ == "__main__":

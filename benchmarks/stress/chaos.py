@@ -20,18 +20,17 @@ Run: ``python -m benchmarks.stress.chaos --backend asyncio|trio [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import random
 import signal
 import sys
-import time
 from collections import Counter
 
 import anyio
 import psutil  # type: ignore[import-untyped]
 
+from benchmarks._callers import run_callers
 from benchmarks.stress import _load as L
 from benchmarks.stress import autonomous as A
 from bridge.sim import CallTools, Say, ToolCallSpec
@@ -63,26 +62,16 @@ async def faults(backend: str, quick: bool) -> dict[str, float]:
         )
         try:
             async with L.serve(backend, config) as served:
-                next_index = 0
 
-                async def caller() -> None:
-                    nonlocal next_index, over_budget, longest
-                    while next_index < calls:
-                        index = next_index
-                        next_index += 1
-                        outcome = await L.chat(
-                            served.session, ids[index % len(ids)], f"x{index}", deadline=CALL_BUDGET + 4
-                        )
-                        tally.add(outcome)
-                        longest = max(longest, outcome.seconds)
-                        if outcome.seconds > CALL_BUDGET + 1.0:
-                            over_budget += 1
+                async def one(index: int) -> None:
+                    nonlocal over_budget, longest
+                    outcome = await L.chat(served.session, ids[index % len(ids)], f"x{index}", deadline=CALL_BUDGET + 4)
+                    tally.add(outcome)
+                    longest = max(longest, outcome.seconds)
+                    if outcome.seconds > CALL_BUDGET + 1.0:
+                        over_budget += 1
 
-                start = time.perf_counter()
-                async with anyio.create_task_group() as tg:
-                    for _ in range(64):
-                        tg.start_soon(caller)
-                elapsed = time.perf_counter() - start
+                elapsed = await run_callers(calls, 64, one)
                 alive = L.proc_sample(served.pid)
         finally:
             config.unlink(missing_ok=True)
@@ -221,13 +210,7 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.chaos")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.CRITICAL)
-    L.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
-    return 0
+    return L.scenario_main("chaos", run, argv, log_level=logging.CRITICAL)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,7 @@ Run: ``python -m benchmarks.stress.latency --backend asyncio|trio [--quick]``.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import time
-
-import anyio
 
 from benchmarks.stress import _load as L
 
@@ -48,15 +44,10 @@ async def concurrent(backend: str, quick: bool) -> dict[str, float]:
         # The first round opens 64 connections: leave it out.
         warm_64, _ = await L.bare_httpx_chat(sim.url, [slow], 64, requests=requests + 64, callers=64, spread=HOLD)
         bare = warm_64[64:]
-        config = L.bridge_toml(sim.url, {slow: (64, 1024)})
-        try:
-            async with L.serve(backend, config) as served:
-                await L.chat(served.session, slow, "warm", deadline=30)
-                tally, _ = await L.closed_loop(
-                    served.session, [slow], requests=requests, callers=64, deadline=30, spread=HOLD
-                )
-        finally:
-            config.unlink(missing_ok=True)
+        async with L.serve_warm(backend, sim.url, {slow: (64, 1024)}) as served:
+            tally, _ = await L.closed_loop(
+                served.session, [slow], requests=requests, callers=64, deadline=30, spread=HOLD
+            )
     bridged = tally.latencies
     figures["c64_calls"] = float(len(bridged))
     figures["c64_lost"] = tally.n("lost")
@@ -105,13 +96,7 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.latency")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
-    L.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
-    return 0
+    return L.scenario_main("latency", run, argv)
 
 
 if __name__ == "__main__":

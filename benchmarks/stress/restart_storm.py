@@ -15,11 +15,7 @@ Run: ``python -m benchmarks.stress.restart_storm --backend asyncio|trio [--quick
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-
-import anyio
 
 from benchmarks.stress import _load as L
 
@@ -76,13 +72,7 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.restart_storm")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
-    L.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
-    return 0
+    return L.scenario_main("restart_storm", run, argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ Run: ``python -m benchmarks.stress.soak --backend asyncio|trio [--quick] [--minu
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
@@ -47,6 +46,7 @@ import time
 import anyio
 from mcp import ClientSession
 
+from benchmarks import _report
 from benchmarks.stress import _load as L
 
 SERIES = ("rss", "fds", "threads", "children", "tasks")
@@ -211,14 +211,12 @@ def verdicts(samples: list[tuple[float, dict[str, float]]], *, warmup: float) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.soak")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
-    parser.add_argument("--quick", action="store_true")
+    parser = L.scenario_parser("soak")
     parser.add_argument("--minutes", type=float, default=None, help="default: 0.6 (full), 0.05 (quick)")
     args = parser.parse_args(argv)
     minutes = args.minutes if args.minutes is not None else (0.05 if args.quick else 0.6)
     logging.basicConfig(level=logging.ERROR)
-    L.emit(anyio.run(run, args.backend, minutes * 60, backend="asyncio"))
+    _report.emit(anyio.run(run, args.backend, minutes * 60, backend="asyncio"))
     return 0
 
 

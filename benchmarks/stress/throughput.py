@@ -13,11 +13,7 @@ Run: ``python -m benchmarks.stress.throughput --backend asyncio|trio [--quick]``
 
 from __future__ import annotations
 
-import argparse
-import logging
 import statistics
-
-import anyio
 
 from benchmarks.stress import _load as L
 
@@ -32,51 +28,43 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
     sweep = [32] if quick else [1, 8, 32, 64, 128, 256, 512]
     figures: dict[str, float] = {"limit_req_per_s": limit, "models": MODELS, "slots": SLOTS, "latency_s": LATENCY}
     async with L.open_sim(models) as sim:
-        config = L.bridge_toml(sim.url, {m: (SLOTS, 1024) for m in ids})
-        try:
-            async with L.serve(backend, config) as served:
-                for m in ids:
-                    await L.chat(served.session, m, "warm", deadline=30)
-                # Rounds vary by +-10 % on this 2-core machine (client, serve and simulator share it):
-                # report the median round, and the worst and best.
-                rates: list[float] = []
-                tally = L.Tally()
-                for _ in range(rounds):
-                    part, elapsed = await L.closed_loop(
-                        served.session, ids, requests=requests, callers=256, deadline=60
-                    )
-                    rates.append(requests / elapsed)
-                    for kind, n in part.kinds.items():
-                        tally.kinds[kind] += n
-                rate = statistics.median(rates)
-                figures |= {
-                    "req_per_s": rate,
-                    "req_per_s_worst": min(rates),
-                    "req_per_s_best": max(rates),
-                    "ratio_to_limit": rate / limit,
-                    "ok": tally.n("ok"),
-                    "failed": tally.n("error"),
-                    "lost": tally.n("lost"),
-                    "serve_rss_mb": L.proc_sample(served.pid)["rss"] / 2**20,
-                }
-                for callers in sweep:
-                    figures[f"sweep_{callers}_bound_req_per_s"] = min(callers, MODELS * SLOTS) / LATENCY
-                    if callers == 256 and not quick:  # the rounds above are this point
-                        figures[f"sweep_{callers}_req_per_s"] = rate
-                        continue
-                    n = 64 if quick else min(max(callers * 8, 24), 800)
-                    point, took = await L.closed_loop(served.session, ids, requests=n, callers=callers, deadline=60)
-                    figures[f"sweep_{callers}_req_per_s"] = n / took
-                    figures["lost"] += point.n("lost")
-        finally:
-            config.unlink(missing_ok=True)
+        async with L.serve_warm(backend, sim.url, {m: (SLOTS, 1024) for m in ids}) as served:
+            # Rounds vary by +-10 % on this 2-core machine (client, serve and simulator share it):
+            # report the median round, and the worst and best.
+            rates: list[float] = []
+            tally = L.Tally()
+            for _ in range(rounds):
+                part, elapsed = await L.closed_loop(served.session, ids, requests=requests, callers=256, deadline=60)
+                rates.append(requests / elapsed)
+                for kind, n in part.kinds.items():
+                    tally.kinds[kind] += n
+            rate = statistics.median(rates)
+            figures |= {
+                "req_per_s": rate,
+                "req_per_s_worst": min(rates),
+                "req_per_s_best": max(rates),
+                "ratio_to_limit": rate / limit,
+                "ok": tally.n("ok"),
+                "failed": tally.n("error"),
+                "lost": tally.n("lost"),
+                "serve_rss_mb": L.proc_sample(served.pid)["rss"] / 2**20,
+            }
+            for callers in sweep:
+                figures[f"sweep_{callers}_bound_req_per_s"] = min(callers, MODELS * SLOTS) / LATENCY
+                if callers == 256 and not quick:  # the rounds above are this point
+                    figures[f"sweep_{callers}_req_per_s"] = rate
+                    continue
+                n = 64 if quick else min(max(callers * 8, 24), 800)
+                point, took = await L.closed_loop(served.session, ids, requests=n, callers=callers, deadline=60)
+                figures[f"sweep_{callers}_req_per_s"] = n / took
+                figures["lost"] += point.n("lost")
         _, bare_elapsed = await L.bare_httpx_chat(sim.url, ids, SLOTS, requests=requests, callers=256)
         figures["bare_httpx_req_per_s"] = requests / bare_elapsed
         figures["ratio_to_bare_httpx"] = figures["req_per_s"] / figures["bare_httpx_req_per_s"]
         # The sequential client: same models, same callers, far fewer requests (it does 1 / LATENCY per second).
         seq_requests = 5 if quick else 30
         command = ["-m", "benchmarks.baseline_sequential", "--base-url", sim.url]
-        async with L.serve(backend, config, command=command) as baseline:
+        async with L.serve(backend, None, command=command) as baseline:
             seq, seq_elapsed = await L.closed_loop(
                 baseline.session, ids, requests=seq_requests, callers=256, deadline=seq_requests * LATENCY * 4 + 30
             )
@@ -87,13 +75,7 @@ async def run(backend: str, quick: bool) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stress.throughput")
-    parser.add_argument("--backend", choices=["asyncio", "trio"], required=True, help="serve's backend")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
-    L.emit(anyio.run(run, args.backend, args.quick, backend="asyncio"))
-    return 0
+    return L.scenario_main("throughput", run, argv)
 
 
 if __name__ == "__main__":
