@@ -59,8 +59,7 @@ from typing import Any, Final
 import msgspec
 
 from bridge.errors import ConfigError
-from bridge.llm._http import check_api_key
-from bridge.llm._url import normalize_base_url
+from bridge.server_address import check_api_key, normalize_base_url
 from bridge.settings import BridgeSettings, ModelLimits
 
 __all__ = [

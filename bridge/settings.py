@@ -9,16 +9,38 @@ from __future__ import annotations
 
 import msgspec
 
-from bridge.llm import Budgets
-
 __all__ = [
     "BreakerSettings",
     "BridgeSettings",
+    "Budgets",
     "ChildSettings",
     "ModelLimits",
     "RetrySettings",
     "ServerSettings",
 ]
+
+
+class Budgets(msgspec.Struct, frozen=True, kw_only=True):
+    """Seconds allowed for each phase of a call; ``None`` disables a budget.
+
+    Args:
+        connect: Establishing the TCP connection (httpx connect timeout).
+        first_token: From sending the request to the first generated token
+            (streaming), covering JIT loading and queueing in the server.
+        idle: Longest gap between two pieces of a stream after the first token.
+        total: The whole call, from start to the last byte.
+    """
+
+    connect: float = 10.0
+    first_token: float | None = 300.0
+    idle: float | None = 60.0
+    total: float | None = 900.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "first_token", "idle", "total"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"budgets.{name} must be a positive number of seconds or None, got {value!r}")
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -36,7 +36,7 @@ from bridge.llm._errors import (
     error_for_transport,
     server_error_from_payload,
 )
-from bridge.llm._http import check_api_key, http_client
+from bridge.llm._http import http_client
 from bridge.llm._models import models_from_openai, models_from_v0, models_from_v1
 from bridge.llm._outcome import (
     ChatOutcome,
@@ -51,8 +51,8 @@ from bridge.llm._outcome import (
 from bridge.llm._params import ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest, encode_body
 from bridge.llm._responses import ResponsesAccumulator
 from bridge.llm._sse import SSEDecoder, SSELineSplitter
-from bridge.llm._url import normalize_base_url
 from bridge.llm._wire import EmbeddingList, LoadResponse
+from bridge.server_address import check_api_key, normalize_base_url
 
 __all__ = ["LLMClient", "ProgressCallback"]
 

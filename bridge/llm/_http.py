@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import httpx
 
-from bridge.errors import ConfigError
-
-__all__ = ["LOOPBACK_HOSTS", "check_api_key", "http_client"]
+__all__ = ["LOOPBACK_HOSTS", "http_client"]
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
@@ -41,19 +39,3 @@ def http_client(*, max_connections: int, transport: httpx.AsyncBaseTransport | N
         trust_env=True,
         mounts={f"all://{host}": direct for host in LOOPBACK_HOSTS},
     )
-
-
-def check_api_key(api_key: str) -> None:
-    """Refuse a key that cannot be one header value: a CR or LF in it would start a header of its own.
-
-    Raises:
-        ConfigError: The key holds a control character or a character outside ASCII.
-    """
-    bad = [c for c in api_key if not (" " <= c <= "~")]
-    if bad:
-        raise ConfigError(
-            f"The API key holds {len(bad)} character(s) that cannot go into an HTTP header "
-            f"(first: {bad[0]!r}); a stray line break from a file or a paste is the usual cause. "
-            "Set LMSTUDIO_API_KEY (or api_key) to the key alone.",
-            details={"bad_characters": len(bad)},
-        )

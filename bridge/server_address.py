@@ -1,0 +1,70 @@
+"""What users write for an LLM server (a URL, an API key), checked and normalised once.
+
+Kept out of :mod:`bridge.llm` and free of httpx so that reading the settings
+(which the shared-mode relay does on every start) stays cheap to import.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from bridge.errors import ConfigError
+
+__all__ = ["check_api_key", "normalize_base_url"]
+
+_ENDPOINTS = ("/chat/completions", "/completions", "/embeddings", "/responses", "/models")
+
+
+def normalize_base_url(base_url: str) -> str:
+    """The server root without a trailing slash or ``/v1``.
+
+    LM Studio's OpenAI-compatible API lives under ``/v1`` and its native API under
+    ``/api`` at the root, so the client keeps the root and adds either prefix:
+    ``localhost:1234``, ``http://localhost:1234/``, ``http://localhost:1234/v1``
+    and ``http://localhost:1234/v1/chat/completions`` all give
+    ``http://localhost:1234``. Paths in front of ``/v1`` (reverse proxies) are kept.
+
+    Raises:
+        ConfigError: The URL is empty, not http(s), or has no host.
+    """
+    text = base_url.strip()
+    if not text:
+        raise ConfigError("The LLM server's base URL is empty; set it to e.g. http://localhost:1234.")
+    if "://" not in text:
+        text = f"http://{text}"
+    try:
+        url = urlsplit(text)
+        _ = url.port  # an out-of-range or non-numeric port raises here
+    except ValueError as exc:
+        raise ConfigError(f"The LLM server's base URL {base_url!r} is not a valid URL ({exc}).") from exc
+    scheme = url.scheme.lower()
+    if scheme not in ("http", "https") or not url.hostname or any(c.isspace() for c in url.netloc):
+        raise ConfigError(
+            f"The LLM server's base URL {base_url!r} must be http:// or https:// with a host, "
+            "e.g. http://localhost:1234 (LM Studio) or http://localhost:11434 (Ollama)."
+        )
+    path = url.path.rstrip("/")
+    for endpoint in _ENDPOINTS:
+        if path.endswith(f"/v1{endpoint}"):
+            path = path.removesuffix(endpoint)
+            break
+    path = path.removesuffix("/v1").rstrip("/")
+    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{scheme}://{host}{port}{path}"
+
+
+def check_api_key(api_key: str) -> None:
+    """Refuse a key that cannot be one header value: a CR or LF in it would start a header of its own.
+
+    Raises:
+        ConfigError: The key holds a control character or a character outside ASCII.
+    """
+    bad = [c for c in api_key if not (" " <= c <= "~")]
+    if bad:
+        raise ConfigError(
+            f"The API key holds {len(bad)} character(s) that cannot go into an HTTP header "
+            f"(first: {bad[0]!r}); a stray line break from a file or a paste is the usual cause. "
+            "Set LMSTUDIO_API_KEY (or api_key) to the key alone.",
+            details={"bad_characters": len(bad)},
+        )
