@@ -289,7 +289,7 @@ def test_remote_refs_are_never_fetched() -> None:
 
 def test_text_is_typed_by_one_rule_in_validation_and_in_recovered_calls() -> None:
     """Finding: validation refused "True" for a boolean while tool-call recovery accepted it; one rule now."""
-    from bridge.planner.extract import _coerce
+    from bridge.planner.extract._params import coerce as _coerce
 
     schema = {"type": "object", "properties": {"on": {"type": "boolean"}, "off": {"type": "boolean"}}}
     validated = validate_arguments({"on": "True", "off": "false"}, schema)

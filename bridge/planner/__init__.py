@@ -6,7 +6,8 @@ child MCP servers. These pieces do the parts that need no I/O:
 - :mod:`~bridge.planner.tools` and :mod:`~bridge.planner.schema`: MCP tools
   → OpenAI function tools (valid, unique names mapped back to their server;
   schemas cleaned for local servers);
-- :mod:`~bridge.planner.extract`: calls the server left in the text;
+- :mod:`~bridge.planner.extract`: calls the server left in the text, one
+  parser per text form;
 - :mod:`~bridge.planner.repair`: arguments that are almost JSON, and
   arguments cut off by the token limit;
 - :mod:`~bridge.planner.validate`: arguments checked against the tool's
