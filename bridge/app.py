@@ -13,17 +13,19 @@ bridge has stopped is killed.
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
 
 from bridge.children.process import ProcessGroups
 from bridge.llm import LLMClient
 from bridge.messages import ChildServersMessage, PlannerMessage, RegistryMessage
 from bridge.runtime import ActorRef, Supervisor, open_supervisor
-from bridge.settings import BridgeSettings
-from bridge.supervisor import server_name, start_bridge_actors
+from bridge.settings import BridgeSettings, ChildSettings
+from bridge.supervisor import server_name, start_bridge_actors, start_session_actors
 
-__all__ = ["Bridge", "open_bridge", "server_name"]
+__all__ = ["Bridge", "open_bridge", "open_session", "server_name"]
 
 
 class Bridge:
@@ -71,6 +73,36 @@ async def open_bridge(
         supervisor = await stack.enter_async_context(open_supervisor("bridge", intensity=10, period=10.0))
         actors = await start_bridge_actors(supervisor, settings, clients, groups, child_servers=child_servers)
         yield Bridge(settings, supervisor, actors.registry, actors.children, clients, actors.planner, groups)
+
+
+@asynccontextmanager
+async def open_session(
+    bridge: Bridge, name: str, child: ChildSettings | None, *, working_dir: str, environ: Mapping[str, str]
+) -> AsyncIterator[Bridge]:
+    """One session of a shared bridge: the shared registry and workers, and child servers of its own.
+
+    ``child`` ``None``: the session has no child servers (``serve --no-child-servers``). The
+    session's actors stop when the body ends; the shared ones keep running.
+    """
+    if child is None:
+        yield Bridge(bridge.settings, bridge.supervisor, bridge.registry, None, bridge.clients, None, bridge.groups)
+        return
+    session, actors = await start_session_actors(
+        bridge.supervisor, name, child, bridge.registry, bridge.groups, working_dir=working_dir, environ=environ
+    )
+    try:
+        yield Bridge(
+            bridge.settings,
+            bridge.supervisor,
+            actors.registry,
+            actors.children,
+            bridge.clients,
+            actors.planner,
+            bridge.groups,
+        )
+    finally:
+        with anyio.CancelScope(shield=True):
+            await bridge.supervisor.stop_child(session.name)
 
 
 def _kill_leftovers(groups: ProcessGroups) -> None:

@@ -1,7 +1,8 @@
 """The ``lmstudio-bridge`` command line.
 
 ``serve`` (the default: Claude Code runs the bare command) speaks MCP over
-stdio; ``check`` tells a new user whether the bridge reaches its servers and
+stdio, alone or (``--shared``) relayed to the user's shared bridge, which
+``daemon`` runs, reports on and stops; ``check`` tells a new user whether the bridge reaches its servers and
 which models they have; ``demo`` shows the system working against the
 built-in simulator; ``sim`` runs the simulated LM Studio.
 """
@@ -13,12 +14,15 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
+import msgspec
+
 from bridge.config import ENV_VARS, CliFlags, LoadedConfig, load_config
 from bridge.errors import BridgeError, ConfigError
+from bridge.settings import BridgeSettings
 
 __all__ = ["build_parser", "flags_from_args", "main"]
 
-COMMANDS: Final = ("serve", "check", "demo", "sim")
+COMMANDS: Final = ("serve", "daemon", "check", "demo", "sim")
 MIN_OUTPUT_CHARS: Final = 1000
 
 _EPILOG: Final = f"""\
@@ -94,12 +98,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not read or start the child MCP servers (list_available_mcps shows none)",
     )
     serve.add_argument(
+        "--shared",
+        action="store_true",
+        help="relay this session to the user's shared bridge (started if none runs), so every session "
+        "shares the per-model slots, queues and load gate",
+    )
+    serve.add_argument(
         "--max-output-chars",
         type=_output_limit,
         default=None,
         metavar="N",
         help="characters allowed in one tool result (default 48000, under Claude Code's 25,000-token limit)",
     )
+    daemon = commands.add_parser(
+        "daemon",
+        parents=[common],
+        help="the shared bridge behind `serve --shared`: run it, or ask it for its status, or stop it",
+        description=(
+            "Run the shared bridge for these settings in the foreground (`serve --shared` starts one by itself), "
+            "or act on the one that `serve --shared` with the same settings would use."
+        ),
+    )
+    daemon.add_argument("action", nargs="?", choices=("run", "status", "stop"), default="run")
+    daemon.add_argument("--json", action="store_true", help="status: one line of JSON")
+    daemon.add_argument("--detach", action="store_true", help=argparse.SUPPRESS)  # the relay's way to start it
+    daemon.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    for parser_with_idle in (serve, daemon):
+        parser_with_idle.add_argument(
+            "--idle-exit",
+            type=float,
+            metavar="SECONDS",
+            help="shared bridge: exit after this long with no session (default 600)",
+        )
     check = commands.add_parser(
         "check",
         parents=[common],
@@ -150,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridge.demo import main as demo_main
 
         return demo_main(["--backend", args.backend])
+    if args.command == "daemon" and args.detach:
+        return _daemon_detached(args)
     try:
         config = load_config(flags_from_args(args))
     except ConfigError as exc:
@@ -157,7 +189,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "check":
         return _check(config, backend=args.backend, as_json=args.json)
+    settings = config.settings
+    if getattr(args, "idle_exit", None) is not None:
+        settings = msgspec.structs.replace(settings, idle_exit=args.idle_exit)
+    if args.command == "daemon":
+        return _daemon(settings, args)
+    if args.shared:
+        from bridge.logs import configure_logging
+        from bridge.shared._commands import run_relay
+
+        configure_logging(settings.log_level, settings.log_format)
+        return run_relay(
+            settings,
+            child_servers=not args.no_child_servers,
+            output_limit=args.max_output_chars,
+            backend=args.backend,
+        )
     return _serve(config, args)
+
+
+def _daemon(settings: BridgeSettings, args: argparse.Namespace) -> int:
+    from bridge.logs import configure_logging
+    from bridge.shared._commands import run_daemon
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return run_daemon(settings, command=args.action, backend=args.backend, ready_fd=None, as_json=args.json)
+    except BridgeError as exc:
+        print(f"lmstudio-bridge daemon: {exc}", file=sys.stderr)
+        return 1
+
+
+def _daemon_detached(args: argparse.Namespace) -> int:
+    """Started by a relay: the settings come whole on stdin (never on the command line: keys)."""
+    from bridge.logs import configure_logging
+    from bridge.settings import BridgeSettings
+    from bridge.shared._commands import detach, run_daemon
+
+    settings = msgspec.json.decode(sys.stdin.buffer.read(), type=BridgeSettings)
+    detach()
+    configure_logging(settings.log_level, settings.log_format)
+    return run_daemon(settings, command="run", backend=args.backend, ready_fd=args.ready_fd, as_json=False)
 
 
 def _serve(config: LoadedConfig, args: argparse.Namespace) -> int:

@@ -119,6 +119,8 @@ class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     children: ChildSettings = ChildSettings()
     log_level: str = "INFO"
     log_format: str = "plain"
+    idle_exit: float = 600.0
+    """Seconds a shared bridge (``serve --shared``, ``daemon``) keeps running with no session attached."""
 
     def limits_for(self, model: str) -> ModelLimits:
         return self.models.get(model, self.default_limits)

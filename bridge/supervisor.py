@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,10 +31,17 @@ from bridge.children import ConfigSource, default_sources
 from bridge.children.process import ProcessGroups
 from bridge.llm import LLMClient
 from bridge.messages import ChildServersMessage, PlannerMessage, RegistryMessage, ServerGateMessage
-from bridge.runtime import ActorRef, ChildSpec, Supervisor, SupervisorSpec
+from bridge.runtime import ActorRef, ChildSpec, Supervisor, SupervisorRef, SupervisorSpec
 from bridge.settings import BridgeSettings, ChildSettings, ServerSettings
 
-__all__ = ["BridgeActors", "child_config_sources", "server_name", "start_bridge_actors"]
+__all__ = [
+    "BridgeActors",
+    "child_config_sources",
+    "server_name",
+    "start_bridge_actors",
+    "start_child_server_actors",
+    "start_session_actors",
+]
 
 
 def server_name(server: ServerSettings) -> str:
@@ -72,14 +80,62 @@ async def start_bridge_actors(
             ask_timeout=settings.call_budget,
         )
     )
-    children = await _start_child_servers(supervisor, settings, groups) if child_servers else None
-    planner: ActorRef[PlannerMessage] | None = None
-    if children is not None:
-        child_ref = children
-        planner = await supervisor.start_child(
-            ChildSpec("planner", lambda: PlannerActor(registry, child_ref), mailbox_size=256)
-        )
+    if not child_servers:
+        return BridgeActors(registry=registry, children=None, planner=None)
+    children, planner = await start_child_server_actors(
+        supervisor, settings.children, registry, groups, sources=child_config_sources(settings.children)
+    )
     return BridgeActors(registry=registry, children=children, planner=planner)
+
+
+async def start_session_actors(
+    supervisor: Supervisor,
+    name: str,
+    child: ChildSettings,
+    registry: ActorRef[RegistryMessage],
+    groups: ProcessGroups,
+    *,
+    working_dir: str,
+    environ: Mapping[str, str],
+) -> tuple[SupervisorRef, BridgeActors]:
+    """One session of a shared bridge: its own child servers and planner, seen from ``working_dir``.
+
+    Under a supervisor of its own (``name``), so that the session's end stops exactly its actors;
+    the registry and the workers stay shared.
+    """
+    session = await supervisor.start_child(SupervisorSpec(name, intensity=50, period=10.0))
+    sources = child_config_sources(child, working_dir=Path(working_dir), environ=environ)
+    children, planner = await start_child_server_actors(
+        session, child, registry, groups, sources=sources, environ=environ, working_dir=working_dir
+    )
+    return session, BridgeActors(registry=registry, children=children, planner=planner)
+
+
+async def start_child_server_actors(
+    supervisor: Supervisor | SupervisorRef,
+    child: ChildSettings,
+    registry: ActorRef[RegistryMessage],
+    groups: ProcessGroups,
+    *,
+    sources: list[ConfigSource],
+    environ: Mapping[str, str] | None = None,
+    working_dir: str | None = None,
+) -> tuple[ActorRef[ChildServersMessage], ActorRef[PlannerMessage]]:
+    """The child-server actors (``sessions``, ``children``) and the ``planner`` that uses them."""
+    sessions = await supervisor.start_child(SupervisorSpec("sessions", intensity=50, period=10.0))
+    children: ActorRef[ChildServersMessage] = await supervisor.start_child(
+        ChildSpec(
+            "children",
+            lambda: ChildServersActor(
+                child, sessions, sources=sources, groups=groups, environ=environ, working_dir=working_dir
+            ),
+            mailbox_size=256,
+        )
+    )
+    planner: ActorRef[PlannerMessage] = await supervisor.start_child(
+        ChildSpec("planner", lambda: PlannerActor(registry, children), mailbox_size=256)
+    )
+    return children, planner
 
 
 async def _start_server_gates(
@@ -99,27 +155,19 @@ async def _start_server_gates(
     return gates
 
 
-async def _start_child_servers(
-    supervisor: Supervisor, settings: BridgeSettings, groups: ProcessGroups
-) -> ActorRef[ChildServersMessage]:
-    child = settings.children
-    sources = child_config_sources(child)
-    sessions = await supervisor.start_child(SupervisorSpec("sessions", intensity=50, period=10.0))
-    ref: ActorRef[ChildServersMessage] = await supervisor.start_child(
-        ChildSpec(
-            "children",
-            lambda: ChildServersActor(child, sessions, sources=sources, groups=groups),
-            mailbox_size=256,
-        )
-    )
-    return ref
+def child_config_sources(
+    child: ChildSettings, *, working_dir: Path | None = None, environ: Mapping[str, str] | None = None
+) -> list[ConfigSource]:
+    """The config files to read: the usual places plus ``config_paths``, or only those when ``discover`` is off.
 
-
-def child_config_sources(child: ChildSettings) -> list[ConfigSource]:
-    """The config files to read: the usual places plus ``config_paths``, or only those when ``discover`` is off."""
+    Relative paths are taken from ``working_dir`` (default: this process's), ``~`` from ``environ``'s
+    ``HOME`` (default: this process's): a shared bridge reads each session's files as that session would.
+    """
     if child.discover:
-        return default_sources(child.config_paths)
+        home = Path(environ["HOME"]) if environ is not None and environ.get("HOME") else None
+        return default_sources(child.config_paths, environ=environ, cwd=working_dir, home=home)
+    base = working_dir if working_dir is not None else Path.cwd()
     return [
-        ConfigSource(path=Path(os.path.abspath(os.path.expanduser(p))), origin="explicit", required=True)
+        ConfigSource(path=Path(os.path.normpath(base / os.path.expanduser(p))), origin="explicit", required=True)
         for p in child.config_paths
     ]

@@ -30,6 +30,7 @@ from functools import partial
 from typing import Any, Final, TypeVar
 
 import anyio
+import msgspec
 
 from bridge.actors.mcp_session import MCPSessionActor, SessionPolicy
 from bridge.children import (
@@ -100,6 +101,8 @@ class ChildServersActor(Actor[ChildServersMessage]):
         sources: Config files to read, highest precedence first (default:
             :func:`~bridge.children.default_sources` of ``settings.config_paths``).
         environ: Variables for ``${VAR}`` expansion and the nesting check (default: ``os.environ``).
+        working_dir: Where a stdio child without its own ``cwd`` runs (default: the bridge's own);
+            a shared bridge gives each session's children that session's directory.
         policy: Pings and restarts of every session (see :class:`SessionPolicy`).
         watch_interval: Seconds between polls of the config files, when watching.
         groups: The bridge's registry of child process groups, handed to every session.
@@ -115,8 +118,10 @@ class ChildServersActor(Actor[ChildServersMessage]):
         policy: SessionPolicy | None = None,
         watch_interval: float = 0.2,
         groups: ProcessGroups | None = None,
+        working_dir: str | None = None,
     ) -> None:
         super().__init__()
+        self._working_dir = working_dir
         self.settings = settings
         self.sessions = sessions
         self._sources = None if sources is None else list(sources)
@@ -147,7 +152,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
             config = self._watcher.current
         else:
             config = ConfigLoader(sources, environ=self._environ).load()
-        self._config = config
+        config = self._config = self._placed(config)
         for error in config.errors:
             log.warning("MCP server configuration: %s", error)
         await self._adopt_leftover_sessions()
@@ -248,6 +253,18 @@ class ChildServersActor(Actor[ChildServersMessage]):
         if ref is not None:
             self.start_background(partial(self._stop_session, ref.name), name=f"stop session {ref.name}")
 
+    def _placed(self, config: ChildrenConfig) -> ChildrenConfig:
+        """``config`` with each stdio server that names no ``cwd`` run in :attr:`_working_dir`."""
+        if self._working_dir is None:
+            return config
+        servers = {
+            name: msgspec.structs.replace(server, cwd=self._working_dir)
+            if server.transport == "stdio" and server.cwd is None
+            else server
+            for name, server in config.servers.items()
+        }
+        return msgspec.structs.replace(config, servers=servers)
+
     # --- hot reload -------------------------------------------------------------------------------
 
     async def _watch(self) -> None:
@@ -256,7 +273,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
             await self._apply(update)
 
     async def _apply(self, update: ConfigUpdate) -> None:
-        old, new, diff = self._config, update.config, update.diff
+        old, new, diff = self._config, self._placed(update.config), update.diff
         self._config = new
         for error in new.errors:
             if error not in old.errors:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from bridge.frontend._batch import MAX_BATCH_ITEMS as MAX_BATCH_ITEMS
 from bridge.frontend._batch import BatchItem as BatchItem
 from bridge.frontend._format import DEFAULT_OUTPUT_LIMIT as DEFAULT_OUTPUT_LIMIT
-from bridge.frontend._logging import configure_logging as configure_logging
 from bridge.frontend._mcp_server import BridgeMCPServer as BridgeMCPServer
 from bridge.frontend._server import create_server as create_server
 from bridge.frontend._slot import BridgeSlot as BridgeSlot
 from bridge.frontend._stdio import serve_stdio as serve_stdio
+from bridge.logs import configure_logging as configure_logging
 
 __all__ = [
     "create_server",

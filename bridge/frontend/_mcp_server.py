@@ -1,7 +1,8 @@
 """The SDK's ``MCPServer``, made to answer every failure as a typed tool result.
 
 The one place that touches the mcp SDK's server internals (``_tool_manager``,
-mcp 2.x): everything else declares tools with :meth:`BridgeMCPServer.tool`.
+``_lowlevel_server``, mcp 2.x): everything else declares tools with
+:meth:`BridgeMCPServer.tool` and serves a connection with :meth:`BridgeMCPServer.serve_lines`.
 """
 
 from __future__ import annotations
@@ -10,20 +11,30 @@ import functools
 import inspect
 import logging
 import typing
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Any, Protocol
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as SDKToolError
+from mcp.server.stdio import stdio_server
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ValidationError
 
 from bridge.errors import BadRequestError, BridgeError, InternalError
 from bridge.frontend._format import DEFAULT_OUTPUT_LIMIT, ToolOutput, error_output
 
-__all__ = ["BridgeMCPServer", "ToolFunction", "to_result", "tool_description"]
+__all__ = ["BridgeMCPServer", "LineWriter", "ToolFunction", "to_result", "tool_description"]
 
 log = logging.getLogger("bridge.frontend")
+
+
+class LineWriter(Protocol):
+    """Where one connection's messages go: each ``write`` is one whole line."""
+
+    async def write(self, text: str) -> None: ...
+
+    async def flush(self) -> None: ...
+
 
 ToolFunction = Callable[..., Awaitable[ToolOutput]]
 """A tool as the bridge writes it: the context and the arguments in, a :class:`ToolOutput` out."""
@@ -102,6 +113,17 @@ class BridgeMCPServer(MCPServer[Any]):
                     details={"tool": name},
                 )
             return to_result(error_output(error, self.output_limit))
+
+    async def serve_lines(self, lines: AsyncIterable[str], wire: LineWriter) -> None:
+        """Serve one MCP connection of newline-delimited JSON-RPC until ``lines`` ends.
+
+        ``stdio_server`` with explicit streams is the SDK's public framing; running the low-level
+        server on it is not public in mcp 2.x (``MCPServer.run_stdio_async`` claims the process's
+        own stdio), hence ``_lowlevel_server``. ``serve`` and the shared bridge's sessions use this.
+        """
+        lowlevel = self._lowlevel_server
+        async with stdio_server(stdin=lines, stdout=wire) as (read, write):  # type: ignore[arg-type]
+            await lowlevel.run(read, write, lowlevel.create_initialization_options())
 
     def _tool_names(self) -> list[str]:
         # mcp 2.x has no public synchronous way to list a server's tools; the tool manager is private.

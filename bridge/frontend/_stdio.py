@@ -35,7 +35,6 @@ from typing import Final
 
 import anyio
 import anyio.lowlevel
-from mcp.server.stdio import stdio_server
 
 from bridge.children.process import ProcessGroups
 from bridge.fdio import POSIX, StdinLines, StdoutWire
@@ -190,7 +189,6 @@ async def serve_stdio(
     shutdown = _Shutdown(serving, everything, groups)
     slot = BridgeSlot()
     server = create_server(slot, settings=settings, output_limit=output_limit)
-    lowlevel = server._lowlevel_server
     stop = anyio.Event()
     stdin: StdinLines | None = None
     stdout: StdoutWire | None = None
@@ -214,8 +212,10 @@ async def serve_stdio(
                                 if stdin is not None:
                                     watchers.start_soon(_stop_after_eof, stdin, shutdown)
                                 with serving:
-                                    async with stdio_server(stdin=stdin, stdout=stdout) as (read, write):  # type: ignore[arg-type]
-                                        await lowlevel.run(read, write, lowlevel.create_initialization_options())
+                                    if stdin is not None and stdout is not None:
+                                        await server.serve_lines(stdin, stdout)
+                                    else:
+                                        await server.run_stdio_async()
                                 watchers.cancel_scope.cancel()
                             # The actors shut down in order (with their own grace), bounded by SHUTDOWN_LIMIT.
                             shutdown.begin(0.0)
