@@ -33,6 +33,7 @@ The tree::
       x ToolError                      tool_error
       x ChildServerDownError           child_server_down
       x ConfigError                    config_error
+      x BridgeRestartedError           bridge_restarted (shared mode: the shared bridge went away mid-call)
 
 Misuse of the runtime itself (sending on a stopped system, starting a child
 twice) raises :class:`RuntimeError` subclasses, not these: they are bugs in
@@ -42,6 +43,7 @@ the caller, not operational failures.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from bridge.runtime.errors import (
     ActorCrashedError,
@@ -59,6 +61,7 @@ __all__ = [
     "ActorUnavailableError",
     "BadRequestError",
     "BridgeError",
+    "BridgeRestartedError",
     "BusyError",
     "ChildServerDownError",
     "CircuitOpenError",
@@ -79,7 +82,9 @@ __all__ = [
     "StreamingRefusedError",
     "ToolError",
     "UnsupportedEndpointError",
+    "error_fields",
     "error_from_info",
+    "error_text",
 ]
 
 
@@ -100,6 +105,7 @@ class ErrorCode(enum.StrEnum):
     TOOL_ERROR = "tool_error"
     CHILD_SERVER_DOWN = "child_server_down"
     CONFIG_ERROR = "config_error"
+    BRIDGE_RESTARTED = "bridge_restarted"
     ACTOR_CRASHED = "actor_crashed"
     ACTOR_UNAVAILABLE = "actor_unavailable"
     INTERNAL = "internal"
@@ -202,6 +208,37 @@ class ConfigError(BridgeError):
     code = ErrorCode.CONFIG_ERROR
 
 
+class BridgeRestartedError(BridgeError):
+    """The shared bridge behind this session's relay went away while the call ran; a new one has started."""
+
+    code = ErrorCode.BRIDGE_RESTARTED
+    default_retryable = True
+
+
+def error_text(error: BridgeError) -> str:
+    """``code: message`` plus whether and when to retry: the text of an ``isError`` tool result."""
+    if error.retryable:
+        after = f" after {error.retry_after:g} s" if error.retry_after is not None else ""
+        advice = f" (retryable: the same call may succeed if sent again{after})"
+    else:
+        advice = " (not retryable as is: change the request first)"
+    return f"{error.code}: {error.message.rstrip('.')}.{advice}"
+
+
+def error_fields(error: BridgeError) -> dict[str, Any]:
+    """The structured form: ``code``, ``message``, ``retryable``, ``retry_after``, ``details``."""
+    fields: dict[str, Any] = {
+        "code": str(error.code),
+        "message": error.message,
+        "retryable": error.retryable,
+        "retry_after": error.retry_after,
+    }
+    details = {k: v for k, v in error.details.items() if k not in ("partial_content", "partial_reasoning")}
+    if details:
+        fields["details"] = details
+    return fields
+
+
 def _all_error_classes() -> dict[str, type[BridgeError]]:
     found: dict[str, type[BridgeError]] = {}
     pending: list[type[BridgeError]] = [BridgeError]
@@ -227,6 +264,7 @@ _BY_CODE: dict[str, type[BridgeError]] = {
     ErrorCode.TOOL_ERROR: ToolError,
     ErrorCode.CHILD_SERVER_DOWN: ChildServerDownError,
     ErrorCode.CONFIG_ERROR: ConfigError,
+    ErrorCode.BRIDGE_RESTARTED: BridgeRestartedError,
     ErrorCode.ACTOR_CRASHED: ActorCrashedError,
     ErrorCode.ACTOR_UNAVAILABLE: ActorUnavailableError,
     ErrorCode.INTERNAL: InternalError,

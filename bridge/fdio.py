@@ -145,8 +145,8 @@ class StdoutWire:
             finally:
                 os.close(self._fd)
 
-    async def write(self, text: str) -> None:
-        data = memoryview(text.encode("utf-8"))
+    async def write(self, text: str | bytes) -> None:
+        data = memoryview(text.encode("utf-8") if isinstance(text, str) else text)
         if not self._nonblocking:
             await anyio.to_thread.run_sync(_write_all, self._fd, data)
             return

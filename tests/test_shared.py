@@ -126,7 +126,9 @@ class SharedHome:
 def home(tmp_path: Path) -> Iterator[SharedHome]:
     shared = SharedHome(tmp_path)
     yield shared
-    assert shared.cleanup() == [], "a shared bridge was still running after the test"
+    logs = "\n".join(p.read_text() for p in shared.runtime.glob("*.log")) if shared.runtime.exists() else ""
+    left = shared.cleanup()
+    assert left == [], f"a shared bridge was still running after the test; its log:\n{logs}"
 
 
 def alive(pid: int) -> bool:
@@ -364,9 +366,9 @@ def test_a_runtime_directory_open_to_others_is_refused(tmp_path: Path) -> None:
         shared_paths("bridge-x", {"XDG_RUNTIME_DIR": str(runtime)})
 
 
-def test_the_runtime_directory_is_created_private(tmp_path: Path) -> None:
-    paths = shared_paths("bridge-x", {"XDG_RUNTIME_DIR": str(tmp_path)})
-    assert paths.socket.parent == tmp_path / "lmstudio-bridge"
+def test_the_runtime_directory_is_created_private(home: SharedHome) -> None:
+    paths = shared_paths("bridge-x", {"XDG_RUNTIME_DIR": str(home.root)})
+    assert paths.socket.parent == home.root / "lmstudio-bridge"
     assert (paths.socket.parent.stat().st_mode & 0o777) == 0o700
 
 
@@ -379,3 +381,74 @@ def test_a_socket_path_too_long_for_unix_sockets_is_refused(tmp_path: Path) -> N
     deep = tmp_path / ("d" * 90)
     with pytest.raises(ConfigError, match="shorter directory"):
         shared_paths("bridge-x", {"XDG_RUNTIME_DIR": str(deep)})
+
+
+# --------------------------------------------------------------------------- a bridge that dies
+
+
+@pytest.mark.parametrize("relay_backend", ["asyncio", "trio"])
+async def test_a_killed_bridge_is_replaced_without_a_new_handshake(
+    sim: SimProcess, home: SharedHome, relay_backend: str
+) -> None:
+    """SIGKILL the shared bridge mid-call: the call in flight gets ``bridge_restarted`` (retryable), a new bridge
+    starts, and the same client session goes on working: the relay replays the handshake itself."""
+    async with home.session(sim.url, "--backend", relay_backend) as session:
+        assert not (await call(session, "chat_completion", {"prompt": "a", "model": QWEN})).is_error
+        first = home.status(sim.url)
+        assert first is not None
+        results = []
+        async with anyio.create_task_group() as tg:
+
+            async def long_call() -> None:
+                results.append(await call(session, "chat_completion", {"prompt": "long", "model": SLOW}))
+
+            tg.start_soon(long_call)
+
+            async def generating() -> bool:
+                return bool((await stats_of(sim))["models"][SLOW]["generating"] == 1)
+
+            with anyio.fail_after(30):
+                while not await generating():
+                    await anyio.sleep(0.02)
+            os.kill(first["pid"], signal.SIGKILL)
+        [killed] = results
+        assert killed.is_error
+        assert data(killed)["code"] == "bridge_restarted"
+        assert data(killed)["retryable"] is True
+        after = await call(session, "chat_completion", {"prompt": "b", "model": QWEN})
+        assert not after.is_error, after
+        second = home.status(sim.url)
+        assert second is not None
+        assert second["pid"] != first["pid"]
+        assert len(second["sessions"]) == 1
+    await stop_daemon(home, sim.url)
+
+
+def test_the_relay_answers_calls_in_flight_and_replays_the_handshake() -> None:
+    """The relay's bookkeeping alone: what is in flight, what a new bridge is told, what the client gets."""
+    from bridge.errors import BridgeRestartedError
+    from bridge.shared._relay import Conversation
+
+    conversation = Conversation()
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}
+    for message in (
+        init,
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "chat_completion"}},
+        {"jsonrpc": "2.0", "id": "two", "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "x"}},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}},
+    ):
+        conversation.upstream(json.dumps(message).encode() + b"\n")
+    assert conversation.downstream(b'{"jsonrpc":"2.0","id":0,"result":{}}\n')
+    assert sorted(map(str, conversation.in_flight)) == ["1", "two"]
+    replayed = [json.loads(line) for line in conversation.replay()]
+    assert replayed[0]["method"] == "initialize"
+    assert replayed[0]["params"] == init["params"]
+    assert replayed[1] == {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert not conversation.downstream(json.dumps({"jsonrpc": "2.0", "id": replayed[0]["id"], "result": {}}).encode())
+    answers = {a["id"]: a for a in map(json.loads, conversation.abandon(BridgeRestartedError("gone")))}
+    assert answers[1]["result"]["isError"] is True
+    assert answers[1]["result"]["structuredContent"]["code"] == "bridge_restarted"
+    assert answers["two"]["error"]["data"]["code"] == "bridge_restarted"
+    assert conversation.in_flight == {}

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import msgspec
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, error_fields, error_text
 from bridge.messages import (
     BridgeStatus,
     ChatResult,
@@ -160,30 +160,6 @@ def _last_resort(output: ToolOutput, limit: int) -> ToolOutput:
 
 
 # --------------------------------------------------------------------------- errors
-
-
-def error_text(error: BridgeError) -> str:
-    """``code: message`` plus whether and when to retry."""
-    if error.retryable:
-        after = f" after {error.retry_after:g} s" if error.retry_after is not None else ""
-        advice = f" (retryable: the same call may succeed if sent again{after})"
-    else:
-        advice = " (not retryable as is: change the request first)"
-    return f"{error.code}: {error.message.rstrip('.')}.{advice}"
-
-
-def error_fields(error: BridgeError) -> dict[str, Any]:
-    """The structured form: ``code``, ``message``, ``retryable``, ``retry_after``, ``details``."""
-    fields: dict[str, Any] = {
-        "code": str(error.code),
-        "message": error.message,
-        "retryable": error.retryable,
-        "retry_after": error.retry_after,
-    }
-    details = {k: v for k, v in error.details.items() if k not in ("partial_content", "partial_reasoning")}
-    if details:
-        fields["details"] = details
-    return fields
 
 
 def error_output(error: BridgeError, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:

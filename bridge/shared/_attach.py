@@ -2,8 +2,10 @@
 
 A relay sends one JSON object before the MCP messages it relays: its working
 directory, environment and child-server settings, so the shared bridge can give
-the session the child servers it would have alone. ``status`` and ``stop`` ask
-the bridge itself and get one JSON line back.
+the session the child servers it would have alone. The bridge answers one line,
+``{"attached": n, "pid": p}``, before any MCP message: a relay that gets no such
+line reached a listener that is going away (a bridge killed a moment ago) and
+looks again. ``status`` and ``stop`` ask the bridge itself and get one JSON line back.
 """
 
 from __future__ import annotations

@@ -130,6 +130,7 @@ class SharedBridge:
         self._serial += 1
         number = self._serial
         with self._attached(number, attach):
+            await stream.send(msgspec.json.encode({"attached": number, "pid": os.getpid()}) + b"\n")
             log.info("session %d attached (pid %d, %s)", number, attach.pid, attach.cwd)
             async with open_session(
                 self.bridge, f"session-{number}", attach.children, working_dir=attach.cwd, environ=attach.environ
