@@ -201,8 +201,15 @@ class UnloadedModel(Reply, frozen=True, kw_only=True):
     instance_ids: list[str]
 
 
+class CallerLoad(msgspec.Struct, frozen=True, kw_only=True):
+    """One caller's (a shared bridge's session's) requests at one model: holding a slot, and waiting."""
+
+    in_flight: int = 0
+    queued: int = 0
+
+
 class WorkerStats(Reply, frozen=True, kw_only=True):
-    """Per-model figures kept by that model's LLMWorkerActor."""
+    """Per-model figures kept by that model's LLMWorkerActor; ``callers``: those with requests there now."""
 
     model: str
     servers: list[str]
@@ -221,6 +228,7 @@ class WorkerStats(Reply, frozen=True, kw_only=True):
     tokens_per_second_p50: float | None = None
     breakers: dict[str, str] = msgspec.field(default_factory=dict)
     restarts: int = 0
+    callers: dict[str, CallerLoad] = msgspec.field(default_factory=dict)
 
 
 class BridgeStatus(Reply, frozen=True, kw_only=True):

@@ -267,6 +267,10 @@ class _Context:
     def wants_progress(self) -> bool:
         return False
 
+    @property
+    def caller(self) -> str:
+        return ""
+
     def remaining(self) -> float:
         return self.deadline - anyio.current_time()
 

@@ -29,12 +29,14 @@ from tests.test_frontend_stdio import sim_stats as stats_of
 
 QWEN = "qwen/qwen3-coder-30b"
 JIT = "jit/model"
+FAIR = "one/slot"
 
 SIM_CONFIG = {
     "models": [
         {"id": QWEN, "loaded": True, "reply_tokens": 6},
         {"id": SLOW, "loaded": True, "ttft": 0.05, "tokens_per_s": 40, "reply_tokens": 2000},
         {"id": JIT, "loaded": False, "reply_tokens": 20, "tokens_per_s": 200, "jit_load_delay": 0.3},
+        {"id": FAIR, "loaded": True, "reply_tokens": 10, "tokens_per_s": 100},
     ],
     "auto_evict": False,
     "duplicate_jit_loads": True,
@@ -253,6 +255,42 @@ async def test_daemon_status_and_stop(sim: SimProcess, home: SharedHome) -> None
         with anyio.fail_after(15):
             assert await process.wait() == 0
     assert home.sockets() == []
+
+
+async def test_a_sessions_single_call_is_not_starved_by_anothers_batch(
+    sim: SimProcess, home: SharedHome, tmp_path: Path
+) -> None:
+    """Session A floods a one-slot model with a 12-item batch; session B's single chat then waits at most one
+    service time behind A's (first come, first served would answer it after the ten queued before it)."""
+    config = tmp_path / "bridge.toml"
+    config.write_text(f'[models."{FAIR}"]\nslots = 1\n')
+    async with home.session(sim.url, "--config", str(config)) as a, home.session(sim.url, "--config", str(config)) as b:
+        done_at_b: list[int] = []
+        async with anyio.create_task_group() as tg:
+            batch: list[Any] = []
+
+            async def flood() -> None:
+                prompts = [f"item {n}" for n in range(12)]
+                batch.append(await call(a, "batch_chat", {"prompts": prompts, "models": [FAIR]}))
+
+            tg.start_soon(flood)
+
+            async def a_queued() -> bool:
+                sessions = data(await call(b, "bridge_status", {})).get("sessions", {})
+                return any(load["queued"] >= 10 for load in sessions.values())
+
+            with anyio.fail_after(30):
+                while not await a_queued():
+                    await anyio.sleep(0.02)
+            before = (await stats_of(sim))["models"][FAIR]["completed"]
+            single = await call(b, "chat_completion", {"prompt": "mine", "model": FAIR})
+            done_at_b.append((await stats_of(sim))["models"][FAIR]["completed"] - before)
+            assert not single.is_error
+        [result] = batch
+        assert not result.is_error
+    # B's own answer, the request that held the slot when B came, and at most one more of A's.
+    assert done_at_b[0] <= 3, f"B was answered after {done_at_b[0]} requests of the model"
+    await stop_daemon(home, sim.url, "--config", str(config))
 
 
 # --------------------------------------------------------------------------- the relay behaves like serve

@@ -231,6 +231,7 @@ class PlannerActor(Actor[PlannerMessage]):
                     include_reasoning=True,
                 ),
                 timeout=max(0.1, ctx.remaining()),
+                caller=ctx.caller,  # a run's turns take the model's slots in its session's turn
             )
         finally:
             run.model_time += anyio.current_time() - started

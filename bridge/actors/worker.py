@@ -12,7 +12,7 @@ circuit breaker per server so a dead LM Studio fails fast.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -43,6 +43,7 @@ from bridge.llm import (
     call_with_retries,
 )
 from bridge.messages import (
+    CallerLoad,
     Chat,
     ChatResult,
     Complete,
@@ -126,6 +127,7 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         self.gates = dict(gates or {})
         limits = settings.limits_for(model.id)
         self.slots = SlotQueue(limits.slots, limits.queue)
+        self.in_flight_by_caller: Counter[str] = Counter()
         # Room for patient requests (batch items) beyond the queue: they wait in the slot queue, not
         # the mailbox, so the worker keeps answering others (busy, stats) while a batch waits.
         self.max_concurrent_requests = limits.slots + limits.queue + _PATIENT_ROOM + 16
@@ -189,8 +191,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             )
         started = anyio.current_time()
         position = self._position_reporter(ctx) if ctx.wants_progress else None
-        await self.slots.acquire(position, patient=patient)
+        await self.slots.acquire(position, patient=patient, caller=ctx.caller)
         call.queued_s = anyio.current_time() - started
+        self.in_flight_by_caller[ctx.caller] += 1
         try:
             turn = await self._take_load_turn(ctx)
             try:
@@ -203,6 +206,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             raise
         finally:
             self.slots.release()
+            self.in_flight_by_caller[ctx.caller] -= 1
+            if not self.in_flight_by_caller[ctx.caller]:
+                del self.in_flight_by_caller[ctx.caller]
         self.completed += 1
         self.latencies.append(anyio.current_time() - started)
         return result, call
@@ -554,4 +560,12 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             tokens_per_second_p50=_percentile(self.rates, 0.5),
             breakers={name: breaker.state.value for name, breaker in self.breakers.items()},
             restarts=self.ref.restarts,
+            callers=self._callers(),
         )
+
+    def _callers(self) -> dict[str, CallerLoad]:
+        queued = self.slots.queued_by_caller()
+        return {
+            caller: CallerLoad(in_flight=self.in_flight_by_caller.get(caller, 0), queued=queued.get(caller, 0))
+            for caller in sorted({*self.in_flight_by_caller, *queued})
+        }

@@ -572,10 +572,29 @@ def status_output(reply: BridgeStatus, limit: int = DEFAULT_OUTPUT_LIMIT, *, tas
         "models": [_compact(_builtins(w)) | {"in_flight": w.in_flight, "queued": w.queued} for w in reply.models],
         "servers": [_server_fields(s) for s in reply.servers],
     }
+    sessions = _sessions(reply)
+    if sessions:
+        lines.append("Sessions (shared bridge):")
+        lines += [
+            f"- {name}: {load['in_flight']} in flight, {load['queued']} queued" for name, load in sessions.items()
+        ]
+        structured["sessions"] = sessions
     if tasks is not None:
         lines.append(f"Process: {tasks} tasks")
         structured["process"] = {"tasks": tasks}
     return _fit_listing("\n".join(lines), structured, limit)
+
+
+def _sessions(reply: BridgeStatus) -> dict[str, dict[str, int]]:
+    """Each named caller's requests over all models (a shared bridge's sessions; none in ``serve``)."""
+    totals: dict[str, dict[str, int]] = {}
+    for worker in reply.models:
+        for caller, load in worker.callers.items():
+            if caller:
+                total = totals.setdefault(caller, {"in_flight": 0, "queued": 0})
+                total["in_flight"] += load.in_flight
+                total["queued"] += load.queued
+    return totals
 
 
 def children_output(reply: ChildServerList | None, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:

@@ -57,6 +57,14 @@ class RequestContext(Protocol):
         """Whether anyone listens to :meth:`report_progress`."""
         ...
 
+    @property
+    def caller(self) -> str:
+        """Who asked, as the asker named itself (``""``: unnamed); it goes along when forwarded.
+
+        For sharing by caller (a shared resource served in turn): the runtime gives it no meaning.
+        """
+        ...
+
     def remaining(self) -> float:
         """Seconds left before the deadline."""
         ...
@@ -89,6 +97,7 @@ class Envelope(Generic[M]):
         "_progress",
         "_scope",
         "_value",
+        "caller",
         "deadline",
         "message",
     )
@@ -100,8 +109,10 @@ class Envelope(Generic[M]):
         deadline: float,
         progress: ProgressSink | None = None,
         expects_reply: bool = True,
+        caller: str = "",
     ) -> None:
         self.message = message
+        self.caller = caller
         self.deadline = deadline
         self._progress = progress
         self._event: anyio.Event | None = anyio.Event() if expects_reply else None

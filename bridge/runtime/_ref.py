@@ -131,8 +131,9 @@ class ActorRef(Generic[M]):
         *,
         timeout: float | None = None,
         progress: ProgressSink | None = None,
+        caller: str = "",
     ) -> R:
-        """Post ``message`` and wait for its reply.
+        """Post ``message`` and wait for its reply; ``caller`` names the asker to the handler (``ctx.caller``).
 
         Raises:
             BridgeError: whatever the handler raised, ``DeadlineExceededError`` when the
@@ -144,7 +145,7 @@ class ActorRef(Generic[M]):
         if not mailbox.accepting:
             raise mailbox.unavailable()
         deadline = self._deadline(timeout)
-        envelope: Envelope[Any] = Envelope(message, deadline=deadline, progress=progress)
+        envelope: Envelope[Any] = Envelope(message, deadline=deadline, progress=progress, caller=caller)
         posted = False
         try:
             with anyio.CancelScope(deadline=deadline):

@@ -136,7 +136,10 @@ class SharedBridge:
                 self.bridge, f"session-{number}", attach.children, working_dir=attach.cwd, environ=attach.environ
             ) as view:
                 server = create_server(
-                    BridgeSlot(view), settings=view.settings, output_limit=attach.output_limit or DEFAULT_OUTPUT_LIMIT
+                    BridgeSlot(view),
+                    settings=view.settings,
+                    output_limit=attach.output_limit or DEFAULT_OUTPUT_LIMIT,
+                    caller=f"session-{number}",
                 )
                 lines, wire = SocketLines(buffered), SocketWire(stream)
                 serving = anyio.CancelScope()

@@ -1,0 +1,124 @@
+"""A model's slots are handed out in order within a caller and in turn between callers (the shared bridge's
+fair share), on both anyio backends."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from bridge.actors._slots import SlotQueue
+from tests._util import eventually
+
+
+class Holders:
+    """Tasks that take a slot, note that they have it, and hold it until told to let go."""
+
+    def __init__(self, queue: SlotQueue) -> None:
+        self.queue = queue
+        self.granted: list[str] = []
+        self.release_next = anyio.Event()
+
+    async def hold(self, name: str, caller: str) -> None:
+        await self.queue.acquire(caller=caller)
+        self.granted.append(name)
+        await self.release_next.wait()
+        self.release_next = anyio.Event()
+        self.queue.release()
+
+    async def let_go(self, expect_granted: int) -> None:
+        self.release_next.set()
+        await eventually(lambda: len(self.granted) >= expect_granted)
+
+
+async def test_a_freed_slot_goes_to_the_callers_in_turn() -> None:
+    """One slot; caller A queues five requests, then B one: B is served right after A's first, not after all five."""
+    queue = SlotQueue(1, 64)
+    holders = Holders(queue)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holders.hold, "first", "A")
+        await eventually(lambda: queue.in_use == 1)
+        for n in range(1, 6):
+            tg.start_soon(holders.hold, f"a{n}", "A")
+            await eventually(lambda n=n: queue.queued == n)
+        tg.start_soon(holders.hold, "b1", "B")
+        await eventually(lambda: queue.queued == 6)
+        assert queue.queued_by_caller() == {"A": 5, "B": 1}
+        for granted in range(2, 8):
+            await holders.let_go(granted)
+        holders.release_next.set()
+    assert holders.granted == ["first", "a1", "b1", "a2", "a3", "a4", "a5"]
+    assert queue.in_use == 0
+    assert queue.queued_by_caller() == {}
+
+
+async def test_one_caller_is_first_come_first_served() -> None:
+    queue = SlotQueue(1, 64)
+    holders = Holders(queue)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holders.hold, "first", "")
+        await eventually(lambda: queue.in_use == 1)
+        for n in range(1, 4):
+            tg.start_soon(holders.hold, f"w{n}", "")
+            await eventually(lambda n=n: queue.queued == n)
+        for granted in range(2, 5):
+            await holders.let_go(granted)
+        holders.release_next.set()
+    assert holders.granted == ["first", "w1", "w2", "w3"]
+
+
+@pytest.mark.parametrize("cancelled", ["only", "one_of_two"])
+async def test_a_cancelled_waiter_leaves_its_callers_line(cancelled: str) -> None:
+    """A caller whose last waiter gives up loses its turn; the slot goes to the next caller that waits."""
+    queue = SlotQueue(1, 64)
+    holders = Holders(queue)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holders.hold, "first", "A")
+        await eventually(lambda: queue.in_use == 1)
+        leaving = anyio.CancelScope()
+        tg.start_soon(_hold_in, leaving, holders, "b1", "B")
+        await eventually(lambda: queue.queued == 1)
+        if cancelled == "one_of_two":
+            tg.start_soon(holders.hold, "b2", "B")
+            await eventually(lambda: queue.queued == 2)
+        tg.start_soon(holders.hold, "c1", "C")
+        await eventually(lambda: queue.queued == (3 if cancelled == "one_of_two" else 2))
+        leaving.cancel()
+        await eventually(lambda: queue.queued == (2 if cancelled == "one_of_two" else 1))
+        expected = ["first", "b2", "c1"] if cancelled == "one_of_two" else ["first", "c1"]
+        for granted in range(2, len(expected) + 1):
+            await holders.let_go(granted)
+        holders.release_next.set()
+    assert holders.granted == expected
+    assert queue.queued_by_caller() == {}
+
+
+async def _hold_in(scope: anyio.CancelScope, holders: Holders, name: str, caller: str) -> None:
+    with scope:
+        await holders.hold(name, caller)
+
+
+async def test_positions_are_counted_within_the_callers_line() -> None:
+    queue = SlotQueue(1, 64)
+    holders = Holders(queue)
+    heard: list[int] = []
+
+    async def on_position(position: int) -> None:
+        heard.append(position)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holders.hold, "first", "A")
+        await eventually(lambda: queue.in_use == 1)
+        for n in range(1, 4):
+            tg.start_soon(holders.hold, f"a{n}", "A")
+            await eventually(lambda n=n: queue.queued == n)
+
+        async def b() -> None:
+            await queue.acquire(on_position, caller="B")
+            queue.release()
+
+        tg.start_soon(b)
+        await eventually(lambda: heard == [1])
+        for granted in range(2, 5):
+            await holders.let_go(granted)
+        holders.release_next.set()
+    assert heard[0] == 1
