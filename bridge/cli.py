@@ -22,7 +22,7 @@ from bridge.settings import BridgeSettings
 
 __all__ = ["build_parser", "flags_from_args", "main"]
 
-COMMANDS: Final = ("serve", "daemon", "check", "demo", "sim")
+COMMANDS: Final = ("serve", "daemon", "token", "check", "demo", "sim")
 MIN_OUTPUT_CHARS: Final = 1000
 
 _EPILOG: Final = f"""\
@@ -104,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
         "shares the per-model slots, queues and load gate",
     )
     serve.add_argument(
+        "--http",
+        metavar="[HOST:]PORT",
+        help="serve MCP over Streamable HTTP at http://HOST:PORT/mcp instead of stdio (loopback by default; "
+        "a bearer token is required: see `lmstudio-bridge token`)",
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="with --http: allow a HOST that is not loopback (the token is then all that guards the bridge)",
+    )
+    serve.add_argument(
         "--max-output-chars",
         type=_output_limit,
         default=None,
@@ -130,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="shared bridge: exit after this long with no session (default 600)",
         )
+    commands.add_parser(
+        "token",
+        help="print the bearer token of `serve --http` (made on first use), and how to give it to Claude Code",
+    )
     check = commands.add_parser(
         "check",
         parents=[common],
@@ -182,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo_main(["--backend", args.backend])
     if args.command == "daemon" and args.detach:
         return _daemon_detached(args)
+    if args.command == "token":
+        return _token()
     try:
         config = load_config(flags_from_args(args))
     except ConfigError as exc:
@@ -194,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = msgspec.structs.replace(settings, idle_exit=args.idle_exit)
     if args.command == "daemon":
         return _daemon(settings, args)
+    if args.http is not None:
+        return _serve_http(settings, args)
     if args.shared:
         from bridge.logs import configure_logging
         from bridge.shared._commands import run_relay
@@ -206,6 +225,59 @@ def main(argv: Sequence[str] | None = None) -> int:
             backend=args.backend,
         )
     return _serve(config, args)
+
+
+def _serve_http(settings: BridgeSettings, args: argparse.Namespace) -> int:
+    import os
+
+    import anyio
+
+    from bridge.frontend import DEFAULT_OUTPUT_LIMIT, configure_logging
+    from bridge.frontend._http import parse_listen_address, serve_http
+    from bridge.http_token import http_token
+
+    configure_logging(settings.log_level, settings.log_format)
+    if args.backend != "asyncio":
+        print("lmstudio-bridge: --http runs on asyncio (its web server, uvicorn, does)", file=sys.stderr)
+        return 2
+    try:
+        host, port = parse_listen_address(args.http)
+        token = http_token(os.environ)
+
+        async def run() -> None:
+            await serve_http(
+                settings,
+                host=host,
+                port=port,
+                token=token,
+                allow_remote=args.allow_remote,
+                child_servers=not args.no_child_servers,
+                output_limit=args.max_output_chars or DEFAULT_OUTPUT_LIMIT,
+                on_listening=lambda url: print(f"lmstudio-bridge: serving MCP at {url}", file=sys.stderr, flush=True),
+            )
+
+        anyio.run(run)
+    except ConfigError as exc:
+        print(f"lmstudio-bridge: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _token() -> int:
+    import os
+
+    from bridge.http_token import http_token, token_path
+
+    try:
+        token = http_token(os.environ)
+    except ConfigError as exc:
+        print(f"lmstudio-bridge token: {exc}", file=sys.stderr)
+        return 1
+    print(f"# the bearer token of `lmstudio-bridge serve --http`, kept in {token_path(os.environ)}")
+    print("# claude mcp add --transport http lmstudio http://127.0.0.1:8765/mcp \\")
+    print('#   --header "Authorization: Bearer $(lmstudio-bridge token | tail -n 1)"')
+    print(token)
+    return 0
 
 
 def _daemon(settings: BridgeSettings, args: argparse.Namespace) -> int:
