@@ -29,7 +29,11 @@ __all__ = ["Bridge", "open_bridge", "open_session", "server_name"]
 
 
 class Bridge:
-    """The addresses of a running bridge. Caution: built by :func:`open_bridge` only."""
+    """The addresses of a running bridge. Caution: built by :func:`open_bridge` and :func:`open_session` only.
+
+    ``caller``: the session these addresses serve (a shared bridge's session; ``""`` for ``serve``), named
+    in every request so that each model's slots go to the sessions in turn.
+    """
 
     def __init__(
         self,
@@ -40,8 +44,10 @@ class Bridge:
         clients: dict[str, LLMClient],
         planner: ActorRef[PlannerMessage] | None = None,
         groups: ProcessGroups | None = None,
+        caller: str = "",
     ) -> None:
         self.settings = settings
+        self.caller = caller
         self.clients = clients
         self.supervisor = supervisor
         self.registry = registry
@@ -85,7 +91,9 @@ async def open_session(
     session's actors stop when the body ends; the shared ones keep running.
     """
     if child is None:
-        yield Bridge(bridge.settings, bridge.supervisor, bridge.registry, None, bridge.clients, None, bridge.groups)
+        yield Bridge(
+            bridge.settings, bridge.supervisor, bridge.registry, None, bridge.clients, None, bridge.groups, caller=name
+        )
         return
     session, actors = await start_session_actors(
         bridge.supervisor, name, child, bridge.registry, bridge.groups, working_dir=working_dir, environ=environ
@@ -99,6 +107,7 @@ async def open_session(
             bridge.clients,
             actors.planner,
             bridge.groups,
+            caller=name,
         )
     finally:
         with anyio.CancelScope(shield=True):

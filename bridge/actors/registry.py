@@ -17,11 +17,13 @@ from collections.abc import Mapping
 import anyio
 import msgspec
 
+from bridge.actors.server_gate import turn_if_free
 from bridge.actors.worker import LLMWorkerActor
 from bridge.errors import (
     ActorUnavailableError,
     BadRequestError,
     BridgeError,
+    BusyError,
     DeadlineExceededError,
     LLMConnectionError,
     LLMResponseError,
@@ -97,6 +99,10 @@ class _Listing:
 
 
 _ROUTER_POLL = 0.25  # seconds between looks at llama.cpp's router listing while a model loads
+_LISTING_TURN_WAIT = 1.0
+"""Seconds a listing waits for a turn on a server with ``max_concurrent`` (at most half of ``listing_timeout``):
+long enough for a short request to end, short enough that a listing during a long generation answers at once
+from the cache."""
 
 
 def _no_load_control(name: str, verb: str) -> UnsupportedEndpointError:
@@ -207,47 +213,25 @@ class ModelRegistryActor(Actor[RegistryMessage]):
             done.set()
 
     async def _list_one(self, name: str) -> None:
+        """List one server's models into the cache; a failure is kept as the server's ``error``.
+
+        On a server with ``max_concurrent`` the listing takes one of its turns: llama-cpp-python
+        answers ``/v1/models`` under the lock its generations hold, so a listing sent while one
+        streams cuts that stream. A listing that gets no turn within :data:`_LISTING_TURN_WAIT`
+        is not sent: the cache keeps what it had (a cold cache says the server is busy), so
+        list_models and health_check still answer within ``listing_timeout``.
+        """
         listing = self.listings[name]
         client = self.clients[name]
         budget = self.settings.listing_timeout
-        budgets = Budgets(connect=budget, first_token=budget, idle=budget, total=budget)
+        wait = min(_LISTING_TURN_WAIT, budget / 2)
         try:
             with anyio.fail_after(budget + 0.5):
-                native = await client.native_models(budgets=budgets) if listing.native is not False else None
-                if native is not None:
-                    listing.native = True
-                    models = [
-                        ModelEntry(
-                            id=m.id,
-                            type="embedding" if m.type == "embedding" else "llm",
-                            loaded=m.loaded,
-                            context_length=m.context_length,
-                            max_context_length=m.max_context_length,
-                            tool_use=m.tool_use,
-                            server=name,
-                            servers=[name],
-                            publisher=m.publisher,
-                            quantization=m.quantization,
-                        )
-                        for m in native
-                    ]
-                else:
-                    listing.native = False
-                    found = await client.list_models(budgets=budgets)
-                    listing.router = any(m.load_state is not None for m in found)
-                    models = [
-                        ModelEntry(
-                            id=m.id,
-                            type="embedding" if "embed" in m.id.lower() else "llm",
-                            loaded=m.loaded,
-                            load_state=m.load_state,
-                            context_length=m.context_length,
-                            max_context_length=m.max_context_length,
-                            server=name,
-                            servers=[name],
-                        )
-                        for m in found
-                    ]
+                async with turn_if_free(self.gates.get(name), "model listing", wait=wait, timeout=budget + 1.0) as turn:
+                    if not turn:
+                        self._listing_deferred(name, wait)
+                        return
+                    models = await self._fetch_listing(name, listing, budget)
         except (TimeoutError, LLMTimeoutError):
             listing.error = LLMConnectionError(
                 f"LLM server {name} ({client.base_url}) did not list its models within {budget:g} s; "
@@ -264,6 +248,56 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         listing.models = models
         listing.error = None
         listing.fetched_at = anyio.current_time()
+
+    def _listing_deferred(self, name: str, waited: float) -> None:
+        """No turn came for a listing of ``name``: keep the cached listing, or say why there is none."""
+        log.info("%s is running its max_concurrent generations: its models are listed at the next refresh", name)
+        if self.listings[name].fetched_at is None:
+            self.listings[name].error = BusyError(
+                f"server {name} was running as many generations as its max_concurrent allows for {waited:g} s, "
+                "and a model listing now could cut one (llama-cpp-python answers listings under its generation "
+                "lock), so it was not listed; retry when a generation has finished",
+                retry_after=waited,
+                details={"server": name},
+            )
+
+    async def _fetch_listing(self, name: str, listing: _Listing, budget: float) -> list[ModelEntry]:
+        client = self.clients[name]
+        budgets = Budgets(connect=budget, first_token=budget, idle=budget, total=budget)
+        native = await client.native_models(budgets=budgets) if listing.native is not False else None
+        if native is not None:
+            listing.native = True
+            return [
+                ModelEntry(
+                    id=m.id,
+                    type="embedding" if m.type == "embedding" else "llm",
+                    loaded=m.loaded,
+                    context_length=m.context_length,
+                    max_context_length=m.max_context_length,
+                    tool_use=m.tool_use,
+                    server=name,
+                    servers=[name],
+                    publisher=m.publisher,
+                    quantization=m.quantization,
+                )
+                for m in native
+            ]
+        listing.native = False
+        found = await client.list_models(budgets=budgets)
+        listing.router = any(m.load_state is not None for m in found)
+        return [
+            ModelEntry(
+                id=m.id,
+                type="embedding" if "embed" in m.id.lower() else "llm",
+                loaded=m.loaded,
+                load_state=m.load_state,
+                context_length=m.context_length,
+                max_context_length=m.max_context_length,
+                server=name,
+                servers=[name],
+            )
+            for m in found
+        ]
 
     def _entries(self) -> dict[str, ModelEntry]:
         """The merged view: each model once, with every server that lists it (configured order first)."""

@@ -16,16 +16,63 @@ back by leaving; nothing can forget to release it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import anyio
 
 from bridge.actors._slots import SlotQueue
+from bridge.errors import BridgeError
 from bridge.messages import GateStats, GetGateStats, HoldServerTurn, Progress, ServerGateMessage
-from bridge.runtime import Actor, RequestContext
+from bridge.runtime import Actor, ActorRef, RequestContext
 
-__all__ = ["SERVER_TURN", "ServerGateActor"]
+__all__ = ["SERVER_TURN", "ServerGateActor", "turn_if_free"]
 
 SERVER_TURN = "server_turn"
 """The ``Progress.stage`` that grants a turn."""
+
+
+@contextlib.asynccontextmanager
+async def turn_if_free(
+    gate: ActorRef[ServerGateMessage] | None, holder: str, *, wait: float, timeout: float
+) -> AsyncIterator[bool]:
+    """Hold one of ``gate``'s turns for the ``async with`` block if one comes within ``wait`` seconds.
+
+    Yields whether it came (``True`` at once without a gate); the block runs either way and
+    decides what to do without one. For short side requests such as model listings, which
+    must not reach a server that is running its ``max_concurrent`` generations, and must not
+    wait long for one either. The turn is an open ``HoldServerTurn`` ask (``timeout`` bounds
+    it, waiting included) in a task of its own; leaving the block ends it, and a turn that
+    did not come in time is given up before the block runs.
+    """
+    if gate is None:
+        yield True
+        return
+    granted = anyio.Event()
+    asking = anyio.CancelScope()
+
+    async def on_progress(progress: Progress) -> None:
+        if progress.stage == SERVER_TURN:
+            granted.set()
+
+    async def ask() -> None:
+        with asking, contextlib.suppress(BridgeError):  # no turn (deadline, gate stopped): the block knows
+            await gate.ask(HoldServerTurn(model=holder), timeout=timeout, progress=on_progress)
+
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ask)
+        with anyio.move_on_after(wait):
+            await granted.wait()
+        if not granted.is_set():
+            asking.cancel()  # leave the queue now, not after the block
+        try:
+            yield granted.is_set()
+        except Exception as exc:  # raised again outside the task group, which would wrap it in a group
+            failure = exc
+        asking.cancel()
+    if failure is not None:
+        raise failure
 
 
 class ServerGateActor(Actor[ServerGateMessage]):

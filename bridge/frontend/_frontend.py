@@ -35,7 +35,7 @@ def wants_progress(ctx: Ctx) -> bool:
 class Frontend:
     """What the tools share: the bridge's addresses, the call budget and the output limit.
 
-    ``caller`` names this front end's session to the actors (a shared bridge serves sessions in turn).
+    Every ask names the session (``Bridge.caller``) to the actors: a shared bridge serves sessions in turn.
 
     Caution: built by :func:`create_server`.
     """
@@ -47,10 +47,8 @@ class Frontend:
         *,
         output_limit: int,
         batch_dir: Path | None = None,
-        caller: str = "",
     ) -> None:
         self.slot = slot
-        self.caller = caller
         self.settings = settings
         self.limit = output_limit
         self.batch_dir = batch_dir or default_batch_dir()
@@ -87,7 +85,7 @@ class Frontend:
         budget = self.settings.call_budget
         timeout = budget if deadline is None else max(0.0, deadline - anyio.current_time())
         try:
-            reply: R = await ref.ask(message, timeout=timeout, progress=sink, caller=self.caller)
+            reply: R = await ref.ask(message, timeout=timeout, progress=sink, caller=self.slot.caller)
         except BridgeError as error:
             raise self.explain(error, message) from None
         return reply

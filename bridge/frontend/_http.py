@@ -136,7 +136,7 @@ async def serve_http(
         raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
     bound = listener.getsockname()[1]
     slot = BridgeSlot()
-    server = create_server(slot, settings=settings, output_limit=output_limit, caller="http")
+    server = create_server(slot, settings=settings, output_limit=output_limit)
     app = server.streamable_http_app(streamable_http_path=HTTP_PATH, transport_security=_security(host, bound))
     web = _Server(uvicorn.Config(BearerToken(app, token), lifespan="on", log_level="warning", access_log=False))
     groups = ProcessGroups()

@@ -116,7 +116,6 @@ def create_server(
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
     name: str = "lmstudio-bridge",
     batch_dir: Path | None = None,
-    caller: str = "",
 ) -> BridgeMCPServer:
     """The MCP server of a bridge. Serve it with :func:`bridge.frontend.serve_stdio`, or in-process
     with ``mcp.Client(server)`` in tests.
@@ -127,8 +126,6 @@ def create_server(
         settings: The settings; required with a slot (default: the bridge's).
         output_limit: Characters allowed in each form of a tool result.
         name: The server name the client sees.
-        caller: The session this server is, to the actors: a shared bridge gives each model's slots
-            to its sessions in turn.
         batch_dir: Where a batch too big for one result keeps every answer (default: a
             ``lmstudio-bridge/batches`` folder in the system's temporary directory).
     """
@@ -143,7 +140,7 @@ def create_server(
         settings = settings or bridge.settings
     server = BridgeMCPServer(name, instructions=INSTRUCTIONS, version=str(package.__version__), log_level="WARNING")
     server.output_limit = output_limit
-    frontend = Frontend(slot, settings, output_limit=output_limit, batch_dir=batch_dir, caller=caller)
+    frontend = Frontend(slot, settings, output_limit=output_limit, batch_dir=batch_dir)
     _register_llm_tools(server, frontend)
     _register_child_tools(server, frontend)
     _register_autonomous_tools(server, frontend)

@@ -40,6 +40,11 @@ class BridgeSlot:
         self._error = error
         self._events()[0].set()
 
+    @property
+    def caller(self) -> str:
+        """The session the tools ask for (``Bridge.caller``); ``""`` before the bridge is set."""
+        return self._bridge.caller if self._bridge is not None else ""
+
     async def wanted(self) -> None:
         """Return once a tool waits for the bridge."""
         await self._events()[1].wait()

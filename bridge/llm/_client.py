@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import base64
 import contextlib
+import socket
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Self, TypeVar
@@ -126,6 +127,26 @@ def _default_headers(base_url: str, api_key: str | None) -> httpx.Headers:
     return headers
 
 
+def _drop_connection(response: httpx.Response) -> None:
+    """Make sure the connection that carried ``response`` serves no other request.
+
+    Called when a stream ended without saying how it finished. llama-cpp-python's server
+    (uvicorn) closes the connection a moment after such a stream, and a request sent on it in
+    that moment (the unstreamed question that follows an empty stream) is lost: "Server
+    disconnected without sending a response". Rather than re-send on that error (which cannot
+    tell a closing connection from a server that read the request and died), the bridge shuts
+    the socket down itself: it then reads as closed, which is what the pool checks before it
+    hands out an idle connection, so the pool drops it and the next request gets a fresh one.
+    The socket comes from httpcore's documented ``network_stream`` extension; a transport
+    without one (tests' ``MockTransport``) keeps no connections.
+    """
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed by the server: just as good
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def _body_chunks(response: httpx.Response) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
     """The response body's chunks, and how to stop reading them early (:func:`_abandon`).
 
@@ -181,6 +202,9 @@ class LLMClient:
         self._headers = _default_headers(base_url, api_key)
         self._json_headers = httpx.Headers({**self._headers, "content-type": "application/json"})
         self._urls: dict[str, httpx.URL] = {}
+        # (endpoint, model) pairs whose streamed requests with tools came back empty and whose unstreamed
+        # answer then was an answer (llama-cpp-python's function-calling formats): asked unstreamed from then on.
+        self._unstreamed_tools: set[tuple[str, str]] = set()
 
     @property
     def base_url(self) -> str:
@@ -267,7 +291,17 @@ class LLMClient:
         stream, and the same request unstreamed with a 400 that says so
         (``context_length_exceeded``); LM Studio also goes silent on overflows.
         Asking again unstreamed turns the silence into the real answer or error.
+
+        llama-cpp-python's function-calling chat formats also send an empty stream when
+        the model picks a tool for a streamed request with tools ("Automatic streaming
+        tool choice is not supported", raised after the 200 headers). When the unstreamed
+        answer to such a request is an answer, the model is asked unstreamed at once
+        from then on, for every request with tools to this server.
         """
+        tools = bool(getattr(request, "tools", None))
+        learnt = (ctx.endpoint, request.model)
+        if stream and tools and learnt in self._unstreamed_tools:
+            stream = False
         try:
             return await self._run(
                 ctx,
@@ -282,7 +316,7 @@ class LLMClient:
                 raise
             silence = exc
         try:
-            return await self._run(
+            answer = await self._run(
                 ctx,
                 encode_body(request, stream=False),
                 accumulator_type(ctx),
@@ -294,6 +328,9 @@ class LLMClient:
             if type(exc) is LLMResponseError:  # nothing more specific learnt: the silence says more
                 raise silence from exc
             raise
+        if tools:  # silent streamed, answered unstreamed: it is the streaming of tool choice that fails
+            self._unstreamed_tools.add(learnt)
+        return answer
 
     async def _run(
         self,
@@ -375,7 +412,11 @@ class LLMClient:
                     accumulator.feed(event)
         finally:
             await close()
-        accumulator.check_complete()
+        try:
+            accumulator.check_complete()
+        except LLMResponseError:
+            _drop_connection(response)  # cut or empty: the server may be closing this connection
+            raise
 
     async def _exchange(self, ctx: CallContext, body: bytes | None, *, budgets: Budgets | None, quick: bool) -> _Answer:
         """One plain request/response. ``quick`` answers (listings, embeddings) get the first-token budget."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,7 @@ def private_runtime_dir(environ: Mapping[str, str]) -> Path:
     if runtime:
         directory = Path(runtime) / "lmstudio-bridge"
     else:
-        base = environ.get("TMPDIR") or tempfile.gettempdir()
+        base = environ.get("TMPDIR") or "/tmp"  # tempfile's own default; owner and mode are checked below
         directory = Path(base) / f"lmstudio-bridge-{os.getuid()}"
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)

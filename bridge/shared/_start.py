@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from typing import Final
@@ -25,6 +24,7 @@ from typing import Final
 import anyio
 import anyio.to_thread
 import msgspec
+import sniffio
 from anyio.abc import SocketStream
 
 from bridge.errors import ActorUnavailableError
@@ -90,15 +90,19 @@ async def connect_or_start(
 
 async def start_detached(settings: BridgeSettings, paths: SharedPaths) -> None:
     """Start a shared bridge with ``settings`` and return once it listens. The caller holds the lock."""
+    import subprocess  # only here: a relay that attaches to a running bridge never needs it
+
     ready_read, ready_write = os.pipe()
     try:
         with contextlib.suppress(FileNotFoundError):
             if os.stat(paths.log).st_size > _LOG_LIMIT:
                 os.unlink(paths.log)
         log_fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # The bridge runs on the starter's event loop, asyncio or trio.
+        command = [sys.executable, "-m", "bridge", "daemon", "--detach", "--ready-fd", str(ready_write)]
         try:
             await anyio.run_process(
-                [sys.executable, "-m", "bridge", "daemon", "--detach", "--ready-fd", str(ready_write)],
+                [*command, "--backend", sniffio.current_async_library()],
                 input=msgspec.json.encode(settings),
                 stdout=subprocess.DEVNULL,
                 stderr=log_fd,

@@ -25,7 +25,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from bridge.app import Bridge, open_bridge, open_session
 from bridge.children.process import ProcessGroups
-from bridge.frontend import DEFAULT_OUTPUT_LIMIT, BridgeSlot, create_server
+from bridge.frontend import DEFAULT_OUTPUT_LIMIT, BridgeMCPServer, BridgeSlot, create_server
 from bridge.frontend._stdio import EOF_GRACE
 from bridge.settings import BridgeSettings
 from bridge.shared._attach import ATTACH_LIMIT, Attach, decode_attach
@@ -38,6 +38,7 @@ log = logging.getLogger("bridge.shared")
 
 ATTACH_TIMEOUT: Final = 5.0
 """Seconds a new connection may take to say what it is for."""
+_SPARE_DELAY: Final = 0.1  # let a new session's handshake through before building the next spare server
 SHUTDOWN_LIMIT: Final = 3.0
 """Seconds from the decision to stop until everything is stopped, cancelled if need be."""
 _SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -62,6 +63,8 @@ class SharedBridge:
         self._sessions: dict[int, _Session] = {}
         self._serial = 0
         self._changed = anyio.Event()
+        self._spare: tuple[BridgeMCPServer, BridgeSlot] | None = _new_server(bridge.settings, DEFAULT_OUTPUT_LIMIT)
+        self._spare_taken = anyio.Event()
 
     def status(self) -> dict[str, Any]:
         now = anyio.current_time()
@@ -132,29 +135,54 @@ class SharedBridge:
         with self._attached(number, attach):
             await stream.send(msgspec.json.encode({"attached": number, "pid": os.getpid()}) + b"\n")
             log.info("session %d attached (pid %d, %s)", number, attach.pid, attach.cwd)
+            server, slot = self._take_server(attach.output_limit or DEFAULT_OUTPUT_LIMIT)
+            lines, wire = SocketLines(buffered), SocketWire(stream)
+            serving = anyio.CancelScope()
+            ended = anyio.Event()
+            async with anyio.create_task_group() as tg:
+
+                async def end_after_eof() -> None:
+                    # Like serve's stdin EOF: calls in flight get EOF_GRACE to answer, then are cancelled.
+                    await lines.eof.wait()
+                    serving.deadline = min(serving.deadline, anyio.current_time() + EOF_GRACE)
+
+                tg.start_soon(end_after_eof)
+                # The handshake needs no actor: the session's own actors start beside it, as in serve.
+                tg.start_soon(self._session_actors, number, attach, slot, ended)
+                with serving:
+                    await server.serve_lines(lines, wire)
+                ended.set()
+                tg.cancel_scope.cancel()
+            log.info("session %d ended", number)
+
+    async def _session_actors(self, number: int, attach: Attach, slot: BridgeSlot, ended: anyio.Event) -> None:
+        """The session's child-server actors, from attach until the session ends."""
+        try:
             async with open_session(
                 self.bridge, f"session-{number}", attach.children, working_dir=attach.cwd, environ=attach.environ
             ) as view:
-                server = create_server(
-                    BridgeSlot(view),
-                    settings=view.settings,
-                    output_limit=attach.output_limit or DEFAULT_OUTPUT_LIMIT,
-                    caller=f"session-{number}",
-                )
-                lines, wire = SocketLines(buffered), SocketWire(stream)
-                serving = anyio.CancelScope()
-                async with anyio.create_task_group() as tg:
+                slot.set(view)
+                await ended.wait()
+        except Exception as exc:
+            log.exception("session %d: its actors did not start", number)
+            slot.fail(exc)
 
-                    async def end_after_eof() -> None:
-                        # Like serve's stdin EOF: calls in flight get EOF_GRACE to answer, then are cancelled.
-                        await lines.eof.wait()
-                        serving.deadline = min(serving.deadline, anyio.current_time() + EOF_GRACE)
+    def _take_server(self, output_limit: int) -> tuple[BridgeMCPServer, BridgeSlot]:
+        """The spare MCP server if it fits, else a new one (building one takes tens of milliseconds)."""
+        spare, self._spare = self._spare, None
+        self._spare_taken.set()
+        if spare is not None and spare[0].output_limit == output_limit:
+            return spare
+        return _new_server(self.bridge.settings, output_limit)
 
-                    tg.start_soon(end_after_eof)
-                    with serving:
-                        await server.serve_lines(lines, wire)
-                    tg.cancel_scope.cancel()
-            log.info("session %d ended", number)
+    async def keep_a_spare_server(self) -> None:
+        """Build the next session's MCP server ahead, once the session that took the last one is under way."""
+        while True:
+            if self._spare is None:
+                await anyio.sleep(_SPARE_DELAY)
+                self._spare = _new_server(self.bridge.settings, DEFAULT_OUTPUT_LIMIT)
+            await self._spare_taken.wait()
+            self._spare_taken = anyio.Event()
 
     @contextlib.contextmanager
     def _attached(self, number: int, attach: Attach) -> Any:
@@ -167,6 +195,11 @@ class SharedBridge:
             del self._sessions[number]
             self._changed.set()
             self._changed = anyio.Event()
+
+
+def _new_server(settings: BridgeSettings, output_limit: int) -> tuple[BridgeMCPServer, BridgeSlot]:
+    slot = BridgeSlot()
+    return create_server(slot, settings=settings, output_limit=output_limit), slot
 
 
 async def _reply(stream: SocketStream, value: object) -> None:
@@ -223,6 +256,7 @@ async def serve_shared(
                         async with anyio.create_task_group() as tg:
                             tg.start_soon(listener.serve, shared.handle)
                             tg.start_soon(shared.idle_exit, settings.idle_exit)
+                            tg.start_soon(shared.keep_a_spare_server)
                             if signals is not None:
                                 tg.start_soon(_stop_on_signals, signals, shared)
                             log.info("shared bridge %s serving on %s", paths.name, paths.socket)

@@ -10,6 +10,7 @@ an ``event: error`` frame and the stream ends without ``[DONE]``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from functools import partial
 from typing import Any
@@ -86,9 +87,19 @@ def failure_response(exc: GenerationFailed, state: ServerState) -> Response:
     return model_unloaded(exc.message)
 
 
-def silent_overflow(state: ServerState, exc: GenerationFailed) -> bool:
-    """llama-cpp-python ends the stream of a prompt over the context without a byte."""
-    return exc.kind == "context_overflow" and state.config.overflow_style == "llama-cpp-python"
+def end_failed_stream(state: ServerState, exc: GenerationFailed, writer: StreamWriter) -> None:
+    """End a stream whose generation failed in-band: an ``event: error`` frame, or nothing at all for a
+    prompt over the context on llama-cpp-python (``overflow_style``)."""
+    if exc.kind == "context_overflow" and state.config.overflow_style == "llama-cpp-python":
+        end_empty(state, writer)
+    else:
+        writer.write(error_frame(exc.message))
+
+
+def end_empty(state: ServerState, writer: StreamWriter) -> None:
+    """A stream that ends without a byte; with ``close_after_empty_stream`` its connection serves no more."""
+    if state.config.close_after_empty_stream:
+        writer.close_after()
 
 
 def _usage(job: Job) -> dict[str, int]:
@@ -246,11 +257,14 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
         return resolved
     spec, instance_id, requested = resolved
     state.record(request, spec, requested, body, messages)
+    refuse_calls = False  # llama-cpp-python 0.3.36: a streamed tool choice ends empty once the model picks a tool
     if spec.function_calling_format and tools:
         if body.get("tool_choice") is None:
             tools = []  # llama-cpp-python puts the tools in the prompt only for a given tool_choice
-        elif stream:
+        elif stream and state.config.streamed_tool_choice == "http_500":
             return server_error("Automatic streaming tool choice is not supported")
+        else:
+            refuse_calls = stream and body.get("tool_choice") == "auto"
     tracker = Tracker(state.stats, spec.id, request)
     handed_off = False
     try:
@@ -271,6 +285,9 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
         prompt_tokens = estimate_prompt_tokens(messages, body.get("tools") or ())
         job = Job(spec, instance_id, plan, prompt_tokens, limit, fault, ttl=ttl)
         tracker.job = job
+        if stream and refuse_calls and plan.calls:
+            handed_off = True
+            return StreamingResponse(partial(_stream_refused, state, job, tracker))
         if stream:
             handed_off = True
             usage = _include_usage(body) and state.config.stream_usage
@@ -342,14 +359,26 @@ async def _stream_chat(
                 writer.write(b"data: [DONE]\n\n")  # no finish reason: how llama-cpp-python ends a cut stream
                 tracker.ok = True
                 return
-            if not silent_overflow(state, exc):
-                writer.write(error_frame(exc.message))
+            end_failed_stream(state, exc, writer)
             return
         frames.finish(finish)
         if include_usage:
             writer.write(b"data: " + _encode({**envelope, "choices": [], "usage": _usage(job)}) + b"\n\n")
         writer.write(b"data: [DONE]\n\n")
         tracker.ok = True
+    finally:
+        tracker.close()
+
+
+async def _stream_refused(state: ServerState, job: Job, tracker: Tracker, writer: StreamWriter) -> None:
+    """A streamed ``tool_choice: "auto"`` whose model picks a tool, on llama-cpp-python 0.3.36: the model decides
+    first (a whole generation, under the server's lock), then the server raises "Automatic streaming tool choice
+    is not supported" after the 200 headers, so the stream ends without a byte."""
+    try:
+        await writer.flush()
+        with contextlib.suppress(GenerationFailed):  # whatever stopped the decision, the stream says nothing
+            await run_generation(job, Collected(), state.registry, state.stats)
+        end_empty(state, writer)
     finally:
         tracker.close()
 
@@ -429,8 +458,7 @@ async def _stream_text(state: ServerState, job: Job, tracker: Tracker, writer: S
                 writer.write(b"data: [DONE]\n\n")
                 tracker.ok = True
                 return
-            if not silent_overflow(state, exc):
-                writer.write(error_frame(exc.message))
+            end_failed_stream(state, exc, writer)
             return
         frames.finish(finish)
         writer.write(b"data: [DONE]\n\n")

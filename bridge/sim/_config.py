@@ -90,8 +90,9 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         tool_style: How unscripted tool calls are emitted.
         function_calling_format: llama-cpp-python's ``chat_format: "chatml-function-calling"``: the tools reach
             the prompt only when the request gives ``tool_choice`` (without it the model never calls one), and
-            a streamed request with ``tool_choice`` gets HTTP 500 "Automatic streaming tool choice is not
-            supported"; only a non-streamed request can call tools.
+            a streamed request with ``tool_choice`` is refused ("Automatic streaming tool choice is not
+            supported": HTTP 500, or an empty stream, see ``SimConfig.streamed_tool_choice``); only a
+            non-streamed request can call tools.
         reasoning: Reasoning mode, or ``None`` for a model that does not reason.
         embedding_dim: Vector size for embedding models.
         arch: Architecture name shown by the native API.
@@ -172,11 +173,24 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             each model's ``parallel``). llama-cpp-python's server runs 1: one lock around every generation.
         interrupt_requests: With ``server_parallel``, a request that has to wait for the server cuts the oldest
             running generation (its stream ends with no finish reason), as llama-cpp-python does by default.
+        listing_takes_turn: With ``server_parallel``, ``GET /v1/models`` takes one of the server's turns while it
+            answers, as a generation does: it waits for a free turn and, with ``interrupt_requests``, cuts the
+            oldest running stream. llama-cpp-python's listing takes the same lock as its generations.
         stream_usage: Honour ``stream_options.include_usage`` with a last usage chunk. ``False``: never send
             usage in a stream, as llama-cpp-python's server does.
         overflow_style: How a prompt over the context is refused. ``"lmstudio"``: ``event: error`` in a 200
             stream, a 400 string body unstreamed. ``"llama-cpp-python"``: an empty 200 stream (not a byte after
             the headers), and unstreamed a 400 with ``code: "context_length_exceeded"``.
+        streamed_tool_choice: How a model with ``function_calling_format`` answers a streamed request with
+            ``tool_choice``. ``"http_500"``: HTTP 500 "Automatic streaming tool choice is not supported", before
+            any work. ``"empty_stream"``: as llama-cpp-python 0.3.36 does, the model decides first (a whole
+            generation); when it calls a tool the stream ends empty (the same error, raised after the 200
+            headers), when it answers in words (``tool_choice: "auto"``) the answer streams.
+        close_after_empty_stream: After a stream that ended empty (``overflow_style="llama-cpp-python"``,
+            ``streamed_tool_choice="empty_stream"``), close the connection instead of serving another request on
+            it. llama-cpp-python's uvicorn closes it a moment after such a stream; the simulator does the worst
+            case of that every time: the client's next request on the connection is read and never answered
+            (the client sees the server disconnect without a response).
         api: ``"lmstudio"`` (LM Studio's routes, native API included); ``"openai"``: only the OpenAI routes under
             ``/v1`` and a plain ``/v1/models`` with no load state, anything else 404, as vLLM, llama-cpp-python
             and llama.cpp's server with one model answer; or ``"llama.cpp-router"``: llama.cpp's
@@ -203,8 +217,11 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     request_log_size: int = 1000
     server_parallel: int | None = None
     interrupt_requests: bool = False
+    listing_takes_turn: bool = False
     stream_usage: bool = True
     overflow_style: Literal["lmstudio", "llama-cpp-python"] = "lmstudio"
+    streamed_tool_choice: Literal["http_500", "empty_stream"] = "http_500"
+    close_after_empty_stream: bool = False
     api: Literal["lmstudio", "openai", "llama.cpp-router"] = "lmstudio"
 
     def __post_init__(self) -> None:

@@ -31,7 +31,7 @@ from bridge.sim._script import Fault
 from bridge.sim._stats import SimStats
 from bridge.sim._wire import MODEL_UNLOADED_MESSAGE, NO_MODELS_LOADED_MESSAGE, overflow_message
 
-__all__ = ["GenerationFailed", "Job", "Sink", "run_generation"]
+__all__ = ["GenerationFailed", "Job", "Sink", "run_generation", "server_turn"]
 
 FailureKind = Literal["model_unloaded", "context_overflow", "not_loaded", "interrupted"]
 
@@ -161,21 +161,27 @@ async def _take_slot(instance: Instance, model_id: str, stats: SimStats) -> None
 
 
 @asynccontextmanager
-async def _server_turn(turns: ServerTurns | None, job: Job, stats: SimStats) -> AsyncIterator[None]:
-    """Hold one of the whole server's turns (llama-cpp-python's lock), cutting the oldest holder if told to."""
+async def server_turn(turns: ServerTurns | None, stats: SimStats, job: Job | None = None) -> AsyncIterator[None]:
+    """Hold one of the whole server's turns (llama-cpp-python's lock), cutting the oldest running generation if
+    told to (``interrupt_requests``). ``job``: the generation holding it, which a later request may cut; ``None``
+    for a listing, which nothing cuts."""
     if turns is None:
         yield
         return
     if not turns.slots.try_acquire():
         if turns.interrupting and turns.holders:
-            turns.holders[0].set()
-            stats.fault(job.spec.id, FaultKind.INTERRUPT)
+            model_id, interrupt = turns.holders[0]
+            interrupt.set()
+            stats.fault(model_id, FaultKind.INTERRUPT)
         await turns.slots.wait()
-    turns.holders.append(job.interrupted)
+    holder = (job.spec.id, job.interrupted) if job is not None else None
+    if holder is not None:
+        turns.holders.append(holder)
     try:
         yield
     finally:
-        turns.holders.remove(job.interrupted)
+        if holder is not None:
+            turns.holders.remove(holder)
         turns.slots.release()
 
 
@@ -186,7 +192,7 @@ async def run_generation(job: Job, sink: Sink, registry: ModelRegistry, stats: S
         GenerationFailed: Unloaded, overflowed, nothing loaded (JIT off), or interrupted by another request.
         DropConnection: A ``drop`` fault.
     """
-    async with _server_turn(registry.server_turns, job, stats):
+    async with server_turn(registry.server_turns, stats, job):
         return await _run_in_turn(job, sink, registry, stats)
 
 

@@ -139,12 +139,23 @@ HttpApp = Callable[[HttpRequest], Awaitable[Response | StreamingResponse]]
 class StreamWriter:
     """Buffers frames of a streaming reply and sends them as chunks. Strictly private: handed to handlers."""
 
-    __slots__ = ("_conn", "_head", "_pending")
+    __slots__ = ("_conn", "_head", "_pending", "closing")
 
     def __init__(self, conn: _Connection, head: bytes) -> None:
         self._conn = conn
         self._head: bytes | None = head
         self._pending: list[bytes] = []
+        self.closing = False
+        """Set by :meth:`close_after`: the connection serves nothing after this reply."""
+
+    def close_after(self) -> None:
+        """End the connection after this reply, once the client sends more on it or leaves.
+
+        The reply ends whole (terminating chunk and all), and the connection looks kept alive;
+        the client's next request on it is read and never answered, as when a server closes a
+        kept-alive connection just as the client reuses it.
+        """
+        self.closing = True
 
     def write(self, data: bytes) -> None:
         """Queue bytes; they go out on the next :meth:`flush`."""
@@ -259,6 +270,12 @@ class _Connection:
         del self._buf[: end + 2]
         return line
 
+    async def _until_more_data(self) -> None:
+        """Wait until the client sends something (its next request) or leaves; nothing is answered."""
+        while not self._buf and not self._eof:
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+
     async def _until_eof(self) -> None:
         while not self._eof:
             self._buf.clear()
@@ -352,6 +369,7 @@ class _Connection:
         keep_alive = request.keep_alive
         self._current = request
         headers_sent = False
+        closing = False
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
@@ -365,6 +383,7 @@ class _Connection:
                         writer = StreamWriter(self, self._stream_head(response, keep_alive))
                         await response.body(writer)
                         await writer.finish()
+                        closing = writer.closing
                     else:
                         await self.send(self._render(response, keep_alive))
                 except (DropConnection, ClientGone):
@@ -377,6 +396,9 @@ class _Connection:
         finally:
             self._current = None
             self._scope = None
+        if closing:
+            await self._until_more_data()
+            return False
         return keep_alive and not request.client_gone and not self._eof
 
     # --- writing ------------------------------------------------------------------

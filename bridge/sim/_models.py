@@ -147,14 +147,15 @@ class _Load:
 class ServerTurns:
     """The whole server's generation turns (``SimConfig.server_parallel``), and who holds them, oldest first.
 
-    Each holder is known by the event that interrupts it (``SimConfig.interrupt_requests``).
+    Each generation holding one is known by its model and the event that interrupts it
+    (``SimConfig.interrupt_requests``); a listing holding one (``SimConfig.listing_takes_turn``) cannot be cut.
     """
 
     __slots__ = ("holders", "interrupting", "slots")
 
     def __init__(self, parallel: int, *, interrupting: bool) -> None:
         self.slots = Slots(parallel)
-        self.holders: list[anyio.Event] = []
+        self.holders: list[tuple[str, anyio.Event]] = []
         self.interrupting = interrupting
 
 

@@ -21,7 +21,7 @@ import msgspec
 from bridge.sim import _llama_router as llama_router
 from bridge.sim._chat import Collected, chat_completions, completions, prelude
 from bridge.sim._config import SimModel
-from bridge.sim._engine import GenerationFailed, Job, run_generation
+from bridge.sim._engine import GenerationFailed, Job, run_generation, server_turn
 from bridge.sim._faults import EMBEDDING_FAULTS
 from bridge.sim._generate import Plan, embed, estimate_tokens
 from bridge.sim._http import HttpRequest, Response, StreamingResponse, json_response
@@ -102,7 +102,10 @@ def _v1_entry(spec: SimModel, instances: list[Instance]) -> dict[str, Any]:
 
 
 async def _list_v1(state: ServerState, request: HttpRequest) -> Response:
-    data = [{"id": i, "object": "model", "owned_by": "organization_owner"} for i in state.registry.listed_ids()]
+    """``GET /v1/models``; with ``listing_takes_turn``, under the server's generation lock (llama-cpp-python)."""
+    turns = state.registry.server_turns if state.config.listing_takes_turn else None
+    async with server_turn(turns, state.stats):
+        data = [{"id": i, "object": "model", "owned_by": "organization_owner"} for i in state.registry.listed_ids()]
     return json_response(200, {"data": data, "object": "list"})
 
 
