@@ -185,6 +185,36 @@ def _frontend_rows(a: Figures, t: Figures) -> list[Row]:
     ]
 
 
+def _shared_rows(a: Figures, t: Figures) -> list[Row]:
+    both = _formatter(a, t)
+    return [
+        (
+            "initialize through a relay, warm (attach), median",
+            *both("initialize_warm_median_ms", "{:.0f} ms"),
+            "< 100 ms",
+        ),
+        ("  ... worst", *both("initialize_warm_max_ms", "{:.0f} ms"), ""),
+        ("initialize through a relay, cold (starts the bridge)", *both("initialize_cold_median_s", "{:.2f} s"), ""),
+        ("latency a relay adds (bridge_status, p50)", *both("relay_added_p50_ms", "{:.2f} ms"), "< 0.5 ms"),
+        ("4 sessions x 64 callers, 8 models x 4 slots @ 100 ms: req/s", *both("throughput_req_per_s", "{:.0f}"), ""),
+        ("  ... as share of the server-bound limit (320/s)", *both("throughput_ratio", "{:.1%}"), ">= 90 %"),
+        (
+            "  ... most generating at once per model (simulator)",
+            *both("sim_max_generating_per_model", "{:.0f}"),
+            "<= 4",
+        ),
+        ("  ... most waiting in the simulator's own queue", *both("sim_max_queued_per_model", "{:.0f}"), "0"),
+        ("  ... failed calls", *both("throughput_failures", "{:.0f}"), "0"),
+        (
+            "fairness: session B's wait while A floods a batch, p50",
+            *both("fairness_b_wait_p50_service_times", "{:.2f} service times"),
+            "about 1",
+        ),
+        ("  ... worst", *both("fairness_b_wait_max_service_times", "{:.2f} service times"), ""),
+        ("  ... first come first served would wait", *both("fairness_fifo_wait_estimate_service_times", "{:.0f}"), ""),
+    ]
+
+
 def _real_llama_rows(a: Figures, t: Figures) -> list[Row]:
     both = _formatter(a, t)
     return [
@@ -217,6 +247,7 @@ GROUPS: dict[str, tuple[str | Callable[[Figures], str], Callable[[Figures, Figur
     "planner": ("Autonomous runs (4 models x 4 slots @ 100 ms, 2 real stdio child servers)", _planner_rows),
     "children": ("Child MCP servers (real stdio children)", _children_rows),
     "real_llama": (_real_llama_title, _real_llama_rows),
+    "shared": ("Shared mode (serve --shared relays into one shared bridge)", _shared_rows),
 }
 """Each group but stress: its table's title (or how to make it from the figures) and rows."""
 

@@ -26,10 +26,11 @@ COMMANDS: Final = ("serve", "daemon", "token", "check", "demo", "sim")
 MIN_OUTPUT_CHARS: Final = 1000
 
 _EPILOG: Final = f"""\
-Without a command, lmstudio-bridge serves MCP over stdio (what Claude Code runs):
+Without a command, lmstudio-bridge serves MCP over stdio. What Claude Code runs (one shared
+bridge for every session: `serve --shared`):
 
-  claude mcp add lmstudio -- lmstudio-bridge
-  claude mcp add lmstudio -e LMSTUDIO_BASE_URL=http://gpu-box:1234 -- lmstudio-bridge
+  claude mcp add lmstudio -- lmstudio-bridge serve --shared
+  claude mcp add lmstudio -e LMSTUDIO_BASE_URL=http://gpu-box:1234 -- lmstudio-bridge serve --shared
 
 Settings come from flags, then the environment ({", ".join(ENV_VARS)}),
 then the TOML file (--config, $LMSTUDIO_BRIDGE_CONFIG, or ~/.config/lmstudio-bridge/config.toml),
@@ -405,7 +406,9 @@ def _check_text(report: dict[str, object]) -> str:
             lines.append(f"Default model: none ({default.get('error')}: {default.get('message')})")
     lines.append("")
     if report["reachable"]:
-        lines.append("Ready. Add the bridge to Claude Code with:  claude mcp add lmstudio -- lmstudio-bridge")
+        lines.append(
+            "Ready. Add the bridge to Claude Code with:  claude mcp add lmstudio -- lmstudio-bridge serve --shared"
+        )
     else:
         lines.append(
             "No LLM server is reachable. Start LM Studio's server (Developer tab, or `lms server start`), "

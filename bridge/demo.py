@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 130
     print(
         f"\ndone in {out.total:.1f} s. Next: `lmstudio-bridge check`, then "
-        "`claude mcp add lmstudio -- lmstudio-bridge`.",
+        "`claude mcp add lmstudio -- lmstudio-bridge serve --shared`.",
         flush=True,
     )
     return 0

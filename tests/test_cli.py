@@ -78,7 +78,7 @@ def test_help_lists_the_commands_and_the_claude_line(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     for command in ("serve", "check", "demo", "sim"):
         assert command in out
-    assert "claude mcp add lmstudio -- lmstudio-bridge" in out
+    assert "claude mcp add lmstudio -- lmstudio-bridge serve --shared" in out
     assert "LMSTUDIO_BRIDGE_CONFIG" in out
 
 
@@ -119,7 +119,7 @@ def test_check_lists_servers_and_models(sim_url: str, tmp_path: Path) -> None:
     assert f"ok    127.0.0.1:{sim_url.rsplit(':', 1)[1]}" in out
     assert "qwen/qwen3-coder-30b" in out
     assert "Default model: qwen/qwen3-coder-30b" in out
-    assert "claude mcp add lmstudio -- lmstudio-bridge" in out
+    assert "claude mcp add lmstudio -- lmstudio-bridge serve --shared" in out
 
 
 def test_check_json(sim_url: str, tmp_path: Path) -> None:

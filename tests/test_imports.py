@@ -31,8 +31,23 @@ def test_the_runtime_loads_nothing_of_the_domain() -> None:
     """``bridge.runtime`` stands alone: no HTTP client, no retry library, no MCP, no domain messages."""
     probe = (
         "import sys, bridge.runtime, bridge.runtime.errors; "
+        "from bridge.runtime import Actor, ActorRef, Supervisor, open_supervisor; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'stamina', 'mcp') "
         f"or m.startswith({RUNTIME_MUST_NOT_LOAD[3:]!r})))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
+RELAY_MUST_NOT_LOAD = ("mcp", "httpx", "pydantic", "stamina", "bridge.frontend", "bridge.llm", "bridge.actors")
+
+
+def test_the_relay_loads_neither_the_sdk_nor_the_llm_client() -> None:
+    """``serve --shared`` starts in every session: it must stay small (no mcp SDK, no httpx, no actors)."""
+    probe = (
+        "import sys, bridge.cli, bridge.shared._commands, bridge.shared._relay; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {RELAY_MUST_NOT_LOAD[:4]!r} "
+        f"or m.startswith({RELAY_MUST_NOT_LOAD[4:]!r}) or m == 'bridge.runtime._actor'))"
     )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]", proc.stdout
