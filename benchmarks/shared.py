@@ -11,7 +11,7 @@ Scenarios:
   bridge yet: the relay starts one) and warm (it attaches to the running one; goal < 100 ms).
 * ``relay latency``: p50 of a cheap call (``bridge_status``) through a relay minus through ``serve``
   alone, calls one at a time (goal < 0.5 ms).
-* ``throughput``: 4 sessions x 64 callers over 8 models x 4 slots @ 100 ms; requests/s against the
+* ``throughput``: 4 sessions x 64 callers (600 calls each) over 8 models x 4 slots @ 100 ms; requests/s against the
   server-bound limit 320/s (goal >= 90 %), and the most the simulator ever had generating (at most 4)
   or waiting in its own queue (0: the shared bridge never sends more than a model's slots).
 * ``fairness``: session A floods one 4-slot model @ 50 ms with a 1,000-item ``batch_chat``; session B
@@ -195,7 +195,7 @@ async def relay_latency(quick: bool, run: SharedRun, sim_url: str) -> dict[str, 
 
 
 async def throughput(quick: bool, run: SharedRun) -> dict[str, float]:
-    per_session = 40 if quick else 240
+    per_session = 40 if quick else 600
     ids = L.model_ids(MODELS)
     models = [{"id": m, "loaded": True, "parallel": SLOTS, "latency": LATENCY, "reply_tokens": 1} for m in ids]
     async with L.open_sim(models) as sim:
