@@ -78,20 +78,17 @@ def _serve_command(url: str, config: Path, backend: str) -> list[str]:
 # --------------------------------------------------------------------------- initialize
 
 
-async def _time_initialize(url: str, config: Path, backend: str, env: dict[str, str]) -> float:
+async def time_initialize(command: list[str], env: dict[str, str]) -> float:
+    """Seconds from spawning ``command`` (an MCP server on stdio) to its answer to ``initialize``."""
     start = time.perf_counter()
     async with await anyio.open_process(
-        _serve_command(url, config, backend),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
     ) as process:
         assert process.stdin is not None
         assert process.stdout is not None
         await process.stdin.send(json.dumps(INITIALIZE).encode() + b"\n")
         buffer = b""
-        with anyio.fail_after(30):
+        with anyio.fail_after(60):
             while b"\n" not in buffer:
                 buffer += await process.stdout.receive()
         took = time.perf_counter() - start
@@ -102,6 +99,10 @@ async def _time_initialize(url: str, config: Path, backend: str, env: dict[str, 
         with anyio.fail_after(30):
             await process.wait()
     return took
+
+
+async def _time_initialize(url: str, config: Path, backend: str, env: dict[str, str]) -> float:
+    return await time_initialize(_serve_command(url, config, backend), env)
 
 
 async def initialize(quick: bool, work: Path, backend: str, sim_url: str) -> dict[str, float]:

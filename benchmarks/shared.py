@@ -37,6 +37,7 @@ from typing import Any
 import anyio
 
 from benchmarks import _report
+from benchmarks.frontend import time_initialize
 from benchmarks.stress import _load as L
 
 SESSIONS = 4
@@ -46,13 +47,6 @@ SLOTS = 4
 LATENCY = 0.1
 FAIR_LATENCY = 0.05
 FAIR_MODEL = "fair/m"
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
-}
 
 
 class SharedRun:
@@ -118,28 +112,7 @@ def _wait_gone(pid: int) -> None:
 
 
 async def _time_initialize(run: SharedRun, config: Path) -> float:
-    start = time.perf_counter()
-    async with await anyio.open_process(
-        [sys.executable, *run.relay_args(config), "--no-child-servers"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=run.env,
-    ) as process:
-        assert process.stdin is not None
-        assert process.stdout is not None
-        await process.stdin.send(json.dumps(INITIALIZE).encode() + b"\n")
-        buffer = b""
-        with anyio.fail_after(60):
-            while b"\n" not in buffer:
-                buffer += await process.stdout.receive()
-        took = time.perf_counter() - start
-        if "result" not in json.loads(buffer.split(b"\n", 1)[0]):
-            raise RuntimeError(f"unexpected answer to initialize: {buffer[:200]!r}")
-        await process.stdin.aclose()
-        with anyio.fail_after(30):
-            await process.wait()
-    return took
+    return await time_initialize([sys.executable, *run.relay_args(config), "--no-child-servers"], run.env)
 
 
 async def initialize(quick: bool, run: SharedRun, config: Path) -> dict[str, float]:

@@ -48,6 +48,16 @@ def _divert(fd: int, flags: int, *, to: int | None = None) -> int:
     return private
 
 
+def _put_back(private: int, target: int | None) -> None:
+    """Undo :func:`_divert`: ``target`` (if any) is the claimed descriptor again, the duplicate closed."""
+    if target is None:
+        return
+    try:
+        os.dup2(private, target)
+    finally:
+        os.close(private)
+
+
 class StdinLines:
     """Lines of a file descriptor as an async iterator, read without a thread, so cancellation works.
 
@@ -71,12 +81,8 @@ class StdinLines:
 
     def release(self) -> None:
         """Put fd 0 back (if claimed)."""
-        if self._restore is not None:
-            target, self._restore = self._restore, None
-            try:
-                os.dup2(self._fd, target)
-            finally:
-                os.close(self._fd)
+        _put_back(self._fd, self._restore)
+        self._restore = None
 
     def __aiter__(self) -> Self:
         return self
@@ -138,12 +144,8 @@ class StdoutWire:
             with contextlib.suppress(OSError):
                 os.set_blocking(self._fd, True)
             self._nonblocking = False
-        if self._restore is not None:
-            target, self._restore = self._restore, None
-            try:
-                os.dup2(self._fd, target)
-            finally:
-                os.close(self._fd)
+        _put_back(self._fd, self._restore)
+        self._restore = None
 
     async def write(self, text: str | bytes) -> None:
         data = memoryview(text.encode("utf-8") if isinstance(text, str) else text)

@@ -48,6 +48,12 @@ INITIALIZE = {
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
 }
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+LONG_CALL = {
+    "jsonrpc": "2.0",
+    "id": 2,
+    "method": "tools/call",
+    "params": {"name": "chat_completion", "arguments": {"prompt": "long", "model": SLOW}},
+}
 
 
 @pytest.fixture
@@ -290,13 +296,7 @@ async def test_stdin_eof_shuts_down_with_a_call_in_flight(
         reply = await read_message(process.stdout, buffer)
         assert reply["id"] == 1
         assert reply["result"]["serverInfo"]["name"] == "lmstudio-bridge"
-        call_long = {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "chat_completion", "arguments": {"prompt": "long", "model": SLOW}},
-        }
-        await send(process, INITIALIZED, call_long)
+        await send(process, INITIALIZED, LONG_CALL)
         process_leak_check.sample()
         with anyio.fail_after(30):
             while (await sim_stats(sim))["models"][SLOW]["generating"] != 1:
@@ -322,13 +322,7 @@ async def test_notifications_cancelled_stops_the_call(sim: SimProcess, tmp_path:
         buffer = bytearray()
         await send(process, INITIALIZE)
         assert (await read_message(process.stdout, buffer))["id"] == 1
-        long_call = {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "chat_completion", "arguments": {"prompt": "long", "model": SLOW}},
-        }
-        await send(process, INITIALIZED, long_call)
+        await send(process, INITIALIZED, LONG_CALL)
         with anyio.fail_after(30):
             while (await sim_stats(sim))["models"][SLOW]["generating"] != 1:
                 await anyio.sleep(0.02)

@@ -22,14 +22,8 @@ from bridge.errors import ConfigError
 from bridge.frontend._http import parse_listen_address
 from bridge.http_token import http_token
 from bridge.sim.testing import SimProcess
-from tests.test_frontend_stdio import clean_env, data, sim  # noqa: F401  (the simulator fixture)
+from tests.test_frontend_stdio import INITIALIZE, clean_env, data, sim  # noqa: F401  (sim: the simulator fixture)
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
 JSON_RPC_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
 

@@ -24,7 +24,18 @@ from bridge.errors import ConfigError
 from bridge.shared import shared_paths
 from bridge.sim.testing import SimProcess, sim_process
 from tests._util import eventually
-from tests.test_frontend_stdio import INITIALIZE, INITIALIZED, SLOW, call, clean_env, data, drain, read_message, send
+from tests.test_frontend_stdio import (
+    INITIALIZE,
+    INITIALIZED,
+    LONG_CALL,
+    SLOW,
+    call,
+    clean_env,
+    data,
+    drain,
+    read_message,
+    send,
+)
 from tests.test_frontend_stdio import sim_stats as stats_of
 
 QWEN = "qwen/qwen3-coder-30b"
@@ -341,13 +352,7 @@ async def test_stdin_eof_ends_the_relay_and_its_session(sim: SimProcess, home: S
         buffer = bytearray()
         await send(process, INITIALIZE)
         assert (await read_message(process.stdout, buffer))["id"] == 1
-        call_long = {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "chat_completion", "arguments": {"prompt": "long", "model": SLOW}},
-        }
-        await send(process, INITIALIZED, call_long)
+        await send(process, INITIALIZED, LONG_CALL)
 
         async def generating() -> bool:
             return bool((await stats_of(sim))["models"][SLOW]["generating"] == 1)

@@ -4,6 +4,7 @@ fair share), on both anyio backends."""
 from __future__ import annotations
 
 import anyio
+import anyio.abc
 import pytest
 
 from bridge.actors._slots import SlotQueue
@@ -25,6 +26,13 @@ class Holders:
         self.release_next = anyio.Event()
         self.queue.release()
 
+    async def queue_up(self, tg: anyio.abc.TaskGroup, names: list[str], caller: str) -> None:
+        """Start a holder per name, each in line before the next starts."""
+        for name in names:
+            waiting = self.queue.queued
+            tg.start_soon(self.hold, name, caller)
+            await eventually(lambda waiting=waiting: self.queue.queued == waiting + 1)
+
     async def let_go(self, expect_granted: int) -> None:
         self.release_next.set()
         await eventually(lambda: len(self.granted) >= expect_granted)
@@ -37,11 +45,8 @@ async def test_a_freed_slot_goes_to_the_callers_in_turn() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(holders.hold, "first", "A")
         await eventually(lambda: queue.in_use == 1)
-        for n in range(1, 6):
-            tg.start_soon(holders.hold, f"a{n}", "A")
-            await eventually(lambda n=n: queue.queued == n)
-        tg.start_soon(holders.hold, "b1", "B")
-        await eventually(lambda: queue.queued == 6)
+        await holders.queue_up(tg, [f"a{n}" for n in range(1, 6)], "A")
+        await holders.queue_up(tg, ["b1"], "B")
         assert queue.queued_by_caller() == {"A": 5, "B": 1}
         for granted in range(2, 8):
             await holders.let_go(granted)
@@ -57,9 +62,7 @@ async def test_one_caller_is_first_come_first_served() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(holders.hold, "first", "")
         await eventually(lambda: queue.in_use == 1)
-        for n in range(1, 4):
-            tg.start_soon(holders.hold, f"w{n}", "")
-            await eventually(lambda n=n: queue.queued == n)
+        await holders.queue_up(tg, ["w1", "w2", "w3"], "")
         for granted in range(2, 5):
             await holders.let_go(granted)
         holders.release_next.set()
@@ -108,9 +111,7 @@ async def test_positions_are_counted_within_the_callers_line() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(holders.hold, "first", "A")
         await eventually(lambda: queue.in_use == 1)
-        for n in range(1, 4):
-            tg.start_soon(holders.hold, f"a{n}", "A")
-            await eventually(lambda n=n: queue.queued == n)
+        await holders.queue_up(tg, ["a1", "a2", "a3"], "A")
 
         async def b() -> None:
             await queue.acquire(on_position, caller="B")
