@@ -495,3 +495,28 @@ def test_the_relay_answers_calls_in_flight_and_replays_the_handshake() -> None:
     assert answers[1]["result"]["structuredContent"]["code"] == "bridge_restarted"
     assert answers["two"]["error"]["data"]["code"] == "bridge_restarted"
     assert conversation.in_flight == {}
+
+
+async def test_a_sessions_children_run_in_its_directory_with_its_environment(
+    sim: SimProcess, home: SharedHome, tmp_path: Path
+) -> None:
+    """Two sessions of one shared bridge, with different environments: each session's child server starts in
+    that session's directory from that session's environment, not from the bridge's (the first session's)."""
+    probe = "import os; open('seen.txt', 'w').write(os.environ.get('SESSION_MARK', '-'))"
+    args = [a for a in home.args(sim.url) if a != "--no-child-servers"]
+    for name in ("alpha", "beta"):
+        project = tmp_path / name
+        project.mkdir()
+        server = {"command": sys.executable, "args": ["-c", probe], "eager": True}
+        (project / ".mcp.json").write_text(json.dumps({"mcpServers": {"probe": server}}))
+        env = {**home.env, "SESSION_MARK": name}
+        params = StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(project))
+        async with (
+            stdio_client(params, errlog=home.errlog) as (read, write),
+            ClientSession(read, write, read_timeout_seconds=60) as session,
+        ):
+            await session.initialize()
+            await eventually(lambda project=project: (project / "seen.txt").exists(), within=30)
+    assert (tmp_path / "alpha" / "seen.txt").read_text() == "alpha"
+    assert (tmp_path / "beta" / "seen.txt").read_text() == "beta"
+    await stop_daemon(home, sim.url)

@@ -254,12 +254,14 @@ class ChildServersActor(Actor[ChildServersMessage]):
             self.start_background(partial(self._stop_session, ref.name), name=f"stop session {ref.name}")
 
     def _placed(self, config: ChildrenConfig) -> ChildrenConfig:
-        """``config`` with each stdio server that names no ``cwd`` run in :attr:`_working_dir`."""
+        """A shared bridge's session: each stdio server runs in the session's directory (unless it names
+        its own ``cwd``) and starts from the session's environment, not the bridge's (another session's)."""
         if self._working_dir is None:
             return config
+        environ = dict(self._environ) if self._environ is not None else None
         servers = {
-            name: msgspec.structs.replace(server, cwd=self._working_dir)
-            if server.transport == "stdio" and server.cwd is None
+            name: msgspec.structs.replace(server, cwd=server.cwd or self._working_dir, inherited_env=environ)
+            if server.transport == "stdio"
             else server
             for name, server in config.servers.items()
         }

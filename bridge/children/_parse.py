@@ -55,6 +55,8 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):
         timeout: Seconds allowed per request, or ``None`` for the bridge default.
         startup_timeout: Seconds allowed to start and initialize, or ``None`` for the default.
         source: Path of the file that defined it.
+        inherited_env: The environment the child starts from instead of the bridge's own (stdio
+            only): a shared bridge gives each session's children that session's environment.
     """
 
     name: str
@@ -70,6 +72,7 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None = None
     startup_timeout: float | None = None
     source: str = ""
+    inherited_env: dict[str, str] | None = None
 
 
 class _Entry:

@@ -78,13 +78,14 @@ _Incoming: TypeAlias = SessionMessage | Exception
 _ALARMING = re.compile(r"error|exception|traceback|fatal|critical|panic|warn", re.IGNORECASE)
 
 
-def child_environment(server_env: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a child: ours, the server's ``env``, and :data:`PARENT_PID_ENV`.
+def child_environment(server_env: Mapping[str, str], inherited: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child: ours (or ``inherited``), the server's ``env``, and :data:`PARENT_PID_ENV`.
 
     The marker lets a bridge started by this one (however indirectly) know it
     is nested, so it never starts children of its own.
     """
-    return {**os.environ, **server_env, PARENT_PID_ENV: str(os.getpid())}
+    base = os.environ if inherited is None else inherited
+    return {**base, **server_env, PARENT_PID_ENV: str(os.getpid())}
 
 
 def child_down_error(
@@ -371,7 +372,7 @@ async def open_stdio_child(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=config.cwd,
-                env=child_environment(config.env),
+                env=child_environment(config.env, config.inherited_env),
                 start_new_session=True,
             )
     except OSError as exc:
