@@ -134,17 +134,25 @@ async def relay(settings: BridgeSettings, paths: SharedPaths, attach: Attach) ->
     stdout = StdoutWire.claim()
     conversation = Conversation()
     restarts: list[float] = []
+    waiting: bytes | None = None  # the message that made a relay without a bridge start one
     try:
         while True:
             try:
                 stream, received = await _attach(settings, paths, attach, conversation)
             except BridgeError as exc:
                 log.warning("no shared bridge: %s", exc.message)
+                if waiting is not None:  # it came while there was no bridge: it gets the reason
+                    conversation.upstream(waiting)
+                    waiting = None
+                    for reply in conversation.abandon(exc):
+                        await stdout.write(reply)
+                    continue
                 if await _refuse_until_asked(stdin, stdout, conversation, exc):
                     continue
                 return
             async with stream:
-                outcome = await _session(stream, received, stdin, stdout, conversation)
+                outcome = await _session(stream, received, stdin, stdout, conversation, waiting)
+            waiting = None
             if outcome == "eof":
                 return
             log.warning("the shared bridge went away; answering %d call(s) in flight", len(conversation.in_flight))
@@ -163,6 +171,11 @@ async def relay(settings: BridgeSettings, paths: SharedPaths, attach: Attach) ->
                 if not await _refuse_until_asked(stdin, stdout, conversation, error):
                     return
                 restarts.clear()
+            # A new bridge when the client next sends something, not at once: after `daemon stop`
+            # an idle session does not bring a bridge straight back.
+            waiting = await _next_line(stdin)
+            if waiting is None:
+                return
     finally:
         stdout.release()
         stdin.release()
@@ -207,8 +220,9 @@ async def _session(
     stdin: StdinLines,
     stdout: StdoutWire,
     conversation: Conversation,
+    waiting: bytes | None = None,
 ) -> Literal["eof", "gone"]:
-    """Relay until stdin ends (``eof``) or the bridge goes away (``gone``)."""
+    """Relay (``waiting`` first) until stdin ends (``eof``) or the bridge goes away (``gone``)."""
     outcome: Literal["eof", "gone"] = "gone"
     async with anyio.create_task_group() as tg:
 
@@ -221,8 +235,11 @@ async def _session(
 
         tg.start_soon(downstream)
         try:
+            if waiting is not None:
+                conversation.upstream(waiting)
+                await stream.send(waiting)
             async for text in stdin:
-                line = (text if text.endswith("\n") else f"{text}\n").encode("utf-8")
+                line = _line(text)
                 conversation.upstream(line)
                 await stream.send(line)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -249,3 +266,13 @@ async def _refuse_until_asked(
         if replies:
             return True
     return False
+
+
+def _line(text: str) -> bytes:
+    return (text if text.endswith("\n") else f"{text}\n").encode("utf-8")
+
+
+async def _next_line(stdin: StdinLines) -> bytes | None:
+    async for text in stdin:
+        return _line(text)
+    return None
