@@ -28,7 +28,7 @@ The TOML file has the fields of :class:`~bridge.settings.BridgeSettings`::
 
     default_model = "qwen/qwen3-coder-30b"
     call_budget = 50                      # seconds; keep it under the client's tool timeout
-    servers = ["http://localhost:1234"]   # or [[servers]] tables with url, name, api_key, max_concurrent
+    servers = ["http://localhost:1234"]   # or [[servers]] tables with url, name, api_key, max_concurrent, slots
 
     [default_limits]                      # every model: parallel requests, queue length
     slots = 4
@@ -491,6 +491,11 @@ def _check_values(settings: BridgeSettings, origins: Mapping[str, str]) -> Bridg
             raise fail(
                 f"servers[{i}].max_concurrent",
                 f"{server.max_concurrent} can run nothing; use 1 or more, or leave it out for no server-wide limit.",
+            )
+        if server.slots is not None and server.slots < 1:
+            raise fail(
+                f"servers[{i}].slots",
+                f"{server.slots} can run nothing; use 1 or more, or leave it out for the models' own slots.",
             )
         name = server.name or url.split("://", 1)[1]
         if name in names:

@@ -7,6 +7,8 @@ All durations are in seconds.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import msgspec
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "ModelLimits",
     "RetrySettings",
     "ServerSettings",
+    "server_name",
 ]
 
 
@@ -55,6 +58,17 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     name: str | None = None
     api_key: str | None = None
     max_concurrent: int | None = None
+    slots: int | None = None
+    """Requests each model runs at once on this server (LM Studio's parallel predictions); unset: the
+    model's ``slots``. A model on several servers gets a pool of slots on each."""
+
+
+def server_name(server: ServerSettings) -> str:
+    """The name a server is known by: its configured name, else ``host:port``."""
+    if server.name:
+        return server.name
+    parts = urlsplit(server.url if "://" in server.url else f"http://{server.url}")
+    return parts.netloc or server.url
 
 
 class ModelLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

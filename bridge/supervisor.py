@@ -21,7 +21,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from bridge.actors.child_servers import ChildServersActor
 from bridge.actors.planner import PlannerActor
@@ -32,7 +31,7 @@ from bridge.children.process import ProcessGroups
 from bridge.llm import LLMClient
 from bridge.messages import ChildServersMessage, PlannerMessage, RegistryMessage, ServerGateMessage
 from bridge.runtime import ActorRef, ChildSpec, Supervisor, SupervisorRef, SupervisorSpec
-from bridge.settings import BridgeSettings, ChildSettings, ServerSettings
+from bridge.settings import BridgeSettings, ChildSettings, server_name
 
 __all__ = [
     "BridgeActors",
@@ -42,14 +41,6 @@ __all__ = [
     "start_child_server_actors",
     "start_session_actors",
 ]
-
-
-def server_name(server: ServerSettings) -> str:
-    """The name a server is known by: its configured name, else ``host:port``."""
-    if server.name:
-        return server.name
-    parts = urlsplit(server.url if "://" in server.url else f"http://{server.url}")
-    return parts.netloc or server.url
 
 
 @dataclass(frozen=True, slots=True)

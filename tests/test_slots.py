@@ -123,3 +123,41 @@ async def test_positions_are_counted_within_the_callers_line() -> None:
             await holders.let_go(granted)
         holders.release_next.set()
     assert heard[0] == 1
+
+
+async def test_a_model_on_two_servers_fills_the_freest_first_and_waits_only_when_both_are_full() -> None:
+    queue = SlotQueue({"a": 1, "b": 2}, 64)
+    taken = [await queue.acquire() for _ in range(3)]
+    assert sorted(taken) == ["a", "b", "b"]
+    assert queue.in_use_by_server() == {"a": 1, "b": 2}
+    got: list[str] = []
+    async with anyio.create_task_group() as tg:
+
+        async def fourth() -> None:
+            got.append(await queue.acquire())
+
+        tg.start_soon(fourth)
+        await eventually(lambda: queue.queued == 1)
+        queue.release("a")
+    assert got == ["a"]
+
+
+async def test_a_retry_does_not_get_back_the_server_it_failed_on() -> None:
+    """A waiter that avoids server a lets a freed slot of a go to the next waiter, and takes b's."""
+    queue = SlotQueue({"a": 1, "b": 1}, 64)
+    assert {await queue.acquire(), await queue.acquire()} == {"a", "b"}
+    got: dict[str, str] = {}
+    async with anyio.create_task_group() as tg:
+
+        async def wait(name: str, avoid: frozenset[str]) -> None:
+            got[name] = await queue.acquire(avoid=avoid)
+
+        tg.start_soon(wait, "retry", frozenset({"a"}))
+        await eventually(lambda: queue.queued == 1)
+        tg.start_soon(wait, "other", frozenset())
+        await eventually(lambda: queue.queued == 2)
+        queue.release("a")
+        await eventually(lambda: "other" in got)
+        assert "retry" not in got
+        queue.release("b")
+    assert got == {"other": "a", "retry": "b"}

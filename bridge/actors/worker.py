@@ -61,7 +61,7 @@ from bridge.messages import (
     WorkerStats,
 )
 from bridge.runtime import Actor, ActorRef, RequestContext
-from bridge.settings import BridgeSettings
+from bridge.settings import BridgeSettings, server_name
 
 __all__ = ["LLMWorkerActor"]
 
@@ -84,12 +84,14 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
 class _CallTrace:
     """What one request learned on its way through the worker."""
 
-    __slots__ = ("queued_s", "retries", "server")
+    __slots__ = ("failed_on", "holds_slot", "queued_s", "retries", "server")
 
     def __init__(self) -> None:
         self.queued_s = 0.0
         self.retries = 0
-        self.server = ""
+        self.server = ""  # the server of the slot this request holds, and of its current attempt
+        self.failed_on: set[str] = set()
+        self.holds_slot = False
 
 
 _W = TypeVar("_W", ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest)
@@ -126,13 +128,17 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         self.settings = settings
         self.gates = dict(gates or {})
         limits = settings.limits_for(model.id)
-        self.slots = SlotQueue(limits.slots, limits.queue)
+        servers = model.servers or [model.server]
+        self.clients = [(name, clients[name]) for name in servers if name in clients]
+        self._client = dict(self.clients)
+        # A pool of slots on each server that serves the model: two servers, twice the requests at once.
+        per_server = {server_name(s): s.slots for s in settings.servers if s.slots is not None}
+        pools = {name: per_server.get(name, limits.slots) for name, _ in self.clients}
+        self.slots = SlotQueue(pools or limits.slots, limits.queue)
         self.in_flight_by_caller: Counter[str] = Counter()
         # Room for patient requests (batch items) beyond the queue: they wait in the slot queue, not
         # the mailbox, so the worker keeps answering others (busy, stats) while a batch waits.
-        self.max_concurrent_requests = limits.slots + limits.queue + _PATIENT_ROOM + 16
-        servers = model.servers or [model.server]
-        self.clients = [(name, clients[name]) for name in servers if name in clients]
+        self.max_concurrent_requests = self.slots.slots + limits.queue + _PATIENT_ROOM + 16
         self.breakers = {
             name: CircuitBreaker(name, failures=settings.breaker.failures, cooldown=settings.breaker.cooldown)
             for name, _ in self.clients
@@ -191,7 +197,8 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             )
         started = anyio.current_time()
         position = self._position_reporter(ctx) if ctx.wants_progress else None
-        await self.slots.acquire(position, patient=patient, caller=ctx.caller)
+        call.server = await self.slots.acquire(position, patient=patient, caller=ctx.caller, allowed=self._allows)
+        call.holds_slot = True
         call.queued_s = anyio.current_time() - started
         self.in_flight_by_caller[ctx.caller] += 1
         try:
@@ -205,7 +212,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             self.failed += 1
             raise
         finally:
-            self.slots.release()
+            if call.holds_slot:
+                self.slots.release(call.server)
+                call.holds_slot = False
             self.in_flight_by_caller[ctx.caller] -= 1
             if not self.in_flight_by_caller[ctx.caller]:
                 del self.in_flight_by_caller[ctx.caller]
@@ -276,8 +285,7 @@ class LLMWorkerActor(Actor[WorkerMessage]):
                 )
 
         async def one_attempt() -> T:
-            name, client = self._pick_server()
-            call.server = name
+            name, client = await self._server_for(ctx, call)
             breaker = self.breakers[name]
             breaker.before_call()
             try:
@@ -308,6 +316,13 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             return result
 
         async def on_retry(notice: RetryNotice) -> None:
+            # Failover: the next attempt takes a slot on a server this request has not failed on, if the
+            # model has one (waiting in line for it); with one server, the same one again.
+            failed = call.server
+            call.failed_on.add(failed)
+            await self._slot_elsewhere(ctx, call, frozenset(call.failed_on))
+            if call.server != failed:
+                log.info("%s: retrying on %s after %s on %s", self.model.id, call.server, notice.error, failed)
             call.retries += 1
             self.retries += 1
             log.info("%s: retry %d after %s", self.model.id, notice.attempt, notice.error)
@@ -383,12 +398,29 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             details={"model": self.model.id, "server": server, "budget": "call"},
         )
 
-    def _pick_server(self) -> tuple[str, LLMClient]:
-        """The first server whose breaker lets a call through; fail fast when none does."""
-        for name, client in self.clients:
-            if self.breakers[name].allows():
-                return name, client
-        raise self._all_open()
+    def _allows(self, server: str) -> bool:
+        breaker = self.breakers.get(server)
+        return breaker is None or breaker.allows()
+
+    async def _slot_elsewhere(self, ctx: RequestContext, call: _CallTrace, avoid: frozenset[str]) -> None:
+        """Trade the slot held on ``call.server`` for one on a server not in ``avoid``, waiting in line for it
+        (with one server, or when every one is avoided, any slot). While in line the request holds none."""
+        call.holds_slot = False
+        self.slots.release(call.server)
+        call.server = await self.slots.acquire(caller=ctx.caller, allowed=self._allows, avoid=avoid)
+        call.holds_slot = True
+
+    async def _server_for(self, ctx: RequestContext, call: _CallTrace) -> tuple[str, LLMClient]:
+        """The server of the slot this request holds; if its breaker is open, a slot on another server whose
+        breaker lets calls through (waiting in line for it). Fails fast when no breaker does."""
+        if not self._allows(call.server):
+            if not any(map(self._allows, self.breakers)):
+                raise self._all_open()
+            closed = frozenset(name for name in self.breakers if self._allows(name))
+            await self._slot_elsewhere(ctx, call, frozenset(self.breakers) - closed)
+        if call.server not in self._client:  # a worker built for no reachable server (cannot be asked)
+            raise self._all_open()
+        return call.server, self._client[call.server]
 
     def _all_open(self) -> BridgeError:
         """``backend_unavailable`` at once, with the wait until the soonest breaker lets a probe through."""
