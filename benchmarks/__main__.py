@@ -112,6 +112,14 @@ def _llm_rows(a: Figures, t: Figures) -> list[Row]:
         ("registry + worker added over bare httpx, median", *both("added_median_us", "{:.0f} µs"), "< 300 µs"),
         ("server down, breaker open: call answered, p50", *both("fail_fast_p50_ms", "{:.2f} ms"), "< 50 ms"),
         ("server down, breaker open: call answered, p99", *both("fail_fast_p99_ms", "{:.2f} ms"), ""),
+        (
+            "1 model, 1 server x 4 slots @ 100 ms, 128 callers: req/s",
+            *both("one_server_req_per_s", "{:.0f}"),
+            "40 = limit",
+        ),
+        ("  ... on 2 servers x 4 slots: req/s", *both("two_servers_req_per_s", "{:.0f}"), "80 = limit"),
+        ("  ... 2 servers over 1", *both("two_servers_speedup", "{:.2f} x"), ">= 1.8 x"),
+        ("  ... failed calls", *both("two_servers_failures", "{:.0f}"), "0"),
     ]
 
 

@@ -89,6 +89,47 @@ async def throughput(quick: bool) -> dict[str, float]:
     }
 
 
+async def _one_model_rate(urls: list[str], model: str, requests: int, callers: int, slots: int) -> tuple[float, int]:
+    """req/s of one model served by ``urls`` (one server each), and the failed calls."""
+    servers = [ServerSettings(url=url, name=f"s{n}", slots=slots) for n, url in enumerate(urls)]
+    settings = BridgeSettings(servers=servers, models={model: ModelLimits(slots=slots, queue=4096)})
+    async with open_bridge(settings, child_servers=False) as bridge:
+        for _ in range(len(urls) * slots):
+            await bridge.registry.ask(Chat(model=model, messages=user("warm")))
+        failures = 0
+
+        async def one(index: int) -> None:
+            nonlocal failures
+            try:
+                await bridge.registry.ask(Chat(model=model, messages=user(f"q{index}")))
+            except BridgeError:
+                failures += 1
+
+        elapsed = await run_callers(requests, callers, one)
+    return requests / elapsed, failures
+
+
+async def two_servers(quick: bool) -> dict[str, float]:
+    """1 model on 2 servers x 4 slots @ 100 ms against the same model on 1 server, 128 callers, same run."""
+    slots, latency, callers = 4, 0.1, 128
+    requests = 80 if quick else 640
+    model = "bench/shared-model"
+    path = sim_file([{"id": model, "loaded": True, "parallel": slots, "latency": latency, "reply_tokens": 1}])
+    try:
+        async with sim_process(["--config", path]) as first, sim_process(["--config", path]) as second:
+            one_rate, one_failed = await _one_model_rate([first.url], model, requests, callers, slots)
+            two_rate, two_failed = await _one_model_rate([first.url, second.url], model, requests, callers, slots)
+    finally:
+        Path(path).unlink()  # noqa: ASYNC240 - one tiny temp file, after the measurement
+    return {
+        "one_server_req_per_s": one_rate,
+        "two_servers_req_per_s": two_rate,
+        "two_servers_speedup": two_rate / one_rate,
+        "two_servers_limit_req_per_s": 2 * slots / latency,
+        "two_servers_failures": float(one_failed + two_failed),
+    }
+
+
 async def _bare_httpx_same_workload(url: str, ids: list[str], slots: int, requests: int, callers: int) -> float:
     """The practical ceiling: the same requests from a bare httpx client, ``slots`` at a time per model."""
     limiters = {model: anyio.CapacityLimiter(slots) for model in ids}
@@ -260,6 +301,7 @@ SCENARIOS = {
     "cancellation": cancellation,
     "added_latency": added_latency,
     "fail_fast": fail_fast,
+    "two_servers": two_servers,
 }
 
 
