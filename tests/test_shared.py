@@ -293,14 +293,15 @@ async def test_a_sessions_single_call_is_not_starved_by_anothers_batch(
             with anyio.fail_after(30):
                 while not await a_queued():
                     await anyio.sleep(0.02)
-            before = (await stats_of(sim))["models"][FAIR]["completed"]
             single = await call(b, "chat_completion", {"prompt": "mine", "model": FAIR})
-            done_at_b.append((await stats_of(sim))["models"][FAIR]["completed"] - before)
+            done_at_b.append((await stats_of(sim))["models"][FAIR]["completed"])
             assert not single.is_error
         [result] = batch
         assert not result.is_error
-    # B's own answer, the request that held the slot when B came, and at most one more of A's.
-    assert done_at_b[0] <= 3, f"B was answered after {done_at_b[0]} requests of the model"
+    # When B asked, at most 2 of A's 12 requests were done and 10 waited. Served in turn, B is answered after the
+    # one holding the slot and at most one more of A's (a few more may finish while B's call travels): about 5
+    # done, B's own included. First come, first served would answer B after all of A's: 13.
+    assert done_at_b[0] <= 8, f"B was answered when the model had done {done_at_b[0]} requests"
     await stop_daemon(home, sim.url, "--config", str(config))
 
 
