@@ -8,4 +8,4 @@ llama.cpp server, child MCP servers) are started by session fixtures in
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.peers"]
+pytest_plugins = ["tests.peers", "tests.peers_llama_cpp_python"]

@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,7 +304,6 @@ def running_llama_server(
     _require_module("xllamacpp", "the llama.cpp server")
     workdir.mkdir(parents=True, exist_ok=True)
     ready = workdir / "ready.json"
-    ready.unlink(missing_ok=True)
     log_path = workdir / "llama-server.log"
     argv = [
         sys.executable,
@@ -326,6 +325,42 @@ def running_llama_server(
         argv += ["--chat-template-file", str(chat_template)]
     if embeddings:
         argv.append("--embedding")
+    serving = _serving(argv, ready, log_path, what="llama.cpp server", aliases=[alias], timeout=start_timeout)
+    with serving as (pid, base_url):
+        yield LlamaServer(
+            base_url=base_url,
+            model=alias,
+            pid=pid,
+            n_ctx=n_ctx,
+            n_parallel=n_parallel,
+            embeddings=embeddings,
+            chat_template=chat_template,
+            log_path=log_path,
+        )
+
+
+@contextlib.contextmanager
+def _serving(
+    argv: list[str],
+    ready: Path,
+    log_path: Path,
+    *,
+    what: str,
+    aliases: Collection[str],
+    probe: str = "/health",
+    timeout: float = LLAMA_START_TIMEOUT,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[int, str]]:
+    """Run an HTTP server child for the ``with`` block; yield its pid and base URL ("http://127.0.0.1:PORT").
+
+    The child runs in a new session (its own process group) in ``log_path``'s directory, with
+    stdout and stderr to ``log_path`` and stdin a pipe kept open (EOF tells it its parent is
+    gone). It writes ``{"base_url": ...}`` to ``ready`` (atomically) once it listens, and
+    counts as up once ``probe`` answers 200 and ``/v1/models`` lists every alias. On exit the
+    group gets SIGTERM, then SIGKILL after a grace period. Raises :class:`PeerSetupError` with
+    the log tail if it is not up within ``timeout`` seconds.
+    """
+    ready.unlink(missing_ok=True)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             argv,
@@ -333,33 +368,31 @@ def running_llama_server(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            cwd=workdir,
+            cwd=log_path.parent,
+            env=env,
         )
     try:
-        base_url = _wait_until_ready(proc, ready, log_path, alias, start_timeout)
-        yield LlamaServer(
-            base_url=base_url,
-            model=alias,
-            pid=proc.pid,
-            n_ctx=n_ctx,
-            n_parallel=n_parallel,
-            embeddings=embeddings,
-            chat_template=chat_template,
-            log_path=log_path,
-        )
+        yield proc.pid, _wait_until_ready(proc, ready, log_path, what, aliases, probe, timeout)
     finally:
         stop_process_group(proc)
 
 
-def _wait_until_ready(proc: subprocess.Popen[bytes], ready: Path, log_path: Path, alias: str, timeout: float) -> str:
+def _wait_until_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Path,
+    log_path: Path,
+    what: str,
+    aliases: Collection[str],
+    probe: str,
+    timeout: float,
+) -> str:
     deadline = time.monotonic() + timeout
     base_url: str | None = None
     last_error = "no ready file yet"
 
     def fail(why: str) -> PeerSetupError:
         return PeerSetupError(
-            f"llama.cpp server (pid {proc.pid}) did not start: {why}\n"
-            f"--- last lines of {log_path} ---\n{_file_tail(log_path)}"
+            f"{what} (pid {proc.pid}) did not start: {why}\n--- last lines of {log_path} ---\n{_file_tail(log_path)}"
         )
 
     with httpx.Client(timeout=httpx.Timeout(2.0)) as client:
@@ -376,16 +409,16 @@ def _wait_until_ready(proc: subprocess.Popen[bytes], ready: Path, log_path: Path
                     raise fail(f"it listens on {base_url}, not on loopback")
             if base_url is not None:
                 try:
-                    health = client.get(base_url + "/health")
+                    health = client.get(base_url + probe)
                     if health.status_code == 200:
                         models = client.get(base_url + "/v1/models").json()
                         ids = [m.get("id") for m in models.get("data", [])]
-                        if alias not in ids:
-                            raise fail(f"/v1/models lists {ids}, not {alias!r}")
+                        if not set(aliases) <= set(ids):
+                            raise fail(f"/v1/models lists {ids}, not all of {sorted(aliases)}")
                         return base_url
-                    last_error = f"/health answered {health.status_code}"
+                    last_error = f"{probe} answered {health.status_code}"
                 except httpx.TransportError as exc:
-                    last_error = f"/health: {exc!r}"
+                    last_error = f"{probe}: {exc!r}"
             time.sleep(0.05)
 
 
@@ -520,6 +553,17 @@ def time_server_argv() -> list[str]:
 
 # Leaders of the session-long peers started by the fixtures here: their trees are not leaks.
 _SESSION_PEER_PIDS: set[int] = set()
+
+
+@contextlib.contextmanager
+def _session_peer(pid: int) -> Iterator[None]:
+    """For the ``with`` block, ``pid``'s tree is a session-long peer, long-lived by design: not a
+    leak of the test that happened to start it."""
+    _SESSION_PEER_PIDS.add(pid)
+    try:
+        yield
+    finally:
+        _SESSION_PEER_PIDS.discard(pid)
 
 
 def _describe(p: psutil.Process) -> str:
@@ -713,12 +757,11 @@ def smollm2_gguf() -> Path:
 def llama_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     """llama.cpp serving SmolLM2 for the whole session: chat (with tools), completions,
     responses and embeddings. Stopped by pid at session end."""
-    with running_llama_server(smollm2_gguf, tmp_path_factory.mktemp("llama-server")) as server:
-        _SESSION_PEER_PIDS.add(server.pid)  # long-lived by design: not a leak of the test that started it
-        try:
-            yield server
-        finally:
-            _SESSION_PEER_PIDS.discard(server.pid)
+    with (
+        running_llama_server(smollm2_gguf, tmp_path_factory.mktemp("llama-server")) as server,
+        _session_peer(server.pid),
+    ):
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -66,3 +66,27 @@ async def test_lm_studios_in_stream_overflow_needs_no_second_request() -> None:
         streamed = [bool(r.body.get("stream")) for r in sim.requests(MODEL)]
     assert isinstance(caught.value, ContextOverflowError)
     assert streamed == [True]
+
+
+@pytest.mark.parametrize("kind", ["chat", "completion"])
+async def test_the_question_after_an_empty_stream_never_rides_the_closing_connection(kind: str) -> None:
+    """Regression: llama-cpp-python closes the connection after the empty stream, and the unstreamed
+    question went out at once on that kept-alive connection: backend_unavailable ("Server
+    disconnected without sending a response") instead of context_overflow."""
+    config = _config(overflow_style="llama-cpp-python", close_after_empty_stream=True)
+    async with (
+        SimServer(config) as sim,
+        open_bridge(settings_for(sim.url, retry=RetrySettings(attempts=1)), child_servers=False) as bridge,
+    ):
+        message = (
+            Chat(model=MODEL, messages=user(LONG), max_tokens=4)
+            if kind == "chat"
+            else Complete(model=MODEL, prompt=LONG, max_tokens=4)
+        )
+        for _ in range(2):
+            with pytest.raises(ContextOverflowError):
+                await bridge.registry.ask(message)
+        reply = await bridge.registry.ask(Chat(model=MODEL, messages=user("hi"), max_tokens=4))
+        streamed = [bool(r.body.get("stream")) for r in sim.requests(MODEL)]
+    assert streamed == [True, False, True, False, True]
+    assert reply.finish_reason in ("stop", "length")

@@ -18,7 +18,7 @@ import pytest
 from bridge.app import Bridge, open_bridge
 from bridge.config import CliFlags, ConfigError, load_settings
 from bridge.errors import DeadlineExceededError
-from bridge.messages import Chat, ChatResult, GetStatus, Progress
+from bridge.messages import Chat, ChatResult, CheckHealth, GetStatus, ListModels, Progress
 from bridge.settings import RetrySettings, ServerSettings
 from bridge.sim import Fault, FaultKind, SimConfig, SimModel, SimServer
 from tests.test_llm_path import GEMMA, QWEN, settings_for, user
@@ -163,3 +163,45 @@ def test_max_concurrent_is_read_from_toml_and_checked(tmp_path: Any) -> None:
     path.write_text('[[servers]]\nurl = "http://127.0.0.1:8000"\nmax_concurrent = 0\n')
     with pytest.raises(ConfigError, match=r"servers\[0\]\.max_concurrent"):
         load_settings(CliFlags(config=str(path)), environ={})
+
+
+LISTINGS = ["list_models", "health_check", "a stale cache"]
+
+
+@pytest.mark.parametrize("listing", LISTINGS)
+async def test_a_model_listing_during_a_chat_cuts_nothing(listing: str) -> None:
+    """Regression: model listings did not count against max_concurrent, and llama-cpp-python answers
+    /v1/models under its generation lock: a listing sent while a chat streamed cut the chat (backend_error
+    "[DONE] but no finish reason"). Now a listing waits briefly for a turn, else answers from the cache."""
+    config = SimConfig(
+        models=_models(), api="openai", server_parallel=1, interrupt_requests=True, listing_takes_turn=True
+    )
+    # With a cache that is always stale, every call's resolution lists the models again, in the background.
+    ttl = 0.0 if listing == "a stale cache" else 60.0
+    retry = RetrySettings(attempts=1)
+    async with SimServer(config) as sim, _bridge(sim, 1, retry=retry, model_cache_ttl=ttl) as bridge:
+        before = await bridge.registry.ask(ListModels())  # the cache is warm
+        sim.script(QWEN, [Fault(kind=FaultKind.STALL, after_tokens=1, seconds=2.0)])
+        started = anyio.Event()
+        chats: list[ChatResult] = []
+
+        async def on_progress(progress: Progress) -> None:
+            if progress.stage == "first_token":
+                started.set()
+
+        async def chat(model: str, progress: Any = None) -> None:
+            chats.append(await bridge.registry.ask(Chat(model=model, messages=user("hi")), progress=progress))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(chat, QWEN, on_progress)
+            await started.wait()  # the chat is streaming (stalled after its first token)
+            if listing == "a stale cache":
+                tg.start_soon(chat, GEMMA)
+            else:
+                message = ListModels(refresh=True) if listing == "list_models" else CheckHealth()
+                during = await bridge.registry.ask(message)
+                assert [m.id for m in during.models] == [m.id for m in before.models]
+                assert during.servers[0].reachable is True
+        interrupts = sim.stats.total.faults.get(FaultKind.INTERRUPT, 0)
+    assert [r.finish_reason for r in chats] == ["stop"] * len(chats)
+    assert interrupts == 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import anyio
 import msgspec
@@ -31,7 +32,7 @@ from bridge.errors import (
     ModelNotFoundError,
     UnsupportedEndpointError,
 )
-from bridge.llm import Budgets, LLMClient
+from bridge.llm import Budgets, LLMClient, ModelInfo, NativeModel
 from bridge.messages import (
     BridgeStatus,
     Chat,
@@ -268,15 +269,11 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         if native is not None:
             listing.native = True
             return [
-                ModelEntry(
-                    id=m.id,
-                    type="embedding" if m.type == "embedding" else "llm",
-                    loaded=m.loaded,
-                    context_length=m.context_length,
-                    max_context_length=m.max_context_length,
+                _entry(
+                    name,
+                    m,
+                    "embedding" if m.type == "embedding" else "llm",
                     tool_use=m.tool_use,
-                    server=name,
-                    servers=[name],
                     publisher=m.publisher,
                     quantization=m.quantization,
                 )
@@ -286,17 +283,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         found = await client.list_models(budgets=budgets)
         listing.router = any(m.load_state is not None for m in found)
         return [
-            ModelEntry(
-                id=m.id,
-                type="embedding" if "embed" in m.id.lower() else "llm",
-                loaded=m.loaded,
-                load_state=m.load_state,
-                context_length=m.context_length,
-                max_context_length=m.max_context_length,
-                server=name,
-                servers=[name],
-            )
-            for m in found
+            _entry(name, m, "embedding" if "embed" in m.id.lower() else "llm", load_state=m.load_state) for m in found
         ]
 
     def _entries(self) -> dict[str, ModelEntry]:
@@ -570,6 +557,15 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                 )
             servers.append(state)
         return BridgeStatus(models=stats, servers=servers)
+
+
+def _entry(server: str, model: NativeModel | ModelInfo, kind: str, **fields: Any) -> ModelEntry:
+    """The cache's entry for a model ``server`` listed: what every listing says, then what this one adds."""
+    said = {name: getattr(model, name) for name in _LISTED_BY_ALL}
+    return ModelEntry(type=kind, server=server, servers=[server], **said, **fields)
+
+
+_LISTED_BY_ALL = ("id", "loaded", "context_length", "max_context_length")
 
 
 def _case_insensitive(entries: dict[str, ModelEntry], wanted: str) -> ModelEntry | None:
