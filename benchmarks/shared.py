@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -278,6 +279,7 @@ async def run_all(quick: bool, backend: str) -> dict[str, Any]:
         finally:
             for pid in _pids_in(run.root):
                 _wait_gone(pid)
+            shutil.rmtree(run.root, ignore_errors=True)
     return figures
 
 
