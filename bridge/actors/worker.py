@@ -320,7 +320,8 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             # model has one (waiting in line for it); with one server, the same one again.
             failed = call.server
             call.failed_on.add(failed)
-            await self._slot_elsewhere(ctx, call, frozenset(call.failed_on))
+            if len(self.clients) > 1:  # with one server the request keeps its slot for the retry
+                await self._slot_elsewhere(ctx, call, frozenset(call.failed_on))
             if call.server != failed:
                 log.info("%s: retrying on %s after %s on %s", self.model.id, call.server, notice.error, failed)
             call.retries += 1
