@@ -32,6 +32,7 @@ from bridge.errors import ConfigError
 from bridge.frontend._format import DEFAULT_OUTPUT_LIMIT
 from bridge.frontend._server import create_server
 from bridge.frontend._slot import BridgeSlot
+from bridge.frontend._stdio import stop_signal_receiver
 from bridge.settings import BridgeSettings
 
 __all__ = ["HTTP_PATH", "parse_listen_address", "serve_http"]
@@ -39,7 +40,6 @@ __all__ = ["HTTP_PATH", "parse_listen_address", "serve_http"]
 log = logging.getLogger("bridge.frontend")
 
 HTTP_PATH: Final = "/mcp"
-_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _LOOPBACK_NAMES: Final = ("localhost",)
 
 
@@ -143,12 +143,13 @@ async def serve_http(
     from bridge.app import open_bridge
 
     try:
-        with anyio.open_signal_receiver(*_SIGNALS) as signals:
+        with stop_signal_receiver(True) as signals:
             async with open_bridge(settings, child_servers=child_servers, groups=groups) as bridge:
                 slot.set(bridge)
                 async with anyio.create_task_group() as tg:
 
                     async def stop_on_signal() -> None:
+                        assert signals is not None  # asked for: the receiver is always open here
                         async for signum in signals:
                             log.info("received %s: shutting down", signal.Signals(signum).name)
                             web.should_exit = True

@@ -48,9 +48,9 @@ __all__ = [
     "CHILD_KILL_GRACE",
     "EOF_GRACE",
     "SHUTDOWN_LIMIT",
-    "StdinLines",
-    "StdoutWire",
+    "STOP_SIGNALS",
     "serve_stdio",
+    "stop_signal_receiver",
 ]
 
 log = logging.getLogger("bridge.frontend")
@@ -67,7 +67,8 @@ BRIDGE_START_DELAY: Final = 0.25
 """Seconds the actor system waits after start-up for the handshake to be answered (unless a tool needs it)."""
 
 _KILL_WAIT: Final = 0.2  # for the kernel to finish off a SIGKILLed group
-_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""The signals that stop a bridge in order (children first), whichever way it serves."""
 
 
 class _Shutdown:
@@ -131,10 +132,10 @@ async def _stop_children(shutdown: _Shutdown, groups: ProcessGroups) -> None:
     await groups.stop_all(term_grace=CHILD_KILL_GRACE, kill_wait=_KILL_WAIT)
 
 
-def _signal_receiver(enabled: bool) -> contextlib.AbstractContextManager[AsyncIterator[int] | None]:
+def stop_signal_receiver(enabled: bool) -> contextlib.AbstractContextManager[AsyncIterator[int] | None]:
     if not enabled:
         return contextlib.nullcontext()
-    return anyio.open_signal_receiver(*_SIGNALS)
+    return anyio.open_signal_receiver(*STOP_SIGNALS)
 
 
 async def _run_bridge(
@@ -194,7 +195,7 @@ async def serve_stdio(
     stdout: StdoutWire | None = None
     # The signals are ours from before any child starts until after the last one is gone: one that
     # came while the actors stop would otherwise kill this process and leave the children running.
-    with _signal_receiver(handle_signals and POSIX) as signals:
+    with stop_signal_receiver(handle_signals and POSIX) as signals:
         try:
             # Elsewhere than POSIX, the SDK's own (thread-based) stdio is used: it stops at stdin EOF too.
             if POSIX:

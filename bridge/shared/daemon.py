@@ -26,7 +26,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from bridge.app import Bridge, open_bridge, open_session
 from bridge.children.process import ProcessGroups
 from bridge.frontend import DEFAULT_OUTPUT_LIMIT, BridgeMCPServer, BridgeSlot, create_server
-from bridge.frontend._stdio import EOF_GRACE
+from bridge.frontend._stdio import EOF_GRACE, stop_signal_receiver
 from bridge.settings import BridgeSettings
 from bridge.shared._attach import ATTACH_LIMIT, Attach, decode_attach
 from bridge.shared._lines import SocketLines, SocketWire
@@ -41,7 +41,6 @@ ATTACH_TIMEOUT: Final = 5.0
 _SPARE_DELAY: Final = 0.1  # let a new session's handshake through before building the next spare server
 SHUTDOWN_LIMIT: Final = 3.0
 """Seconds from the decision to stop until everything is stopped, cancelled if need be."""
-_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @dataclass(slots=True)
@@ -214,15 +213,6 @@ def _remove_if_ours(path: os.PathLike[str] | str, inode: int) -> None:
             os.unlink(path)
 
 
-@contextlib.contextmanager
-def _signals(enabled: bool) -> Any:
-    if not enabled:
-        yield None
-        return
-    with anyio.open_signal_receiver(*_SIGNALS) as signals:
-        yield signals
-
-
 async def _stop_on_signals(signals: AsyncIterator[int], shared: SharedBridge) -> None:
     async for signum in signals:
         log.info("received %s: the shared bridge stops", signal.Signals(signum).name)
@@ -245,7 +235,7 @@ async def serve_shared(
     """
     groups = ProcessGroups()
     everything = anyio.CancelScope()
-    with _signals(handle_signals) as signals:
+    with stop_signal_receiver(handle_signals) as signals:
         try:
             with everything:
                 async with open_bridge(settings, child_servers=False, groups=groups) as bridge:
