@@ -502,13 +502,14 @@ async def test_a_sessions_children_run_in_its_directory_with_its_environment(
     sim: SimProcess, home: SharedHome, tmp_path: Path
 ) -> None:
     """Two sessions of one shared bridge, with different environments: each session's child server starts in
-    that session's directory from that session's environment, not from the bridge's (the first session's)."""
+    that session's directory from that session's environment, not from the bridge's (the first session's).
+    A child inherits only the variables it names, so the probe passes SESSION_MARK through."""
     probe = "import os; open('seen.txt', 'w').write(os.environ.get('SESSION_MARK', '-'))"
     args = [a for a in home.args(sim.url) if a != "--no-child-servers"]
     for name in ("alpha", "beta"):
         project = tmp_path / name
         project.mkdir()
-        server = {"command": sys.executable, "args": ["-c", probe], "eager": True}
+        server = {"command": sys.executable, "args": ["-c", probe], "eager": True, "env_passthrough": ["SESSION_MARK"]}
         (project / ".mcp.json").write_text(json.dumps({"mcpServers": {"probe": server}}))
         env = {**home.env, "SESSION_MARK": name}
         params = StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(project))

@@ -45,7 +45,11 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):
         transport: ``"stdio"``, ``"http"`` (also written ``streamable-http``) or ``"sse"``.
         command: Program to run (stdio only).
         args: Its arguments (stdio only).
-        env: Variables added to the bridge's own environment for the child (stdio only).
+        env: Variables set for the child (stdio only), over what it inherits.
+        env_passthrough: Names of the bridge's variables the child also inherits (stdio only). A child
+            otherwise inherits only the mcp SDK's safe few (``PATH``, ``HOME``, ``USER``, ``SHELL``,
+            ``TERM``, ``LOGNAME``), so the bridge's API key and other secrets never reach ``npx``/``uvx``
+            code; a name that is not set is left out.
         cwd: Working directory (stdio only); a relative one is resolved against
             the directory of the file that defines the server, ``~`` is expanded.
         url: Endpoint (http and sse only).
@@ -55,8 +59,8 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):
         timeout: Seconds allowed per request, or ``None`` for the bridge default.
         startup_timeout: Seconds allowed to start and initialize, or ``None`` for the default.
         source: Path of the file that defined it.
-        inherited_env: The environment the child starts from instead of the bridge's own (stdio
-            only): a shared bridge gives each session's children that session's environment.
+        inherited_env: The environment the child's inherited variables come from instead of the
+            bridge's own (stdio only): a shared bridge gives each session's children that session's.
     """
 
     name: str
@@ -64,6 +68,7 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):
     command: str | None = None
     args: tuple[str, ...] = ()
     env: dict[str, str] = msgspec.field(default_factory=dict)
+    env_passthrough: tuple[str, ...] = ()
     cwd: str | None = None
     url: str | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
@@ -138,6 +143,20 @@ class _Entry:
                 raise self.error(f"{key}[{index}]", f"must be a string, not {_json_type(item)}")
         return tuple(self.expand(f"{key}[{index}]", item) for index, item in enumerate(value))
 
+    def names(self, key: str) -> tuple[str, ...]:
+        """Variable names, taken literally: ``${VAR}`` is for values, and a name is not one."""
+        value = self.raw.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.error(key, f"must be a list of variable names, not {_json_type(value)}")
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(f"{key}[{index}]", f"must be a variable name, not {_json_type(item)}")
+            if not item or "=" in item or "\0" in item:
+                raise self.error(f"{key}[{index}]", f"must be a variable name, not {item!r}")
+        return tuple(value)
+
     def mapping(self, key: str) -> dict[str, str]:
         value = self.raw.get(key)
         if value is None:
@@ -177,6 +196,7 @@ def parse_server(name: str, raw: object, *, source: Path, environ: Mapping[str, 
             command=command,
             args=entry.strings("args"),
             env=entry.mapping("env"),
+            env_passthrough=entry.names("env_passthrough"),
             cwd=str(source.parent / os.path.expanduser(cwd)) if cwd else None,
         )
     else:

@@ -41,6 +41,7 @@ from typing import TypeAlias
 import anyio
 from anyio.abc import AsyncResource, Process
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.client.stdio import DEFAULT_INHERITED_ENV_VARS
 from mcp.shared.message import SessionMessage
 
 from bridge.children._group import ProcessGroups, group_alive, signal_group
@@ -78,14 +79,30 @@ _Incoming: TypeAlias = SessionMessage | Exception
 _ALARMING = re.compile(r"error|exception|traceback|fatal|critical|panic|warn", re.IGNORECASE)
 
 
-def child_environment(server_env: Mapping[str, str], inherited: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a child: ours (or ``inherited``), the server's ``env``, and :data:`PARENT_PID_ENV`.
+def child_environment(
+    server_env: Mapping[str, str],
+    inherited: Mapping[str, str] | None = None,
+    passthrough: Sequence[str] = (),
+) -> dict[str, str]:
+    """The environment of a child: a few safe variables of ours (or of ``inherited``), the server's ``env``,
+    and :data:`PARENT_PID_ENV`.
 
-    The marker lets a bridge started by this one (however indirectly) know it
-    is nested, so it never starts children of its own.
+    Least privilege: an ``npx``/``uvx`` child must not see ``LMSTUDIO_API_KEY`` or the user's other
+    secrets, so from the base it gets only the mcp SDK's safe names (``PATH``, ``HOME``, ``USER``, ...)
+    and the names its configuration lists in ``env_passthrough`` (absent when unset). The SDK's
+    ``get_default_environment()`` reads ``os.environ`` only, so its list of names is applied to the base
+    here: a shared bridge's session gives its children its own environment, not the bridge's.
+    The marker lets a bridge started by this one (however indirectly) know it is nested, so it never
+    starts children of its own.
     """
     base = os.environ if inherited is None else inherited
-    return {**base, **server_env, PARENT_PID_ENV: str(os.getpid())}
+    env = {
+        name: base[name]
+        for name in DEFAULT_INHERITED_ENV_VARS
+        if name in base and not base[name].startswith("()")  # the SDK skips exported shell functions too
+    }
+    env.update({name: base[name] for name in passthrough if name in base})
+    return {**env, **server_env, PARENT_PID_ENV: str(os.getpid())}
 
 
 def child_down_error(
@@ -372,7 +389,7 @@ async def open_stdio_child(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=config.cwd,
-                env=child_environment(config.env, config.inherited_env),
+                env=child_environment(config.env, config.inherited_env, config.env_passthrough),
                 start_new_session=True,
             )
     except OSError as exc:
