@@ -11,7 +11,7 @@ A :class:`Request` names its reply type (``Request[ChatResult]``), so
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -25,6 +25,8 @@ __all__ = [
     "Reply",
     "Progress",
     "ModelEntry",
+    "ModelServersChanged",
+    "ServerSlots",
     "ServerState",
     "ModelList",
     "ChatResult",
@@ -94,6 +96,19 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
 # ---------------------------------------------------------------------------
 
 
+class ServerSlots(Reply, frozen=True, kw_only=True):
+    """How many requests a model runs at once on one server, and where that number came from.
+
+    ``source``: ``servers.slots`` or ``models.slots`` (configuration, which wins), ``server``
+    (the server said: LM Studio's ``parallel``, llama.cpp's ``total_slots``), ``default``
+    (``default_limits.slots``: the server does not say).
+    """
+
+    server: str
+    slots: int
+    source: Literal["servers.slots", "models.slots", "server", "default"]
+
+
 class ModelEntry(Reply, frozen=True, kw_only=True):
     """One model as the registry knows it. ``None`` means the server did not say."""
 
@@ -109,6 +124,10 @@ class ModelEntry(Reply, frozen=True, kw_only=True):
     servers: list[str] = msgspec.field(default_factory=list)
     publisher: str | None = None
     quantization: str | None = None
+    reported_slots: dict[str, int] = msgspec.field(default_factory=dict)
+    """What each server said it runs at once (by server name), where it says."""
+    capacity: list[ServerSlots] = msgspec.field(default_factory=list)
+    """The slots the bridge uses on each server, with their source (filled in by the registry)."""
 
 
 class ServerState(Reply, frozen=True, kw_only=True):
@@ -229,6 +248,7 @@ class WorkerStats(Reply, frozen=True, kw_only=True):
     breakers: dict[str, str] = msgspec.field(default_factory=dict)
     restarts: int = 0
     callers: dict[str, CallerLoad] = msgspec.field(default_factory=dict)
+    capacity: list[ServerSlots] = msgspec.field(default_factory=list)
 
 
 class BridgeStatus(Reply, frozen=True, kw_only=True):
@@ -322,10 +342,16 @@ class GetWorkerStats(Request[WorkerStats], frozen=True, kw_only=True):
     pass
 
 
+class ModelServersChanged(Request[None], frozen=True, kw_only=True):
+    """The registry's newer word on a model's servers and their slots: the worker follows it."""
+
+    model: ModelEntry
+
+
 RegistryMessage = (
     ListModels | ResolveModel | Chat | Complete | Embed | Respond | LoadModel | UnloadModel | GetStatus | CheckHealth
 )
-WorkerMessage = Chat | Complete | Embed | Respond | GetWorkerStats
+WorkerMessage = Chat | Complete | Embed | Respond | GetWorkerStats | ModelServersChanged
 
 
 # ---------------------------------------------------------------------------

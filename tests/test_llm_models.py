@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from bridge.errors import (
+    BridgeError,
     ConfigError,
     LLMResponseError,
     ModelNotFoundError,
@@ -57,8 +58,8 @@ async def test_requests_go_to_root_and_v1() -> None:
         with pytest.raises(UnsupportedEndpointError):
             await llm.list_models()
     assert [str(request.url) for request in recorder.requests] == [
+        "http://lms.test:1234/api/v1/models",  # LM Studio 0.4: it says each instance's parallel
         "http://lms.test:1234/api/v0/models",
-        "http://lms.test:1234/api/v1/models",
         "http://lms.test:1234/v1/models",
     ]
 
@@ -84,8 +85,8 @@ V1 = {
          "architecture": "gpt-oss", "quantization": {"name": "MXFP4", "bits_per_weight": 4.25},
          "size_bytes": 12109566560, "params_string": "20B",
          "loaded_instances": [
-             {"id": "openai/gpt-oss-20b", "config": {"context_length": 8192, "eval_batch_size": 512}},
-             {"id": "openai/gpt-oss-20b:2", "config": {"context_length": 4096}},
+             {"id": "openai/gpt-oss-20b", "config": {"context_length": 8192, "eval_batch_size": 512, "parallel": 4}},
+             {"id": "openai/gpt-oss-20b:2", "config": {"context_length": 4096, "parallel": 2}},
          ],
          "max_context_length": 131072, "format": "gguf",
          "capabilities": {"vision": False, "trained_for_tool_use": True,
@@ -139,6 +140,7 @@ async def test_native_models_v1_when_v0_is_gone() -> None:
         True, False, "MXFP4", "gpt-oss 20B", "v1",
     )  # fmt: skip
     assert gpt.instance_ids == ("openai/gpt-oss-20b", "openai/gpt-oss-20b:2")
+    assert (gpt.parallel, nomic.parallel) == (6, None)  # two instances' slots add up; none loaded, none said
     assert (nomic.type, nomic.loaded, nomic.context_length, nomic.instance_ids) == ("embedding", False, 2048, ())
 
 
@@ -365,3 +367,30 @@ def test_llama_cpp_router_status_is_read_as_the_load_state() -> None:
         ("unloaded", False),
         (None, None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "slots"),
+    [
+        (httpx.Response(200, json={"total_slots": 3, "default_generation_settings": {"n_ctx": 512}}), 3),
+        (httpx.Response(404), None),
+        (httpx.Response(400, json={"error": {"message": "model name is missing from the request"}}), None),
+        (httpx.Response(200, json={"total_slots": 0}), None),
+        (httpx.Response(200, content=b"<html>"), None),
+    ],
+    ids=["llama.cpp", "no-props", "llama.cpp-router", "zero", "not-json"],
+)
+async def test_total_slots_from_llama_cpp_props(answer: httpx.Response, slots: int | None) -> None:
+    """llama.cpp's /props says how many requests it runs at once; other servers give None, not an error."""
+    recorder = Recorder(lambda request: answer)
+    async with client(recorder) as llm:
+        assert await llm.total_slots() == slots
+    assert [request.url.path for request in recorder.requests] == ["/props"]
+
+
+async def test_total_slots_with_a_refused_key_raises() -> None:
+    """A refused key is not 'the server does not say': it is the error it is."""
+    async with client(Recorder(lambda request: httpx.Response(401, json={"error": "bad key"}))) as llm:
+        with pytest.raises(BridgeError) as caught:
+            await llm.total_slots()
+    assert caught.value.code == "backend_error" and not caught.value.retryable and "401" in caught.value.message

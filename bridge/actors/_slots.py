@@ -153,10 +153,37 @@ class SlotQueue:
             del self._queues[caller]
             self._turns.remove(caller)
 
+    def resize(self, slots: Mapping[str, int]) -> None:
+        """Serve from these servers with these slots from now on (the servers' listings changed).
+
+        A server that left keeps the slots in use there until they are released, and gets no more;
+        new room goes to waiters at once.
+        """
+        if not slots or min(slots.values()) < 1:
+            raise ValueError(f"need slots >= 1 on every server, got {dict(slots)}")
+        self._pools = dict(slots)
+        for server in slots:
+            self._busy.setdefault(server, 0)
+            self._last_used.setdefault(server, 0)
+        for server in [s for s, busy in self._busy.items() if s not in slots and busy == 0]:
+            del self._busy[server], self._last_used[server]
+        self.slots = sum(self._pools.values())
+        for server in list(self._pools):
+            while self._busy[server] < self._pools[server] and self._hand_on(server):
+                pass
+
     def release(self, server: str = "") -> None:
         """Free a slot of ``server``: it goes to the first waiter of the caller whose turn it is (the first
         one that does not avoid ``server``)."""
         self._busy[server] -= 1
+        if server not in self._pools:  # a server that stopped serving the model: its slot goes nowhere
+            if not self._busy[server]:
+                del self._busy[server], self._last_used[server]
+            return
+        self._hand_on(server)
+
+    def _hand_on(self, server: str) -> bool:
+        """Give a free slot of ``server`` to the next waiter that may take it; whether one did."""
         for place, caller in enumerate(self._turns):
             waiters = self._queues[caller]
             turn = next((t for t in waiters if server not in t.avoid), None)
@@ -170,4 +197,5 @@ class SlotQueue:
                 self._turns.append(caller)  # to the back: every other waiting caller comes first
             else:
                 del self._queues[caller]
-            return
+            return True
+        return False

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from bridge.actors._capacity import slot_capacity
 from bridge.actors.server_gate import turn_if_free
 from bridge.actors.worker import LLMWorkerActor
 from bridge.errors import (
@@ -48,6 +49,7 @@ from bridge.messages import (
     LoadModel,
     ModelEntry,
     ModelList,
+    ModelServersChanged,
     RegistryMessage,
     ResolveModel,
     Respond,
@@ -89,11 +91,12 @@ def closest_models(requested: str, available: list[str], n: int = 3) -> list[str
 class _Listing:
     """One server's last listing. Strictly private to the registry."""
 
-    __slots__ = ("error", "fetched_at", "models", "native", "router")
+    __slots__ = ("error", "fetched_at", "models", "native", "props", "router")
 
     def __init__(self) -> None:
         self.models: list[ModelEntry] = []
         self.native: bool | None = None
+        self.props: bool | None = None  # llama.cpp's /props (total_slots): None until asked
         self.router = False  # llama.cpp's router: /v1/models carries each model's status
         self.fetched_at: float | None = None
         self.error: BridgeError | None = None
@@ -144,6 +147,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         self.gates = dict(gates or {})
         self.listings = {name: _Listing() for name in self.clients}
         self.worker_refs: dict[str, ActorRef[WorkerMessage]] = {}
+        self.worker_models: dict[str, ModelEntry] = {}  # what each worker was last told of its model
         self._refresh_done: anyio.Event | None = None
         self._refreshed_at: float | None = None
 
@@ -276,15 +280,32 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                     tool_use=m.tool_use,
                     publisher=m.publisher,
                     quantization=m.quantization,
+                    reported_slots={name: m.parallel} if m.parallel else {},
                 )
                 for m in native
             ]
         listing.native = False
         found = await client.list_models(budgets=budgets)
         listing.router = any(m.load_state is not None for m in found)
+        slots = await self._total_slots(name, listing, budgets) if not listing.router and len(found) == 1 else None
         return [
-            _entry(name, m, "embedding" if "embed" in m.id.lower() else "llm", load_state=m.load_state) for m in found
+            _entry(
+                name,
+                m,
+                "embedding" if "embed" in m.id.lower() else "llm",
+                load_state=m.load_state,
+                reported_slots={name: slots} if slots else {},
+            )
+            for m in found
         ]
+
+    async def _total_slots(self, name: str, listing: _Listing, budgets: Budgets) -> int | None:
+        """llama.cpp's ``total_slots`` for a one-model server; a server without ``/props`` is not asked again."""
+        if listing.props is False:
+            return None
+        slots = await self.clients[name].total_slots(budgets=budgets)
+        listing.props = slots is not None
+        return slots
 
     def _entries(self) -> dict[str, ModelEntry]:
         """The merged view: each model once, with every server that lists it (configured order first)."""
@@ -295,8 +316,15 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                 if known is None:
                     merged[entry.id] = entry
                 else:
-                    merged[entry.id] = msgspec.structs.replace(known, servers=[*known.servers, name])
-        return merged
+                    merged[entry.id] = msgspec.structs.replace(
+                        known,
+                        servers=[*known.servers, name],
+                        reported_slots=known.reported_slots | entry.reported_slots,
+                    )
+        return {
+            model_id: msgspec.structs.replace(entry, capacity=slot_capacity(entry, self.settings))
+            for model_id, entry in merged.items()
+        }
 
     def _server_states(self) -> list[ServerState]:
         now = anyio.current_time()
@@ -407,17 +435,35 @@ class ModelRegistryActor(Actor[RegistryMessage]):
     async def _worker(self, entry: ModelEntry) -> ActorRef[WorkerMessage]:
         ref = self.worker_refs.get(entry.id)
         if ref is not None and ref.state not in ("stopped", "failed"):
+            await self._tell_servers(ref, entry)
             return ref
         spec: ChildSpec[WorkerMessage] = ChildSpec(
             entry.id,
-            lambda: LLMWorkerActor(entry, self.clients, self.settings, self.gates),
+            # A restarted worker starts from the newest word on its servers, not the first one.
+            lambda: LLMWorkerActor(self.worker_models.get(entry.id, entry), self.clients, self.settings, self.gates),
             restart=RestartPolicy.TRANSIENT,
             mailbox_size=256,
             ask_timeout=self.settings.call_budget,
         )
         ref = await self.workers.start_child(spec, exist_ok=True)
         self.worker_refs[entry.id] = ref
+        self.worker_models[entry.id] = entry
         return ref
+
+    async def _tell_servers(self, ref: ActorRef[WorkerMessage], entry: ModelEntry) -> None:
+        """A worker follows the listings: servers that started or stopped listing its model, new slot counts.
+
+        Told before the next request is handed on, so that request already sees the change.
+        """
+        told = self.worker_models.get(entry.id)
+        if not entry.servers or (told is not None and (told.servers, told.capacity) == (entry.servers, entry.capacity)):
+            return
+        try:
+            await ref.ask(ModelServersChanged(model=entry), timeout=2.0)
+        except BridgeError as error:
+            log.info("%s did not take its new servers: %s", ref.name, error)
+            return
+        self.worker_models[entry.id] = entry
 
     async def _route(self, entry: ModelEntry, message: WorkerMessage, ctx: RequestContext) -> Forwarded:
         """Hand the request on to the model's worker, which answers the caller directly.

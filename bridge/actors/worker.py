@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import anyio
 
 from bridge.actors._breaker import CircuitBreaker
+from bridge.actors._capacity import slot_capacity
 from bridge.actors._slots import SlotQueue
 from bridge.actors.server_gate import SERVER_TURN
 from bridge.errors import (
@@ -53,6 +54,7 @@ from bridge.messages import (
     GetWorkerStats,
     HoldServerTurn,
     ModelEntry,
+    ModelServersChanged,
     Progress,
     Respond,
     ResponseResult,
@@ -61,7 +63,7 @@ from bridge.messages import (
     WorkerStats,
 )
 from bridge.runtime import Actor, ActorRef, RequestContext
-from bridge.settings import BridgeSettings, server_name
+from bridge.settings import BridgeSettings
 
 __all__ = ["LLMWorkerActor"]
 
@@ -130,11 +132,10 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         limits = settings.limits_for(model.id)
         servers = model.servers or [model.server]
         self.clients = [(name, clients[name]) for name in servers if name in clients]
-        self._client = dict(self.clients)
+        self._client = dict(clients)  # every server's: a call keeps its server if that one stops listing the model
         # A pool of slots on each server that serves the model: two servers, twice the requests at once.
-        per_server = {server_name(s): s.slots for s in settings.servers if s.slots is not None}
-        pools = {name: per_server.get(name, limits.slots) for name, _ in self.clients}
-        self.slots = SlotQueue(pools or limits.slots, limits.queue)
+        self.capacity = [c for c in (model.capacity or slot_capacity(model, settings)) if c.server in self._client]
+        self.slots = SlotQueue({c.server: c.slots for c in self.capacity} or limits.slots, limits.queue)
         self.in_flight_by_caller: Counter[str] = Counter()
         # Room for patient requests (batch items) beyond the queue: they wait in the slot queue, not
         # the mailbox, so the worker keeps answering others (busy, stats) while a batch waits.
@@ -167,6 +168,28 @@ class LLMWorkerActor(Actor[WorkerMessage]):
                 return await self._respond(message, ctx)
             case GetWorkerStats():
                 return self._stats()
+            case ModelServersChanged():
+                self._follow(message.model)
+                return None
+
+    def _follow(self, model: ModelEntry) -> None:
+        """Use the servers that list the model now, with their slots; stop sending where it is gone.
+
+        Requests running on a server that left keep their slot there until they end.
+        """
+        capacity = [c for c in (model.capacity or slot_capacity(model, self.settings)) if c.server in self._client]
+        if not capacity:
+            return  # listed nowhere the bridge can reach: keep what we had; the registry reports the rest
+        self.model, self.capacity = model, capacity
+        self.clients = [(c.server, self._client[c.server]) for c in capacity]
+        breaker = self.settings.breaker
+        self.breakers = {
+            c.server: self.breakers.get(c.server)
+            or CircuitBreaker(c.server, failures=breaker.failures, cooldown=breaker.cooldown)
+            for c in capacity
+        }
+        self.slots.resize({c.server: c.slots for c in capacity})
+        log.info("%s now on %s", model.id, ", ".join(f"{c.server} ({c.slots} slots, {c.source})" for c in capacity))
 
     # --- the request path ----------------------------------------------------------------
     async def _run(
@@ -594,6 +617,7 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             breakers={name: breaker.state.value for name, breaker in self.breakers.items()},
             restarts=self.ref.restarts,
             callers=self._callers(),
+            capacity=self.capacity,
         )
 
     def _callers(self) -> dict[str, CallerLoad]:

@@ -198,10 +198,19 @@ def _entry_line(m: ModelEntry) -> str:
         parts.append(f"context {m.context_length}")
     if m.tool_use:
         parts.append("tool use")
-    servers = m.servers or ([m.server] if m.server else [])
-    if servers:
+    if m.capacity:
+        parts.append("on " + ", ".join(f"{c.server} ({c.slots} slots, {_SLOT_SOURCES[c.source]})" for c in m.capacity))
+    elif servers := m.servers or ([m.server] if m.server else []):
         parts.append("on " + ", ".join(servers))
     return "- " + " · ".join(parts)
+
+
+_SLOT_SOURCES = {
+    "servers.slots": "servers.slots",
+    "models.slots": "models.slots",
+    "server": "said by the server",
+    "default": "default_limits",
+}
 
 
 def _server_line(s: ServerState) -> str:
@@ -239,6 +248,7 @@ def _server_fields(s: ServerState) -> dict[str, Any]:
 
 def _entry_fields(m: ModelEntry) -> dict[str, Any]:
     data = _compact(_builtins(m))
+    data.pop("reported_slots", None)  # in ``capacity``, with where each number came from
     if data.get("servers") == [m.server]:
         data.pop("servers")
     return data

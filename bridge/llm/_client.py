@@ -52,7 +52,7 @@ from bridge.llm._outcome import (
 from bridge.llm._params import ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest, encode_body
 from bridge.llm._responses import ResponsesAccumulator
 from bridge.llm._sse import SSEDecoder, SSELineSplitter
-from bridge.llm._wire import EmbeddingList, LoadResponse
+from bridge.llm._wire import EmbeddingList, LlamaProps, LoadResponse
 from bridge.server_address import check_api_key, normalize_base_url
 
 __all__ = ["LLMClient", "ProgressCallback"]
@@ -530,14 +530,34 @@ class LLMClient:
 
     # -- LM Studio's native API -------------------------------------------------------------------
 
+    async def total_slots(self, *, budgets: Budgets | None = None) -> int | None:
+        """llama.cpp server's ``total_slots`` (its ``-np``) from ``GET /props``, or ``None`` where it is not said.
+
+        Servers without ``/props`` (llama-cpp-python, vLLM, LiteLLM, Ollama; llama.cpp's router,
+        which wants a model named) give ``None``: the number is a hint, so only a refused key raises.
+        """
+        ctx = self._ctx("/props", method="GET")
+        answer = await self._exchange(ctx, None, budgets=budgets, quick=True)
+        if answer.status in (401, 403):
+            raise error_for_status(answer.status, answer.headers, answer.body, ctx)
+        if not 200 <= answer.status < 300:
+            return None
+        try:
+            props = msgspec.json.decode(answer.body, type=LlamaProps)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        slots = props.total_slots
+        return slots if isinstance(slots, int) and slots > 0 else None
+
     async def native_models(self, *, budgets: Budgets | None = None) -> list[NativeModel] | None:
         """LM Studio's model list with load state and real context lengths, or ``None`` elsewhere.
 
-        Tries ``/api/v0/models``, then ``/api/v1/models``. A server that lacks
+        Tries ``/api/v1/models`` (LM Studio 0.4: it also says each instance's ``parallel``), then
+        ``/api/v0/models`` (LM Studio 0.3). A server that lacks
         both (404, LM Studio's 200-with-error-body, non-JSON, another shape)
         gives ``None``; authentication and server failures still raise.
         """
-        for endpoint, normalize in (("/api/v0/models", models_from_v0), ("/api/v1/models", models_from_v1)):
+        for endpoint, normalize in (("/api/v1/models", models_from_v1), ("/api/v0/models", models_from_v0)):
             ctx = self._ctx(endpoint, method="GET")
             answer = await self._exchange(ctx, None, budgets=budgets, quick=True)
             if answer.status in _NOT_THERE:

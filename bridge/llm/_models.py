@@ -53,6 +53,7 @@ def _from_v1(entry: NativeV1Entry) -> NativeModel:
         if instance.config is not None and instance.config.context_length
     ]
     capabilities = entry.capabilities
+    parallel = [instance.config.parallel if instance.config else None for instance in entry.loaded_instances]
     return NativeModel(
         id=entry.key,
         type=_kind(entry.type),
@@ -69,6 +70,8 @@ def _from_v1(entry: NativeV1Entry) -> NativeModel:
         display_name=entry.display_name,
         instance_ids=tuple(instance.id for instance in entry.loaded_instances if instance.id),
         api="v1",
+        # LM Studio spreads a model's requests over its instances: their slots add up.
+        parallel=sum(p for p in parallel if p) if parallel and all(p and p > 0 for p in parallel) else None,
     )
 
 

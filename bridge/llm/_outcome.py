@@ -153,6 +153,8 @@ class NativeModel(msgspec.Struct, frozen=True, kw_only=True):
     display_name: str | None = None
     instance_ids: tuple[str, ...] = ()
     api: Literal["v0", "v1"] = "v0"
+    parallel: int | None = None
+    """Requests the loaded instances run at once, together (v1 only: ``config.parallel``)."""
 
 
 class LoadResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -186,6 +186,7 @@ class _V1Quantization(_Wire):
 
 class _V1InstanceConfig(_Wire):
     context_length: int | None = None
+    parallel: int | None = None
 
 
 class NativeV1Instance(_Wire):
@@ -214,6 +215,13 @@ class NativeV1Entry(_Wire):
 
 class NativeV1List(_Wire):
     models: list[NativeV1Entry]
+
+
+class LlamaProps(_Wire):
+    """llama.cpp server's ``GET /props``: what it runs at once (``-np``) and its context."""
+
+    total_slots: int | None = None
+    default_generation_settings: dict[str, Any] | None = None
 
 
 class LoadResponse(_Wire):

@@ -193,7 +193,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             (the client sees the server disconnect without a response).
         api: ``"lmstudio"`` (LM Studio's routes, native API included); ``"openai"``: only the OpenAI routes under
             ``/v1`` and a plain ``/v1/models`` with no load state, anything else 404, as vLLM, llama-cpp-python
-            and llama.cpp's server with one model answer; or ``"llama.cpp-router"``: llama.cpp's
+            and llama.cpp's server with one model answer; ``"llama.cpp"``: those and llama.cpp server's ``GET /props``
+            (``total_slots`` = the first model's ``parallel``, as ``-np`` sets it); or ``"llama.cpp-router"``: llama.cpp's
             ``llama-server`` started without a model. That one has no LM Studio native API (404), lists each
             model's ``status`` (``{"value": "loaded" | "loading" | "unloaded"}``) in ``/v1/models`` and
             ``/models``, loads with ``POST /models/load {"model": id}`` (answered at once, then ``loading``),
@@ -222,7 +223,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     overflow_style: Literal["lmstudio", "llama-cpp-python"] = "lmstudio"
     streamed_tool_choice: Literal["http_500", "empty_stream"] = "http_500"
     close_after_empty_stream: bool = False
-    api: Literal["lmstudio", "openai", "llama.cpp-router"] = "lmstudio"
+    api: Literal["lmstudio", "openai", "llama.cpp", "llama.cpp-router"] = "lmstudio"
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

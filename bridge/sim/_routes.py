@@ -297,7 +297,22 @@ _LLAMA_ROUTER_ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/models/unload"): llama_router.unload,
 }
 
-_ROUTES_OF_API = {"openai": _OPENAI_ROUTES, "llama.cpp-router": _LLAMA_ROUTER_ROUTES}
+async def _llama_props(state: ServerState, request: HttpRequest) -> Response:
+    """llama.cpp server's ``GET /props``: ``total_slots`` is its ``-np`` (the model's ``parallel`` here)."""
+    spec = next(iter(state.registry.specs.values()))
+    return json_response(
+        200,
+        {
+            "total_slots": spec.parallel,
+            "default_generation_settings": {"n_ctx": spec.context_length},
+            "model_path": f"/models/{spec.id}.gguf",
+        },
+    )
+
+
+_LLAMA_SERVER_ROUTES: dict[tuple[str, str], Handler] = {**_OPENAI_ROUTES, ("GET", "/props"): _llama_props}
+
+_ROUTES_OF_API = {"openai": _OPENAI_ROUTES, "llama.cpp": _LLAMA_SERVER_ROUTES, "llama.cpp-router": _LLAMA_ROUTER_ROUTES}
 
 
 class Router:
