@@ -161,3 +161,25 @@ async def test_a_retry_does_not_get_back_the_server_it_failed_on() -> None:
         assert "retry" not in got
         queue.release("b")
     assert got == {"other": "a", "retry": "b"}
+
+
+async def test_a_new_server_takes_waiters_at_once_and_a_removed_one_gets_no_more() -> None:
+    """resize: room on a server that started listing the model goes to waiters now; a server that stopped
+    listing it keeps its slot in use until released and is never handed another."""
+    queue = SlotQueue({"a": 1}, 8)
+    assert await queue.acquire() == "a"
+    got: list[str] = []
+
+    async def wait_for_one() -> None:
+        got.append(await queue.acquire())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_for_one)
+        await eventually(lambda: queue.queued == 1)
+        queue.resize({"b": 2})
+        await eventually(lambda: got == ["b"])
+    assert queue.slots == 2 and queue.in_use_by_server() == {"a": 1, "b": 1}
+    queue.release("a")  # the slot on the server that left: gone with it
+    assert queue.in_use_by_server() == {"b": 1}
+    assert await queue.acquire() == "b"
+    assert queue.in_use == 2 and queue.slots_by_server() == {"b": 2}

@@ -144,7 +144,7 @@ async def run_batch(fe: Frontend, ctx: Ctx, items: Sequence[tuple[str | None, Ch
         return batch_output(outcomes, elapsed, fe.limit)
     try:
         path = await write_batch_results(batch_rows(outcomes), fe.batch_dir)
-    except OSError as exc:
+    except (OSError, BridgeError) as exc:  # an unsafe or unwritable directory: the answers still go back
         log.warning("could not keep the full batch results in %s: %s", fe.batch_dir, exc)
         return batch_output(outcomes, elapsed, fe.limit)
     return batch_output(outcomes, elapsed, fe.limit, results_file=str(path))

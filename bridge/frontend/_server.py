@@ -126,8 +126,8 @@ def create_server(
         settings: The settings; required with a slot (default: the bridge's).
         output_limit: Characters allowed in each form of a tool result.
         name: The server name the client sees.
-        batch_dir: Where a batch too big for one result keeps every answer (default: a
-            ``lmstudio-bridge/batches`` folder in the system's temporary directory).
+        batch_dir: Where a batch too big for one result keeps every answer (default:
+            ``$XDG_STATE_HOME/lmstudio-bridge/batches``, else ``~/.local/state/lmstudio-bridge/batches``).
     """
     import bridge as package
 
