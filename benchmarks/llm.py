@@ -130,6 +130,68 @@ async def two_servers(quick: bool) -> dict[str, float]:
     }
 
 
+async def server_killed(quick: bool) -> dict[str, float]:
+    """The two-server run with one server SIGKILLed a third of the way in: calls lost (must be 0), calls failed
+    (by code), and the recovery time from the server's return on its port to its first answered call."""
+    slots, latency, callers = 4, 0.1, 128
+    requests = 120 if quick else 640
+    model = "bench/shared-model"
+    path = sim_file([{"id": model, "loaded": True, "parallel": slots, "latency": latency, "reply_tokens": 1}])
+    with socket.socket() as probe:  # the killed server comes back on the same port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    codes: dict[str, int] = {}
+    answered = 0
+    try:
+        async with sim_process(["--config", path]) as steady:
+            servers = [
+                ServerSettings(url=steady.url, name="steady"),
+                ServerSettings(url=f"http://127.0.0.1:{port}", name="killed"),
+            ]
+            settings = BridgeSettings(
+                servers=servers,
+                models={model: ModelLimits(slots=slots, queue=4096)},
+                breaker=BreakerSettings(cooldown=1.0),
+            )
+            async with open_bridge(settings, child_servers=False) as bridge:
+                async with sim_process(["--config", path, "--port", str(port)]) as doomed:
+                    await bridge.registry.ask(Chat(model=model, messages=user("warm")))
+                    kill_at = anyio.Event()
+
+                    async def one(index: int) -> None:
+                        nonlocal answered
+                        if index == requests // 3:
+                            kill_at.set()
+                        try:
+                            await bridge.registry.ask(Chat(model=model, messages=user(f"q{index}")))
+                            answered += 1
+                        except BridgeError as error:
+                            codes[str(error.code)] = codes.get(str(error.code), 0) + 1
+
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(run_callers, requests, callers, one)
+                        await kill_at.wait()
+                        doomed.process.kill()  # SIGKILL: no goodbye, streams cut mid-response
+                async with sim_process(["--config", path, "--port", str(port)]):
+                    back = anyio.current_time()
+                    with anyio.fail_after(60):
+                        while True:
+                            result = await bridge.registry.ask(Chat(model=model, messages=user("back?")))
+                            if result.server == "killed":
+                                break
+                    recovery = anyio.current_time() - back
+    finally:
+        Path(path).unlink()  # noqa: ASYNC240 - one tiny temp file, after the measurement
+    figures = {
+        "server_killed_calls": float(requests),
+        "server_killed_lost": float(requests - answered - sum(codes.values())),
+        "server_killed_failed": float(sum(codes.values())),
+        "server_killed_recovery_s": recovery,
+    }
+    figures.update({f"server_killed_failed_{code}": float(n) for code, n in sorted(codes.items())})
+    return figures
+
+
 async def _bare_httpx_same_workload(url: str, ids: list[str], slots: int, requests: int, callers: int) -> float:
     """The practical ceiling: the same requests from a bare httpx client, ``slots`` at a time per model."""
     limiters = {model: anyio.CapacityLimiter(slots) for model in ids}
@@ -302,6 +364,7 @@ SCENARIOS = {
     "added_latency": added_latency,
     "fail_fast": fail_fast,
     "two_servers": two_servers,
+    "server_killed": server_killed,
 }
 
 

@@ -393,4 +393,6 @@ async def test_total_slots_with_a_refused_key_raises() -> None:
     async with client(Recorder(lambda request: httpx.Response(401, json={"error": "bad key"}))) as llm:
         with pytest.raises(BridgeError) as caught:
             await llm.total_slots()
-    assert caught.value.code == "backend_error" and not caught.value.retryable and "401" in caught.value.message
+    assert caught.value.code == "backend_error"
+    assert not caught.value.retryable
+    assert "401" in caught.value.message

@@ -3,9 +3,9 @@ two in-process simulators serving the same model, on both anyio backends."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-import socket
 from typing import Any
 
 import anyio
@@ -13,8 +13,8 @@ import anyio.abc
 
 from bridge.app import Bridge, open_bridge
 from bridge.errors import BridgeError
-from bridge.llm import ChatMessage
 from bridge.frontend._format import models_output
+from bridge.llm import ChatMessage
 from bridge.messages import Chat, ChatResult, GetStatus, ListModels
 from bridge.settings import BreakerSettings, BridgeSettings, ModelLimits, RetrySettings, ServerSettings
 from bridge.sim import FaultKind, SimConfig, SimModel, SimServer
@@ -146,7 +146,8 @@ async def test_a_server_that_comes_up_mid_run_gets_traffic() -> None:
     assert {o.server for o in after if isinstance(o, ChatResult)} == {"first", "late"}
     assert late_completed > 0
     [worker] = status.models
-    assert worker.servers == ["first", "late"] and worker.slots == 4
+    assert worker.servers == ["first", "late"]
+    assert worker.slots == 4
 
 
 async def test_a_server_killed_mid_run_loses_nothing_and_gets_traffic_when_back() -> None:
@@ -154,7 +155,9 @@ async def test_a_server_killed_mid_run_loses_nothing_and_gets_traffic_when_back(
     typed error, calls that had no output yet finish on the other server, and the stopped server, once it is up
     again on its port, gets calls again."""
     stop = anyio.Event()
-    doomed = SimServer(SimConfig(models=(SimModel(id=MODEL, loaded=True, parallel=4, reply_tokens=40, tokens_per_s=40),)))
+    doomed = SimServer(
+        SimConfig(models=(SimModel(id=MODEL, loaded=True, parallel=4, reply_tokens=40, tokens_per_s=40),))
+    )
 
     async def serve_until_stopped(*, task_status: anyio.abc.TaskStatus[str]) -> None:
         async with doomed:

@@ -50,6 +50,7 @@ async def test_slots_learnt_from_props_and_calls_on_both(
         status = await bridge.registry.ask(GetStatus())
     [entry] = [m for m in listed.models if m.id == llama_server.model]
     assert [(c.server, c.slots, c.source) for c in entry.capacity] == [("np2", 2, "server"), ("np3", 3, "server")]
-    assert len(results) == 10 and {r.server for r in results} == {"np2", "np3"}
+    assert len(results) == 10
+    assert {r.server for r in results} == {"np2", "np3"}
     [worker] = [w for w in status.models if w.model == llama_server.model]
     assert worker.slots == 5

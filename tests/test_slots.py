@@ -178,8 +178,10 @@ async def test_a_new_server_takes_waiters_at_once_and_a_removed_one_gets_no_more
         await eventually(lambda: queue.queued == 1)
         queue.resize({"b": 2})
         await eventually(lambda: got == ["b"])
-    assert queue.slots == 2 and queue.in_use_by_server() == {"a": 1, "b": 1}
+    assert queue.slots == 2
+    assert queue.in_use_by_server() == {"a": 1, "b": 1}
     queue.release("a")  # the slot on the server that left: gone with it
     assert queue.in_use_by_server() == {"b": 1}
     assert await queue.acquire() == "b"
-    assert queue.in_use == 2 and queue.slots_by_server() == {"b": 2}
+    assert queue.in_use == 2
+    assert queue.slots_by_server() == {"b": 2}

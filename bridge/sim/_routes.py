@@ -297,6 +297,7 @@ _LLAMA_ROUTER_ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/models/unload"): llama_router.unload,
 }
 
+
 async def _llama_props(state: ServerState, request: HttpRequest) -> Response:
     """llama.cpp server's ``GET /props``: ``total_slots`` is its ``-np`` (the model's ``parallel`` here)."""
     spec = next(iter(state.registry.specs.values()))
