@@ -109,12 +109,20 @@ async def _one_model_rate(urls: list[str], model: str, requests: int, callers: i
     return requests / elapsed, failures
 
 
+_SHARED_MODEL, _SHARED_SLOTS, _SHARED_LATENCY = "bench/shared-model", 4, 0.1
+
+
+def _shared_model_file() -> str:
+    """The simulator config of the model the multi-server scenarios put on each server: 4 slots @ 100 ms."""
+    spec = {"id": _SHARED_MODEL, "loaded": True, "parallel": _SHARED_SLOTS, "latency": _SHARED_LATENCY}
+    return sim_file([{**spec, "reply_tokens": 1}])
+
+
 async def two_servers(quick: bool) -> dict[str, float]:
     """1 model on 2 servers x 4 slots @ 100 ms against the same model on 1 server, 128 callers, same run."""
-    slots, latency, callers = 4, 0.1, 128
+    slots, latency, callers = _SHARED_SLOTS, _SHARED_LATENCY, 128
     requests = 80 if quick else 640
-    model = "bench/shared-model"
-    path = sim_file([{"id": model, "loaded": True, "parallel": slots, "latency": latency, "reply_tokens": 1}])
+    model, path = _SHARED_MODEL, _shared_model_file()
     try:
         async with sim_process(["--config", path]) as first, sim_process(["--config", path]) as second:
             one_rate, one_failed = await _one_model_rate([first.url], model, requests, callers, slots)
@@ -133,10 +141,9 @@ async def two_servers(quick: bool) -> dict[str, float]:
 async def server_killed(quick: bool) -> dict[str, float]:
     """The two-server run with one server SIGKILLed a third of the way in: calls lost (must be 0), calls failed
     (by code), and the recovery time from the server's return on its port to its first answered call."""
-    slots, latency, callers = 4, 0.1, 128
+    slots, callers = _SHARED_SLOTS, 128
     requests = 120 if quick else 640
-    model = "bench/shared-model"
-    path = sim_file([{"id": model, "loaded": True, "parallel": slots, "latency": latency, "reply_tokens": 1}])
+    model, path = _SHARED_MODEL, _shared_model_file()
     with socket.socket() as probe:  # the killed server comes back on the same port
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -321,10 +321,11 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                         servers=[*known.servers, name],
                         reported_slots=known.reported_slots | entry.reported_slots,
                     )
-        return {
-            model_id: msgspec.structs.replace(entry, capacity=slot_capacity(entry, self.settings))
-            for model_id, entry in merged.items()
-        }
+        return merged
+
+    def _with_capacity(self, entry: ModelEntry) -> ModelEntry:
+        """``entry`` with the slots the bridge uses on each of its servers (only for what leaves the registry)."""
+        return msgspec.structs.replace(entry, capacity=slot_capacity(entry, self.settings))
 
     def _server_states(self) -> list[ServerState]:
         now = anyio.current_time()
@@ -347,7 +348,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
 
     def _model_list(self, message: ListModels) -> ModelList:
         models = [
-            m
+            self._with_capacity(m)
             for m in self._entries().values()
             if (message.model_type is None or m.type == message.model_type) and (not message.loaded_only or m.loaded)
         ]
@@ -368,7 +369,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
             entry = entries.get(wanted) or _case_insensitive(entries, wanted)
         if entry is None:
             raise self._not_found(wanted, entries)
-        return entry
+        return self._with_capacity(entry)
 
     async def _default(self, kind: str) -> ModelEntry:
         configured = self.settings.default_model
@@ -381,7 +382,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
             await self._update_listing(force=True, wait=True)
             found = self._pick_default(kind)
         if found is not None:
-            return found
+            return self._with_capacity(found)
         entries = self._entries()
         if not entries:
             raise self._no_models()

@@ -130,8 +130,6 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         self.settings = settings
         self.gates = dict(gates or {})
         limits = settings.limits_for(model.id)
-        servers = model.servers or [model.server]
-        self.clients = [(name, clients[name]) for name in servers if name in clients]
         self._client = dict(clients)  # every server's: a call keeps its server if that one stops listing the model
         # A pool of slots on each server that serves the model: two servers, twice the requests at once.
         self.capacity = [c for c in (model.capacity or slot_capacity(model, settings)) if c.server in self._client]
@@ -155,6 +153,11 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         self.retries = 0
         # Servers that refused a streamed request with tools (llama-cpp-python): asked without streaming from then on.
         self.unstreamed_tools: set[str] = set()
+
+    @property
+    def clients(self) -> list[tuple[str, LLMClient]]:
+        """The servers the model is on now, in listing order, with their clients."""
+        return [(c.server, self._client[c.server]) for c in self.capacity]
 
     async def handle(self, message: WorkerMessage, ctx: RequestContext) -> object:
         match message:
@@ -181,7 +184,6 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         if not capacity:
             return  # listed nowhere the bridge can reach: keep what we had; the registry reports the rest
         self.model, self.capacity = model, capacity
-        self.clients = [(c.server, self._client[c.server]) for c in capacity]
         breaker = self.settings.breaker
         self.breakers = {
             c.server: self.breakers.get(c.server)

@@ -16,7 +16,6 @@ import contextlib
 import fnmatch
 import logging
 import os
-import stat
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,7 @@ from typing import Any
 import anyio.to_thread
 import msgspec
 
-from bridge.errors import ConfigError
+from bridge.private_dir import check_private_dir
 
 __all__ = ["MAX_BATCH_FILES", "MAX_BATCH_FILE_AGE", "default_batch_dir", "write_batch_results"]
 
@@ -38,6 +37,7 @@ MAX_BATCH_FILE_AGE = 7 * 24 * 3600.0
 MAX_BATCH_FILES = 200
 """Results files kept at most in the directory (the newest), whatever their age."""
 
+_WHY = "others could read or replace the batch results written there"
 _PATTERN = "batch-*.jsonl"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -88,7 +88,7 @@ def _write_private(directory: Path, name: str, data: bytes, max_age: float, max_
     # Opened without following a link and checked again: the directory checked is the one written to.
     dir_fd = os.open(directory, _DIR_FLAGS)
     try:
-        _check(directory, os.fstat(dir_fd), named=not own)
+        check_private_dir(directory, os.fstat(dir_fd), why=_WHY, named=not own)
         fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -100,37 +100,7 @@ def _write_private(directory: Path, name: str, data: bytes, max_age: float, max_
 def _make_private(directory: Path, *, named: bool = False) -> None:
     with contextlib.suppress(FileExistsError):  # checked below, whatever it is
         directory.mkdir(mode=0o700, parents=named)
-    _check(directory, os.lstat(directory), named=named)
-
-
-def _check(directory: Path, info: os.stat_result, *, named: bool) -> None:
-    """A directory we create must be private; one the user named must at least be theirs alone to write."""
-    mode = stat.S_IMODE(info.st_mode)
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a directory"
-        raise ConfigError(
-            f"{directory} is {kind}; batch results are only written to a real directory of this user. "
-            f"Remove it{'' if named else ' (the bridge creates the directory itself)'}",
-            details={"directory": str(directory)},
-        )
-    if info.st_uid != os.getuid():
-        raise ConfigError(
-            f"{directory} belongs to another user (uid {info.st_uid}), who could read or replace batch results "
-            "there; remove it, or name a directory of your own",
-            details={"directory": str(directory)},
-        )
-    if named and mode & 0o022:
-        raise ConfigError(
-            f"{directory} can be written by others (mode {mode:o}), who could replace batch results there; "
-            f"run `chmod go-w {directory}` or name a directory of your own",
-            details={"directory": str(directory)},
-        )
-    if not named and mode & 0o077:
-        raise ConfigError(
-            f"{directory} is open to other users (mode {mode:o}); batch results there must be private. "
-            f"Run `chmod 700 {directory}` if it is yours, or remove it",
-            details={"directory": str(directory)},
-        )
+    check_private_dir(directory, os.lstat(directory), why=_WHY, named=named)
 
 
 def _prune(dir_fd: int, directory: Path, *, keep: str, max_age: float, max_files: int) -> None:

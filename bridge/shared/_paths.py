@@ -10,12 +10,12 @@ there is trusted to be the user's own bridge.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.errors import ConfigError
+from bridge.private_dir import check_private_dir
 
 __all__ = ["SharedPaths", "private_runtime_dir", "shared_paths"]
 
@@ -60,13 +60,7 @@ def private_runtime_dir(environ: Mapping[str, str]) -> Path:
             f"cannot create the shared bridge's directory {directory} ({exc.strerror}); "
             "set XDG_RUNTIME_DIR to a directory of yours"
         ) from exc
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise ConfigError(
-            f"{directory} is not a private directory of this user (owner uid {info.st_uid}, mode "
-            f"{stat.S_IMODE(info.st_mode):o}); the shared bridge's socket must not be reachable by others. "
-            f"Remove it, or run `chmod 700 {directory}` if it is yours",
-            details={"directory": str(directory)},
-        )
+    check_private_dir(directory, info, why="the shared bridge's socket there must not be reachable by others")
     return directory
 
 
