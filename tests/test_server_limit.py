@@ -62,7 +62,8 @@ async def test_the_limit_holds_for_all_models_of_a_server_together() -> None:
 
 
 async def test_without_a_limit_the_models_slots_alone_apply() -> None:
-    async with SimServer(SimConfig(models=_models(ttft=0.2))) as sim, _bridge(sim, None) as bridge:
+    # A long first token, so the four calls overlap on a loaded machine too (0.2 s let one finish first in CI).
+    async with SimServer(SimConfig(models=_models(ttft=2.0))) as sim, _bridge(sim, None) as bridge:
         await _chat_all(bridge, [QWEN, GEMMA] * 2)
         status = await bridge.registry.ask(GetStatus())
         assert sim.stats.total.max_generating == 4
