@@ -7,6 +7,7 @@ a cancelled call drops its connection, header values are checked, proxies and
 
 from __future__ import annotations
 
+import gc
 import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -211,6 +212,28 @@ async def test_a_post_is_sent_once_when_a_reused_connection_dies_unanswered() ->
     assert len(server.requests) == 2  # one each: the second was not sent again
     assert len(server.peers) == 1
     assert caught.value.retryable  # the caller (the worker's retry policy) decides
+
+
+async def test_a_server_that_dies_while_the_body_is_sent_leaves_nothing_unfinalised() -> None:
+    """A write that fails mid-body is a typed error and leaves no body iterator for the GC.
+
+    httpx's own body stream is an async generator; a failed write leaves it suspended, and
+    trio reports it when it is collected (encode/httpx#3686), as a warning in whichever test
+    runs next. Seen when a server was killed mid-run (test_multi_server).
+    """
+
+    async def hang_up_after_the_headers(peer: Peer) -> None:
+        while await peer.line():
+            pass  # the request line and headers; the body is left unread, so closing resets
+
+    big = ChatRequest(model="m", messages=[ChatMessage(role="user", content="x" * 8_000_000)], max_tokens=4)
+    async with serving(hang_up_after_the_headers) as server, LLMClient(server.url) as llm:
+        with pytest.raises(LLMConnectionError) as caught:
+            await llm.chat(big)
+    assert caught.value.retryable
+    del caught
+    gc.collect()  # what the warning needs: the failed request's body collected inside this test
+    await anyio.lowlevel.checkpoint()
 
 
 async def test_refused_connection_is_a_retryable_backend_unavailable() -> None:

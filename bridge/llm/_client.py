@@ -37,7 +37,7 @@ from bridge.llm._errors import (
     error_for_transport,
     server_error_from_payload,
 )
-from bridge.llm._http import http_client
+from bridge.llm._http import RequestBody, http_client
 from bridge.llm._models import models_from_openai, models_from_v0, models_from_v1
 from bridge.llm._outcome import (
     ChatOutcome,
@@ -255,6 +255,7 @@ class LLMClient:
             content=body,
             extensions={"timeout": {"connect": budgets.connect, "read": None, "write": None, "pool": None}},
         )
+        request.stream = RequestBody(body or b"")
         return await self._http.send(request, stream=True)
 
     def _ctx(self, endpoint: str, *, method: str = "POST", model: str | None = None) -> CallContext:

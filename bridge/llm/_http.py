@@ -11,9 +11,11 @@ server, so a generation is never started twice behind the caller's back.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 
-__all__ = ["LOOPBACK_HOSTS", "http_client"]
+__all__ = ["LOOPBACK_HOSTS", "RequestBody", "http_client"]
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
@@ -39,3 +41,37 @@ def http_client(*, max_connections: int, transport: httpx.AsyncBaseTransport | N
         trust_env=True,
         mounts={f"all://{host}": direct for host in LOOPBACK_HOSTS},
     )
+
+
+class RequestBody(httpx.AsyncByteStream):
+    """A request body sent as one chunk, iterated by an object rather than an async generator.
+
+    httpx's own body stream (``content=bytes``) is an async generator. When a write
+    fails mid-body (the server died), httpcore leaves it suspended, and trio reports
+    every such generator when it is collected (encode/httpx#3686), in whatever code
+    runs then. A plain iterator has nothing to finalise. Put it in place of the
+    stream of a request built with ``content=`` (which sets ``Host`` and
+    ``Content-Length``); ``Request(stream=...)`` would set neither.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Once(self.body)
+
+
+class _Once:
+    """Yields one chunk, then stops."""
+
+    def __init__(self, chunk: bytes) -> None:
+        self._chunk: bytes | None = chunk
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk, self._chunk = self._chunk, None
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
