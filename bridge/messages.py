@@ -418,7 +418,8 @@ class ChildToolResult(Reply, frozen=True, kw_only=True):
 class ChildServerInfo(Reply, frozen=True, kw_only=True):
     """One row of ``list_available_mcps``.
 
-    ``state``: not_started, starting, ready, restarting, failed, disabled or skipped.
+    ``state``: not_started, starting, ready, restarting, failed, disabled, skipped or
+    needs_approval (a project server the user has not approved; ``note`` says how).
     """
 
     name: str

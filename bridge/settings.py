@@ -101,10 +101,13 @@ class ChildSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Child MCP servers: extra config files, per-call deadline, stop grace.
 
     ``discover``: also read the usual places ($MCP_JSON_PATH, ./.mcp.json, ~/.lmstudio/mcp.json,
-    ~/.mcp.json); off, only ``config_paths`` are read.
+    ~/.mcp.json); off, only ``config_paths`` are read. ``approved_project_servers``: names from a
+    project's ``./.mcp.json`` that may start without Claude Code's approval (see
+    :mod:`bridge.children.approval`).
     """
 
     config_paths: list[str] = msgspec.field(default_factory=list)
+    approved_project_servers: list[str] = msgspec.field(default_factory=list)
     discover: bool = True
     call_timeout: float = 60.0
     startup_timeout: float = 30.0

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from bridge.children import (
+    ApprovalRecords,
     ChildrenConfig,
     ConfigLoader,
     ConfigSource,
     ServerConfig,
+    claude_code_records,
     default_sources,
     load_children_config,
 )
@@ -45,10 +47,25 @@ class Layout:
         path.write_text(json.dumps({"mcpServers": servers}))
         return path
 
-    def load(self, *explicit: Path | str, environ: dict[str, str] | None = None, **kwargs: Any) -> ChildrenConfig:
+    def load(
+        self, *explicit: Path | str, environ: dict[str, str] | None = None, approve_all: bool = True, **kwargs: Any
+    ) -> ChildrenConfig:
+        """Load as the bridge would; ``approve_all``: the user let Claude Code enable every project server."""
         environ = {} if environ is None else environ
         sources = default_sources(explicit, environ=environ, cwd=self.cwd, home=self.home)
-        return load_children_config(sources, environ=environ, **kwargs)
+        if approve_all:
+            self.claude_settings({"enableAllProjectMcpServers": True})
+        return load_children_config(sources, environ=environ, approvals=self.approvals(), **kwargs)
+
+    def approvals(self, *approved: str) -> ApprovalRecords:
+        claude_config, claude_settings = claude_code_records({}, self.home)
+        return ApprovalRecords(approved=frozenset(approved), claude_config=claude_config, claude_settings=claude_settings)
+
+    def claude_settings(self, settings: dict[str, Any]) -> None:
+        """Write Claude Code's user settings (``~/.claude/settings.json``)."""
+        path = self.home / ".claude" / "settings.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(settings))
 
 
 @pytest.fixture
@@ -359,24 +376,24 @@ def test_loader_keeps_last_good_file(layout: Layout) -> None:
 
 def test_loader_keeps_last_good_server(layout: Layout) -> None:
     """A server whose definition breaks keeps its last good definition; a new broken one is invalid."""
-    layout.write(layout.project, {"a": server("v1")})
+    layout.write(layout.user, {"a": server("v1")})
     loader = ConfigLoader(default_sources(environ={}, cwd=layout.cwd, home=layout.home), environ={})
     loader.load()
-    layout.write(layout.project, {"a": server("v2", timeout="soon"), "b": server(args=7)})
+    layout.write(layout.user, {"a": server("v2", timeout="soon"), "b": server(args=7)})
     config = loader.load()
     assert config.servers["a"].command == "v1"
     assert list(config.invalid) == ["b"]
-    assert f"{layout.project}: server 'a': keeping its last good definition until it is fixed" in config.errors
+    assert f"{layout.user}: server 'a': keeping its last good definition until it is fixed" in config.errors
 
 
 def test_loader_forgets_a_deleted_file(layout: Layout) -> None:
     """A default file that disappears takes its servers with it (and its last good version)."""
-    layout.write(layout.project, {"a": server()})
+    layout.write(layout.user, {"a": server()})
     loader = ConfigLoader(default_sources(environ={}, cwd=layout.cwd, home=layout.home), environ={})
     loader.load()
-    layout.project.unlink()
+    layout.user.unlink()
     assert loader.load() == ChildrenConfig()
-    layout.project.write_text("{")
+    layout.user.write_text("{")
     assert loader.load().servers == {}
 
 

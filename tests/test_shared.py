@@ -506,6 +506,10 @@ async def test_a_sessions_children_run_in_its_directory_with_its_environment(
     A child inherits only the variables it names, so the probe passes SESSION_MARK through."""
     probe = "import os; open('seen.txt', 'w').write(os.environ.get('SESSION_MARK', '-'))"
     args = [a for a in home.args(sim.url) if a != "--no-child-servers"]
+    approved = {str(tmp_path / name): {"enabledMcpjsonServers": ["probe"]} for name in ("alpha", "beta")}
+    (Path(home.env["HOME"]) / ".claude.json").write_text(
+        json.dumps({"projects": approved})
+    )  # as Claude Code records it
     for name in ("alpha", "beta"):
         project = tmp_path / name
         project.mkdir()

@@ -27,6 +27,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -34,11 +35,13 @@ import msgspec
 
 from bridge.actors.mcp_session import MCPSessionActor, SessionPolicy
 from bridge.children import (
+    ApprovalRecords,
     ChildrenConfig,
     ConfigLoader,
     ConfigSource,
     ConfigUpdate,
     ConfigWatcher,
+    claude_code_records,
     default_sources,
     same_server,
 )
@@ -147,11 +150,14 @@ class ChildServersActor(Actor[ChildServersMessage]):
         if sources is None:
             environ = os.environ if self._environ is None else self._environ
             sources = default_sources(self.settings.config_paths, environ=environ)
+        approvals = self._approval_records()
         if self.settings.watch:
-            self._watcher = ConfigWatcher(sources, environ=self._environ, interval=self._watch_interval)
+            self._watcher = ConfigWatcher(
+                sources, environ=self._environ, interval=self._watch_interval, approvals=approvals
+            )
             config = self._watcher.current
         else:
-            config = ConfigLoader(sources, environ=self._environ).load()
+            config = ConfigLoader(sources, environ=self._environ, approvals=approvals).load()
         config = self._config = self._placed(config)
         for error in config.errors:
             log.warning("MCP server configuration: %s", error)
@@ -167,6 +173,17 @@ class ChildServersActor(Actor[ChildServersMessage]):
         )
         if self._watcher is not None:
             self.start_background(self._watch, name="child-servers config watcher")
+
+    def _approval_records(self) -> ApprovalRecords:
+        """The user's approvals of project servers: this bridge's list and Claude Code's records."""
+        environ = os.environ if self._environ is None else self._environ
+        home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+        claude_config, claude_settings = claude_code_records(environ, home)
+        return ApprovalRecords(
+            approved=frozenset(self.settings.approved_project_servers),
+            claude_config=claude_config,
+            claude_settings=claude_settings,
+        )
 
     async def _adopt_leftover_sessions(self) -> None:
         """A previous incarnation's sessions: route to those still configured the same, stop the rest.
@@ -330,6 +347,11 @@ class ChildServersActor(Actor[ChildServersMessage]):
                 f"child server {name!r} is not started: {config.skipped[name]}",
                 details={"server": name, "state": "skipped"},
             )
+        if name in config.needs_approval:
+            raise BadRequestError(
+                f"child server {name!r} is not started: {config.needs_approval[name]}",
+                details={"server": name, "state": "needs_approval"},
+            )
         if name in config.invalid:
             raise ConfigError(
                 f"child server {name!r} cannot be used: {config.invalid[name]}",
@@ -415,6 +437,11 @@ class ChildServersActor(Actor[ChildServersMessage]):
         for name, reason in config.skipped.items():
             source = config.origins.get(name, "")
             rows[name] = ChildServerInfo(name=name, transport="stdio", source=source, state="skipped", note=reason)
+        for name, how in config.needs_approval.items():
+            source = config.origins.get(name, "")
+            rows[name] = ChildServerInfo(
+                name=name, transport="unknown", source=source, state="needs_approval", note=how
+            )
         for name, error in config.invalid.items():
             rows[name] = ChildServerInfo(
                 name=name,

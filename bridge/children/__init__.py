@@ -1,6 +1,7 @@
 """Child MCP servers: where they are configured, how the configuration changes, how they run.
 
 * :mod:`~bridge.children.config`: discovery in Claude Code's ``mcpServers`` format, merged by name;
+* :mod:`~bridge.children.approval`: which servers of a project's ``.mcp.json`` the user approved;
 * :mod:`~bridge.children.watch`: hot reload by polling, and the diff between two configurations;
 * :mod:`~bridge.children.process`: a stdio child as a process group, with streams for ``mcp.ClientSession``.
 """
@@ -8,6 +9,7 @@
 from __future__ import annotations
 
 from bridge.children._selfref import PARENT_PID_ENV, nested_parent_pid, self_reference
+from bridge.children.approval import ApprovalRecords, ProjectApproval, claude_code_records
 from bridge.children.config import (
     ChildrenConfig,
     ConfigLoader,
@@ -39,6 +41,10 @@ __all__ = [
     "Transport",
     "default_sources",
     "load_children_config",
+    # approval of project servers
+    "ApprovalRecords",
+    "ProjectApproval",
+    "claude_code_records",
     # hot reload
     "ConfigDiff",
     "ConfigUpdate",

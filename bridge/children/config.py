@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
 
 from bridge.children._parse import ServerConfig, Transport, parse_server
 from bridge.children._selfref import PARENT_PID_ENV, nested_parent_pid, self_reference
+from bridge.children.approval import ApprovalRecords, ProjectApproval
 from bridge.errors import ConfigError
 
 __all__ = [
@@ -55,6 +56,11 @@ class ConfigSource(msgspec.Struct, frozen=True, kw_only=True):
     origin: str
     required: bool = False
 
+    @property
+    def from_project(self) -> bool:
+        """A file that came with the directory, not from the user: its servers need approval."""
+        return self.origin == "project"
+
 
 class ChildrenConfig(msgspec.Struct, frozen=True, kw_only=True):
     """The effective child-server configuration.
@@ -66,6 +72,9 @@ class ChildrenConfig(msgspec.Struct, frozen=True, kw_only=True):
             itself, or every server when this bridge is nested in another).
         invalid: Names whose winning definition is broken and that have no
             last good definition, with the error.
+        needs_approval: Names from a project file that the user has not approved
+            (see :mod:`bridge.children.approval`), with how to approve them. They are
+            never started, ``eager`` or not.
         origins: The file each skipped or invalid name was defined in, so that a
             listing can say where to fix it.
         errors: Every problem found, as full sentences naming file, server and key.
@@ -75,6 +84,7 @@ class ChildrenConfig(msgspec.Struct, frozen=True, kw_only=True):
     servers: dict[str, ServerConfig] = msgspec.field(default_factory=dict)
     skipped: dict[str, str] = msgspec.field(default_factory=dict)
     invalid: dict[str, str] = msgspec.field(default_factory=dict)
+    needs_approval: dict[str, str] = msgspec.field(default_factory=dict)
     origins: dict[str, str] = msgspec.field(default_factory=dict)
     errors: tuple[str, ...] = ()
     sources: tuple[Path, ...] = ()
@@ -103,11 +113,12 @@ def default_sources(
 
     1. ``explicit`` paths (from the command line or the bridge's TOML), in order;
     2. ``$MCP_JSON_PATH``;
-    3. ``./.mcp.json`` (the project file Claude Code reads);
+    3. ``./.mcp.json`` (the project file Claude Code reads; its servers need approval);
     4. ``~/.lmstudio/mcp.json`` (LM Studio's own list);
     5. ``~/.mcp.json``.
 
-    Relative paths are taken from ``cwd``; a path listed twice keeps its first place.
+    Relative paths are taken from ``cwd``; a path listed twice keeps its first place, except
+    that ``./.mcp.json`` in the home directory is the user's own ``~/.mcp.json``.
     """
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
@@ -120,10 +131,13 @@ def default_sources(
         ConfigSource(path=home / ".lmstudio" / "mcp.json", origin="lmstudio"),
         ConfigSource(path=home / ".mcp.json", origin="user"),
     ]
+    user_files = {Path(os.path.normpath(cwd / c.path.expanduser())) for c in candidates[-2:]}
     seen: set[Path] = set()
     result: list[ConfigSource] = []
     for candidate in candidates:
         path = Path(os.path.normpath(cwd / candidate.path.expanduser()))
+        if candidate.from_project and path in user_files:
+            candidate = msgspec.structs.replace(candidate, origin="user")
         if path not in seen:
             seen.add(path)
             result.append(msgspec.structs.replace(candidate, path=path))
@@ -238,10 +252,13 @@ def _keep_last_good(new: _FileResult, good: _FileResult | None) -> _FileResult:
     return msgspec.structs.replace(new, servers=servers, invalid=invalid, errors=tuple(errors))
 
 
-def _merge(results: Sequence[_FileResult], nested_in: int | None) -> ChildrenConfig:
+def _merge(
+    results: Sequence[_FileResult], nested_in: int | None, approval: Callable[[Path], ProjectApproval]
+) -> ChildrenConfig:
     servers: dict[str, ServerConfig] = {}
     skipped: dict[str, str] = {}
     invalid: dict[str, str] = {}
+    needs_approval: dict[str, str] = {}
     origins: dict[str, str] = {}
     decided: set[str] = set()
     for result in results:
@@ -249,7 +266,13 @@ def _merge(results: Sequence[_FileResult], nested_in: int | None) -> ChildrenCon
             if name in decided:
                 continue
             decided.add(name)
-            if name in result.servers:
+            path = result.source.path
+            from_project = result.source.from_project and name in result.servers
+            refusal = approval(path.parent).refusal(name, path) if from_project else None
+            if refusal is not None:
+                needs_approval[name] = refusal
+                origins[name] = str(path)
+            elif name in result.servers:
                 servers[name] = result.servers[name]
             elif name in result.skipped:
                 skipped[name] = result.skipped[name]
@@ -269,6 +292,7 @@ def _merge(results: Sequence[_FileResult], nested_in: int | None) -> ChildrenCon
         servers=servers,
         skipped=skipped,
         invalid=invalid,
+        needs_approval=needs_approval,
         origins=origins,
         errors=tuple(error for result in results for error in result.errors),
         sources=tuple(result.source.path for result in results if result.exists),
@@ -285,6 +309,8 @@ class ConfigLoader:
         allow_nested: Start children even when :data:`PARENT_PID_ENV` says a
             live bridge started this one. Off by default: that is the only guard
             against a self-reference the command-line patterns did not catch.
+        approvals: Where the user's approvals of project servers are read; by default
+            none are, so no server of a project file starts.
     """
 
     def __init__(
@@ -293,23 +319,43 @@ class ConfigLoader:
         *,
         environ: Mapping[str, str] | None = None,
         allow_nested: bool = False,
+        approvals: ApprovalRecords | None = None,
     ) -> None:
         self.sources = tuple(sources)
         self._environ = environ
         self._allow_nested = allow_nested
+        self._approvals = ApprovalRecords() if approvals is None else approvals
         self._last_good: dict[Path, _FileResult] = {}
 
     def snapshot(self) -> list[FileSnapshot]:
-        """Read every candidate file once."""
-        return [FileSnapshot.take(source.path) for source in self.sources]
+        """Read every candidate file once, then the approval records if a project file exists.
+
+        The records (Claude Code's config is rewritten often and can be large) are read only
+        when there is something to approve; a change in them counts as a change of the files.
+        """
+        snapshots = [FileSnapshot.take(source.path) for source in self.sources]
+        needed = any(s.exists for s, source in zip(snapshots, self.sources, strict=True) if source.from_project)
+        for path in self._approvals.files:
+            snapshots.append(FileSnapshot.take(path) if needed else FileSnapshot(exists=False))
+        return snapshots
 
     def load(self, snapshots: Sequence[FileSnapshot] | None = None) -> ChildrenConfig:
         """Parse the files (from ``snapshots`` if given, else read now) and merge them by server name."""
         environ = os.environ if self._environ is None else self._environ
         if snapshots is None:
             snapshots = self.snapshot()
+        records = [s.data if s.exists and s.read_error is None else None for s in snapshots[len(self.sources) :]]
+        records += [None] * (len(self._approvals.files) - len(records))
+
+        approvals: dict[Path, ProjectApproval] = {}
+
+        def approval(project_dir: Path) -> ProjectApproval:
+            if project_dir not in approvals:
+                approvals[project_dir] = self._approvals.read(project_dir, records)
+            return approvals[project_dir]
+
         results = []
-        for source, snapshot in zip(self.sources, snapshots, strict=True):
+        for source, snapshot in zip(self.sources, snapshots[: len(self.sources)], strict=True):
             result = _keep_last_good(_parse_file(source, snapshot, environ), self._last_good.get(source.path))
             if result.exists and not result.broken:
                 self._last_good[source.path] = result
@@ -317,7 +363,7 @@ class ConfigLoader:
                 self._last_good.pop(source.path, None)
             results.append(result)
         nested_in = None if self._allow_nested else nested_parent_pid(environ)
-        return _merge(results, nested_in)
+        return _merge(results, nested_in, approval)
 
 
 def load_children_config(
@@ -325,8 +371,9 @@ def load_children_config(
     *,
     environ: Mapping[str, str] | None = None,
     allow_nested: bool = False,
+    approvals: ApprovalRecords | None = None,
 ) -> ChildrenConfig:
     """Load the effective configuration once (``sources`` default to :func:`default_sources`)."""
     if sources is None:
         sources = default_sources(environ=environ)
-    return ConfigLoader(sources, environ=environ, allow_nested=allow_nested).load()
+    return ConfigLoader(sources, environ=environ, allow_nested=allow_nested, approvals=approvals).load()

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import anyio
 import msgspec
 
+from bridge.children.approval import ApprovalRecords
 from bridge.children.config import ChildrenConfig, ConfigLoader, ConfigSource, ServerConfig
 
 __all__ = ["ConfigDiff", "ConfigUpdate", "ConfigWatcher", "diff_configs", "same_server"]
@@ -94,6 +95,7 @@ class ConfigWatcher:
         environ: As for :class:`ConfigLoader`.
         interval: Seconds between polls.
         allow_nested: As for :class:`ConfigLoader`.
+        approvals: As for :class:`ConfigLoader`; an approval given while running starts the server.
     """
 
     def __init__(
@@ -103,10 +105,11 @@ class ConfigWatcher:
         environ: Mapping[str, str] | None = None,
         interval: float = 0.2,
         allow_nested: bool = False,
+        approvals: ApprovalRecords | None = None,
     ) -> None:
         if not (math.isfinite(interval) and interval > 0):
             raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
-        self._loader = ConfigLoader(sources, environ=environ, allow_nested=allow_nested)
+        self._loader = ConfigLoader(sources, environ=environ, allow_nested=allow_nested, approvals=approvals)
         self._interval = interval
         snapshots = self._loader.snapshot()
         self._fingerprints = [snapshot.fingerprint() for snapshot in snapshots]

@@ -616,7 +616,8 @@ def children_output(reply: ChildServerList | None, limit: int = DEFAULT_OUTPUT_L
         tools = f", {_count(s.tool_count, 'tool')}" if s.tool_count is not None else ""
         err = f", last error: {s.last_error}" if s.last_error else ""
         origin = f", from {s.source}" if s.source else ""
-        lines.append(f"- {s.name} ({s.transport}{origin}): {s.state}{tools}{err}")
+        note = f" - {s.note}" if s.note else ""
+        lines.append(f"- {s.name} ({s.transport}{origin}): {s.state}{tools}{err}{note}")
     lines += [f"! {e}" for e in reply.errors]
     structured = {"enabled": True, "servers": [_compact(_builtins(s)) for s in reply.servers], "errors": reply.errors}
     return _fit_listing("\n".join(lines), structured, limit)
