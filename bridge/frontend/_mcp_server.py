@@ -21,7 +21,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import ValidationError
 
 from bridge.errors import BadRequestError, BridgeError, InternalError
-from bridge.frontend._format import DEFAULT_OUTPUT_LIMIT, ToolOutput, error_output
+from bridge.frontend._format import DEFAULT_OUTPUT_LIMIT, ToolOutput, cut_text, error_output
 
 __all__ = ["BridgeMCPServer", "LineWriter", "ToolFunction", "to_result", "tool_description"]
 
@@ -49,8 +49,8 @@ def tool_description(docstring: str) -> str:
 class BridgeMCPServer(MCPServer[Any]):
     """``MCPServer`` whose every tool failure is a typed tool result, never a traceback or bare string.
 
-    Arguments that fail the input schema become ``bad_request`` results; an unknown tool
-    name too; anything unexpected (a bug) becomes an ``internal`` result and is logged.
+    Arguments that fail the input schema, or that it does not declare, become ``bad_request``
+    results; an unknown tool name too; anything unexpected (a bug) becomes an ``internal`` result and is logged.
     """
 
     output_limit: int = DEFAULT_OUTPUT_LIMIT
@@ -87,6 +87,9 @@ class BridgeMCPServer(MCPServer[Any]):
         return register
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        unknown = self._unknown_arguments(name, arguments)
+        if unknown:
+            return to_result(error_output(unknown, self.output_limit))
         try:
             return await super().call_tool(name, arguments, context)
         except SDKToolError as exc:
@@ -124,6 +127,25 @@ class BridgeMCPServer(MCPServer[Any]):
         lowlevel = self._lowlevel_server
         async with stdio_server(stdin=lines, stdout=wire) as (read, write):  # type: ignore[arg-type]
             await lowlevel.run(read, write, lowlevel.create_initialization_options())
+
+    def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> BadRequestError | None:
+        """Arguments the tool does not declare: refused, where the SDK would drop them unseen (a typo'd
+        ``max_token`` would otherwise run with the default and look as if it had been honoured)."""
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            return None  # the SDK's own path answers an unknown tool
+        declared = tool.parameters.get("properties", {})
+        unknown = [key for key in arguments if key not in declared]
+        if not unknown:
+            return None
+        names = ", ".join(repr(cut_text(key, 80)) for key in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        known = ", ".join(declared) or "none"
+        return BadRequestError(
+            f"unknown argument{'s' if len(unknown) > 1 else ''} {names}{more} for {name}; its arguments are "
+            f"{known}. Fix the names and call again",
+            details={"tool": name},
+        )
 
     def _tool_names(self) -> list[str]:
         # mcp 2.x has no public synchronous way to list a server's tools; the tool manager is private.
