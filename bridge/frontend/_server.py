@@ -340,7 +340,8 @@ def _register_child_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
 RunTaskText = Annotated[str, Field(description="What the local model should do, in plain words.")]
 RunModel = Annotated[str | None, Field(description="Model id; omit for the default model.")]
 RunRounds = Annotated[int, Field(description="Most model turns (each may call tools).", ge=1, le=100)]
-RunTokens = Annotated[int | str, Field(description='Most tokens per model turn, or "auto".')]
+RunTokens = Annotated[Annotated[int, Field(gt=0)] | str, Field(description='Most tokens per model turn, or "auto".')]
+"""A positive count, checked here: the planner reports an error of the model's turn as the run's, not the call's."""
 RunBudget = Annotated[float | None, Field(description="Seconds the run may take (default: the call budget).", gt=0)]
 RunAllow = Annotated[list[str] | None, Field(description="Only tools matching these patterns (tool or server__tool).")]
 RunDeny = Annotated[list[str] | None, Field(description="Never tools matching these patterns.")]
