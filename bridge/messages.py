@@ -11,7 +11,7 @@ A :class:`Request` names its reply type (``Request[ChatResult]``), so
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -392,15 +392,21 @@ ServerGateMessage = HoldServerTurn | GetGateStats
 
 
 class ChildToolInfo(Reply, frozen=True, kw_only=True):
+    """One tool of a child. ``destructive``: the child marks it ``destructiveHint: true`` (and not read-only)."""
+
     server: str
     name: str
     description: str | None = None
     input_schema: dict[str, Any] | None = None
+    destructive: bool = False
 
 
 class ChildToolList(Reply, frozen=True, kw_only=True):
+    """A child's tools; ``allow_destructive``: its definition lets runs use the destructive ones."""
+
     server: str
     tools: list[ChildToolInfo]
+    allow_destructive: bool = False
 
 
 class ChildToolResult(Reply, frozen=True, kw_only=True):
@@ -502,6 +508,12 @@ class ToolCallRecord(Reply, frozen=True, kw_only=True):
     error: str | None = None
 
 
+WITHHELD_TOOLS_HOW: Final = (
+    'to offer them, name them in allow_tools, or set "allow_destructive": true on the server in its mcpServers file'
+)
+"""How to let a run use the destructive tools it withheld: said in the trace and in errors."""
+
+
 class RunResult(Reply, frozen=True, kw_only=True):
     """The outcome of an autonomous run; every stop returns the work so far.
 
@@ -522,6 +534,8 @@ class RunResult(Reply, frozen=True, kw_only=True):
     total_s: float = 0.0
     reasoning: str | None = None
     servers: list[str] = msgspec.field(default_factory=list)
+    withheld_tools: list[str] = msgspec.field(default_factory=list)
+    """``server__tool`` of the destructive tools not offered to the model (see ``RunTask``)."""
     error: ErrorInfo | None = None
 
 
@@ -529,8 +543,10 @@ class RunTask(Request[RunResult], frozen=True, kw_only=True):
     """Work through ``task`` with the tools of ``servers`` (all enabled child servers when empty).
 
     ``allow``/``deny`` are shell-style patterns matched against ``tool`` and ``server__tool``.
-    ``examples`` are OpenAI-format messages placed between the system prompt and the task: a few
-    worked tool calls make small local models far more reliable at calling tools.
+    Tools a child marks destructive are withheld unless ``allow`` names them or the server's
+    definition has ``allow_destructive``. ``examples`` are OpenAI-format messages placed between
+    the system prompt and the task: a few worked tool calls make small local models far more
+    reliable at calling tools.
     """
 
     task: str

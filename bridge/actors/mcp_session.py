@@ -359,7 +359,9 @@ class MCPSessionActor(Actor[SessionMessage]):
                 ) from exc
             connection.served = True
             connection.last_activity = anyio.current_time()
-        return ChildToolList(server=self.server, tools=list(connection.tools))
+        return ChildToolList(
+            server=self.server, tools=list(connection.tools), allow_destructive=self.config.allow_destructive
+        )
 
     async def _fetch_tools(self, session: ClientSession) -> list[ChildToolInfo]:
         tools: list[ChildToolInfo] = []
@@ -369,7 +371,11 @@ class MCPSessionActor(Actor[SessionMessage]):
             page = await session.list_tools(params=params)
             tools += [
                 ChildToolInfo(
-                    server=self.server, name=tool.name, description=tool.description, input_schema=tool.input_schema
+                    server=self.server,
+                    name=tool.name,
+                    description=tool.description,
+                    input_schema=tool.input_schema,
+                    destructive=_marked_destructive(tool.annotations),
                 )
                 for tool in page.tools
             ]
@@ -645,3 +651,12 @@ class MCPSessionActor(Actor[SessionMessage]):
         return ChildServerDownError(
             f"child {name!r} {what}: {type(cause).__name__}: {cause}{garbage}{quoted}", details=details
         )
+
+
+def _marked_destructive(annotations: mcp_types.ToolAnnotations | None) -> bool:
+    """Marked ``destructiveHint: true`` and not read-only.
+
+    The spec's default for an unmarked tool is "may be destructive"; most servers mark nothing,
+    so only an explicit mark withholds a tool, or most runs would have no tools at all.
+    """
+    return annotations is not None and annotations.destructive_hint is True and annotations.read_only_hint is not True

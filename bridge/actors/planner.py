@@ -19,6 +19,7 @@ import msgspec
 from bridge.errors import BadRequestError, BridgeError, ChildServerDownError, DeadlineExceededError
 from bridge.llm import ChatMessage, FunctionCall, Tool, ToolCall
 from bridge.messages import (
+    WITHHELD_TOOLS_HOW,
     CallChildTool,
     Chat,
     ChatResult,
@@ -64,10 +65,11 @@ _DEFAULT_CONTEXT = 8192
 class _Run:
     """The state of one run. Lives in the run's own task; never shared."""
 
-    def __init__(self, task: RunTask, model: str, servers: list[str]) -> None:
+    def __init__(self, task: RunTask, model: str, servers: list[str], withheld: list[str]) -> None:
         self.task = task
         self.model = model
         self.servers = servers
+        self.withheld = withheld
         self.messages: list[dict[str, Any]] = []
         self.records: list[ToolCallRecord] = []
         self.rounds = 0
@@ -122,6 +124,7 @@ class _Run:
             total_s=round(anyio.current_time() - self.started, 4),
             reasoning="\n".join(self.reasoning) if self.task.include_reasoning and self.reasoning else None,
             servers=self.servers,
+            withheld_tools=self.withheld,
             error=error.to_info() if error is not None else None,
         )
 
@@ -152,8 +155,8 @@ class PlannerActor(Actor[PlannerMessage]):
         if task.max_rounds < 1:
             raise BadRequestError(f"max_rounds must be at least 1, got {task.max_rounds}")
         entry = await self.registry.ask(ResolveModel(model=task.model), timeout=max(0.1, ctx.remaining()))
-        catalog, servers = await self._catalog(task, ctx)
-        run = _Run(task, entry.id, servers)
+        catalog, servers, withheld = await self._catalog(task, ctx)
+        run = _Run(task, entry.id, servers, withheld)
         context = entry.context_length or _DEFAULT_CONTEXT
         result_budget = tool_result_budget(context)
         run.messages = [
@@ -193,27 +196,37 @@ class PlannerActor(Actor[PlannerMessage]):
             stop = "time_budget"
         return run.result(stop)
 
-    async def _catalog(self, task: RunTask, ctx: RequestContext) -> tuple[ToolCatalog, list[str]]:
+    async def _catalog(self, task: RunTask, ctx: RequestContext) -> tuple[ToolCatalog, list[str], list[str]]:
+        """The tools offered to the model, the servers, and the destructive tools withheld."""
         listing = await self.children.ask(ListChildTools(servers=task.servers), timeout=max(0.1, ctx.remaining()))
         by_server: dict[str, list[McpTool]] = {}
+        withheld: list[str] = []
         for server in listing.servers:
-            allowed = [
-                McpTool(name=t.name, description=t.description, input_schema=t.input_schema)
-                for t in server.tools
-                if _allowed(server.server, t.name, task.allow, task.deny)
-            ]
+            allowed: list[McpTool] = []
+            for t in server.tools:
+                if not _allowed(server.server, t.name, task.allow, task.deny):
+                    continue
+                if t.destructive and not server.allow_destructive and not _named(server.server, t.name, task.allow):
+                    withheld.append(f"{server.server}__{t.name}")
+                    continue
+                allowed.append(McpTool(name=t.name, description=t.description, input_schema=t.input_schema))
             by_server[server.server] = allowed
+        if withheld:
+            log.info("run withholds destructive tools %s: %s", withheld, WITHHELD_TOOLS_HOW)
         if not any(by_server.values()):
             problems = "; ".join(f"{name}: {info.message}" for name, info in listing.errors.items())
+            if withheld:
+                problems = "; ".join(filter(None, [problems, f"withheld as destructive: {', '.join(withheld)}"]))
+                problems += f" ({WITHHELD_TOOLS_HOW})"
             raise ChildServerDownError(
                 "no tools are available for this run"
                 + (f" ({problems})" if problems else " (the servers list none, or allow/deny filtered all)")
                 + "; check list_available_mcps",
                 retryable=bool(listing.errors),
-                details={"servers": task.servers, "errors": list(listing.errors)},
+                details={"servers": task.servers, "errors": list(listing.errors), "withheld_tools": withheld},
             )
         multi = len([s for s in by_server.values() if s]) > 1
-        return build_catalog(by_server, namespace=multi), sorted(by_server)
+        return build_catalog(by_server, namespace=multi), sorted(by_server), withheld
 
     async def _ask_model(self, run: _Run, tools: list[Tool], context: int, ctx: RequestContext) -> ChatResult:
         trimmed = trim_messages(run.messages, context, tools=[msgspec.to_builtins(t) for t in tools])
@@ -378,7 +391,12 @@ def _result_text(result: ChildToolResult) -> str:
 
 
 def _allowed(server: str, tool: str, allow: list[str], deny: list[str]) -> bool:
-    names = (tool, f"{server}__{tool}", f"{server}/{tool}")
-    if deny and any(fnmatch.fnmatchcase(n, p) for p in deny for n in names):
+    if _named(server, tool, deny):
         return False
-    return not allow or any(fnmatch.fnmatchcase(n, p) for p in allow for n in names)
+    return not allow or _named(server, tool, allow)
+
+
+def _named(server: str, tool: str, patterns: list[str]) -> bool:
+    """Whether a pattern matches ``tool``, ``server__tool`` or ``server/tool``."""
+    names = (tool, f"{server}__{tool}", f"{server}/{tool}")
+    return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)

@@ -56,6 +56,8 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):
         headers: HTTP headers (http and sse only).
         disabled: ``"disabled": true`` in the file: known, but not to be started.
         eager: Start it when the bridge starts, not at first use.
+        allow_destructive: Offer the tools it marks ``destructiveHint: true`` to a local model in
+            autonomous runs (withheld by default; ``allow_tools`` can also name them per run).
         timeout: Seconds allowed per request, or ``None`` for the bridge default.
         startup_timeout: Seconds allowed to start and initialize, or ``None`` for the default.
         source: Path of the file that defined it.
@@ -74,6 +76,7 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     disabled: bool = False
     eager: bool = False
+    allow_destructive: bool = False
     timeout: float | None = None
     startup_timeout: float | None = None
     source: str = ""
@@ -208,6 +211,7 @@ def parse_server(name: str, raw: object, *, source: Path, environ: Mapping[str, 
         launch,
         disabled=entry.flag("disabled"),
         eager=entry.flag("eager"),
+        allow_destructive=entry.flag("allow_destructive"),
         timeout=entry.seconds("timeout"),
         startup_timeout=entry.seconds("startup_timeout"),
         source=str(source),

@@ -19,6 +19,7 @@ import msgspec
 
 from bridge.errors import BridgeError, error_fields, error_text
 from bridge.messages import (
+    WITHHELD_TOOLS_HOW,
     BridgeStatus,
     ChatResult,
     ChildServerList,
@@ -650,6 +651,10 @@ def run_output(result: RunResult, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutp
     ]
     if len(calls) > 30:
         trace.insert(0, f"  … {len(calls) - 30} earlier calls")
+    if result.withheld_tools:
+        trace.append(
+            f"  withheld (marked destructive by their server): {', '.join(result.withheld_tools)}; {WITHHELD_TOOLS_HOW}"
+        )
     error = f"\nerror: {result.error.code}: {result.error.message}" if result.error is not None else ""
 
     def build(bodies: Sequence[str]) -> ToolOutput:
