@@ -7,17 +7,31 @@ The one place that touches the mcp SDK's server internals (``_tool_manager``,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import json
 import logging
 import typing
 from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol, Self
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as SDKToolError
 from mcp.server.stdio import stdio_server
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.shared.message import SessionMessage
+from mcp.types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    CallToolResult,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    TextContent,
+    ToolAnnotations,
+    jsonrpc_message_adapter,
+)
 from pydantic import ValidationError
 
 from bridge.errors import BadRequestError, BridgeError, InternalError
@@ -123,9 +137,12 @@ class BridgeMCPServer(MCPServer[Any]):
         ``stdio_server`` with explicit streams is the SDK's public framing; running the low-level
         server on it is not public in mcp 2.x (``MCPServer.run_stdio_async`` claims the process's
         own stdio), hence ``_lowlevel_server``. ``serve`` and the shared bridge's sessions use this.
+        Lines the SDK would drop unanswered are answered first (:class:`ScreenedLines`).
         """
         lowlevel = self._lowlevel_server
-        async with stdio_server(stdin=lines, stdout=wire) as (read, write):  # type: ignore[arg-type]
+        checked = ScreenedLines(lines)
+        async with stdio_server(stdin=checked, stdout=wire) as (read, write):  # type: ignore[arg-type]
+            checked.answer_to(write)
             await lowlevel.run(read, write, lowlevel.create_initialization_options())
 
     def _unknown_arguments(self, name: str, arguments: dict[str, Any]) -> BadRequestError | None:
@@ -158,3 +175,110 @@ def to_result(output: ToolOutput) -> CallToolResult:
         structured_content=output.structured,
         is_error=output.is_error,
     )
+
+
+# --------------------------------------------------------------------------- lines that are not JSON-RPC
+
+
+class _Sender(Protocol):
+    async def send(self, item: SessionMessage, /) -> None: ...
+
+
+_PASS: Final = "pass"
+_DROP: Final = "drop"
+
+
+class ScreenedLines:
+    """A connection's lines, less those that are not JSON-RPC messages, which get their JSON-RPC error here.
+
+    The SDK drops a line it cannot read (not JSON, not one message, a wrong ``jsonrpc``, params that are
+    not an object) with a debug log, and takes a request whose id is not a string or an integer as a
+    notification: either way the client waits for an answer forever. Here such a line is answered, in
+    order with the others: a parse error (-32700) or an invalid request (-32600), with the request's id
+    when one can be read (Python's parser reads deeper nesting and lone surrogates than the SDK's), else
+    ``"id": null``. Blank lines and stray responses are dropped (JSON-RPC never answers a response).
+    An object, not an async generator: nothing is left for the garbage collector to finalise.
+    """
+
+    def __init__(self, lines: AsyncIterable[str]) -> None:
+        self._lines = aiter(lines)
+        self._write: _Sender | None = None
+        self._open = anyio.Event()
+
+    def answer_to(self, write: _Sender) -> None:
+        """Where the errors go: the connection's write stream, which keeps whole messages in order."""
+        self._write = write
+        self._open.set()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            line = await anext(self._lines)
+            verdict = screen(line)
+            if verdict == _PASS:
+                return line
+            if isinstance(verdict, JSONRPCError):
+                log.info("answered a line that is not a JSON-RPC message: %s", verdict.error.message)
+                await self._open.wait()
+                assert self._write is not None
+                with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    await self._write.send(SessionMessage(verdict))
+
+
+def screen(line: str) -> JSONRPCError | str:
+    """``_PASS`` (a message the SDK reads), ``_DROP`` (nothing to answer), or the error to answer with."""
+    if not line.strip():
+        return _DROP
+    try:
+        message = jsonrpc_message_adapter.validate_json(line, by_name=False)
+    except ValidationError as exc:
+        return _refusal(line, exc)
+    if isinstance(message, JSONRPCNotification):  # rare from a client: initialized, cancelled
+        parsed = _loads(line)
+        if isinstance(parsed, dict) and "id" in parsed:  # pydantic dropped an id of the wrong type
+            kind = type(parsed["id"]).__name__
+            return _error(None, INVALID_REQUEST, f"invalid request: the id must be a string or an integer, not {kind}")
+    return _PASS
+
+
+def _refusal(line: str, exc: ValidationError) -> JSONRPCError | str:
+    parsed = _loads(line)
+    problems = exc.errors(include_url=False, include_input=False)
+    if parsed is _UNREADABLE or not isinstance(parsed, dict):
+        what = "not JSON" if parsed is _UNREADABLE else "not a JSON object (one message per line, no batches)"
+        return _error(None, PARSE_ERROR if parsed is _UNREADABLE else INVALID_REQUEST, f"the line is {what}")
+    if "method" not in parsed and ("result" in parsed or "error" in parsed):
+        return _DROP  # a response to nothing this server asked
+    ident = parsed.get("id")
+    valid_id = (isinstance(ident, int) and not isinstance(ident, bool)) or (isinstance(ident, str) and _utf8(ident))
+    request_id = ident if valid_id else None
+    if any(p["type"] == "json_invalid" for p in problems):
+        return _error(request_id, PARSE_ERROR, f"parse error: {cut_text(problems[0]['msg'], 200)}")
+    branch = "JSONRPCRequest" if "id" in parsed else "JSONRPCNotification"
+    mine = [p for p in problems if p["loc"][:1] == (branch,)] or problems
+    details = "; ".join(f"{'.'.join(str(x) for x in p['loc'][1:]) or 'message'}: {p['msg']}" for p in mine[:3])
+    return _error(request_id, INVALID_REQUEST, cut_text(f"invalid request: {details}", 300))
+
+
+_UNREADABLE: Final = object()
+
+
+def _loads(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return _UNREADABLE
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: it could not be written back
+        return False
+    return True
+
+
+def _error(request_id: str | int | None, code: int, message: str) -> JSONRPCError:
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message))
