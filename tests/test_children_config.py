@@ -59,7 +59,9 @@ class Layout:
 
     def approvals(self, *approved: str) -> ApprovalRecords:
         claude_config, claude_settings = claude_code_records({}, self.home)
-        return ApprovalRecords(approved=frozenset(approved), claude_config=claude_config, claude_settings=claude_settings)
+        return ApprovalRecords(
+            approved=frozenset(approved), claude_config=claude_config, claude_settings=claude_settings
+        )
 
     def claude_settings(self, settings: dict[str, Any]) -> None:
         """Write Claude Code's user settings (``~/.claude/settings.json``)."""
