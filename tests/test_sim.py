@@ -492,6 +492,18 @@ async def test_bearer_token_auth() -> None:
     assert greeting.status_code == 200
 
 
+async def test_basic_auth_as_a_proxy_asks() -> None:
+    """``basic_auth``: a reverse proxy's user and password; with ``api_token`` too, either header will do."""
+    config = default_config(basic_auth="me:s3cret", api_token="sk-lm-test")
+    async with SimServer(config) as sim, httpx.AsyncClient(base_url=sim.url) as client:
+        basic = await client.get("/v1/models", auth=("me", "s3cret"))
+        bearer = await client.get("/v1/models", headers={"Authorization": "Bearer sk-lm-test"})
+        wrong = await client.get("/v1/models", auth=("me", "guess"))
+        missing = await client.get("/v1/models")
+    assert (basic.status_code, bearer.status_code) == (200, 200)
+    assert (wrong.status_code, missing.status_code) == (401, 401)
+
+
 # --- scripting and inspection --------------------------------------------------------------------
 async def test_script_is_consumed_in_order_then_default(sim: SimServer, client: httpx.AsyncClient) -> None:
     """Scripted turns answer requests in order; then the default generator resumes."""

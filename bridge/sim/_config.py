@@ -161,6 +161,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         duplicate_jit_loads: Concurrent first requests each load their own instance (``key``, ``key:2`` …),
             as LM Studio's race does, instead of all waiting for one load.
         api_token: If set, requests need ``Authorization: Bearer <token>`` (else 401).
+        basic_auth: ``"user:password"``: requests need ``Authorization: Basic …`` of it (else 401), as a reverse
+            proxy in front of LM Studio asks. With ``api_token`` too, either header is accepted.
         empty_tool_calls: Every non-streamed plain reply carries ``tool_calls: []`` (BT#1318).
         fault_rates: Probability per request of each fault kind, drawn from a RNG seeded with ``seed``.
         fault_seconds: How long a random ``stall`` lasts (``None``: until the client leaves).
@@ -208,6 +210,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     auto_evict: bool = True
     duplicate_jit_loads: bool = False
     api_token: str | None = None
+    basic_auth: str | None = None
     empty_tool_calls: bool = False
     fault_rates: dict[FaultKind, float] = msgspec.field(default_factory=dict)
     fault_seconds: float | None = 1.0

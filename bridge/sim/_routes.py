@@ -11,6 +11,7 @@ recorded requests, reset). They need no token.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -319,10 +320,15 @@ _ROUTES_OF_API = {"openai": _OPENAI_ROUTES, "llama.cpp": _LLAMA_SERVER_ROUTES, "
 class Router:
     """Dispatches a request to its handler: the simulator's HTTP app. Strictly private."""
 
-    __slots__ = ("_state",)
+    __slots__ = ("_accepted", "_state")
 
     def __init__(self, state: ServerState) -> None:
         self._state = state
+        config = state.config
+        accepted = [f"Bearer {config.api_token}"] if config.api_token is not None else []
+        if config.basic_auth is not None:
+            accepted.append("Basic " + base64.b64encode(config.basic_auth.encode()).decode("ascii"))
+        self._accepted = frozenset(accepted)
 
     async def __call__(self, request: HttpRequest) -> Response | StreamingResponse:
         path = request.path.rstrip("/") or "/"
@@ -330,8 +336,7 @@ class Router:
         handler = _OPEN_ROUTES.get(key)
         if handler is not None:
             return await handler(self._state, request)
-        token = self._state.config.api_token
-        if token is not None and request.headers.get("authorization") != f"Bearer {token}":
+        if self._accepted and request.headers.get("authorization") not in self._accepted:
             return auth_required()
         other_api = _ROUTES_OF_API.get(self._state.config.api)
         if other_api is not None:

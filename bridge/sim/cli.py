@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--duplicate-jit-loads", action="store_true", help="concurrent first requests load key:N")
     parser.add_argument("--api-token", help="require 'Authorization: Bearer TOKEN'")
+    parser.add_argument("--basic-auth", metavar="USER:PASSWORD", help="require this HTTP Basic auth (a proxy's)")
     parser.add_argument("--seed", type=int, default=None, help="seed for random faults and ids")
     parser.add_argument(
         "--fault",
@@ -100,7 +101,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             config, models=tuple(msgspec.structs.replace(m, **model_changes) for m in config.models)
         )
     changes: dict[str, object] = {}
-    for name in ("host", "port", "jit", "auto_evict", "api_token", "seed", "fault_seconds"):
+    for name in ("host", "port", "jit", "auto_evict", "api_token", "basic_auth", "seed", "fault_seconds"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.duplicate_jit_loads:
