@@ -59,7 +59,7 @@ from typing import Any, Final
 import msgspec
 
 from bridge.errors import ConfigError
-from bridge.server_address import check_api_key, normalize_base_url
+from bridge.server_address import check_api_key, has_credentials, normalize_base_url
 from bridge.settings import BridgeSettings, ModelLimits
 
 __all__ = [
@@ -289,9 +289,10 @@ def _flag_layer(flags: CliFlags) -> tuple[Tree, dict[str, str]]:
 def _host_port_url(host: str, port: int) -> str:
     if "://" in host:
         return f"{host.rstrip('/')}:{port}"
+    userinfo, at, host = host.rpartition("@")  # user:pass@host
     if ":" in host and not host.startswith("["):  # a bare IPv6 address
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"http://{userinfo}{at}{host}:{port}"
 
 
 def _port(text: str, where: str) -> int:
@@ -350,7 +351,11 @@ def _leaves(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 
 def _apply_api_key(merged: Tree, env_tree: Tree, flag_tree: Tree, file_tree: Tree) -> None:
-    """The flag's (else the environment's) key goes to every server that does not name its own."""
+    """The flag's (else the environment's) key goes to every server that does not name its own.
+
+    A server with credentials in its URL (``http://user:pass@proxy``) names its own: the
+    client would send the key instead of them.
+    """
     merged.pop("_api_key", None)
     key = flag_tree.get("_api_key") or env_tree.get("_api_key")
     if key is None:
@@ -359,7 +364,14 @@ def _apply_api_key(merged: Tree, env_tree: Tree, flag_tree: Tree, file_tree: Tre
     if servers is None:
         servers = [{"url": BridgeSettings().servers[0].url}]
         merged["servers"] = servers
-    merged["servers"] = [s if not isinstance(s, dict) or s.get("api_key") else {**s, "api_key": key} for s in servers]
+    merged["servers"] = [
+        s if not isinstance(s, dict) or s.get("api_key") or _names_credentials(s.get("url")) else {**s, "api_key": key}
+        for s in servers
+    ]
+
+
+def _names_credentials(url: object) -> bool:
+    return isinstance(url, str) and has_credentials(url)
 
 
 def _inherit_model_limits(merged: Tree) -> None:
@@ -479,7 +491,8 @@ def _check_values(settings: BridgeSettings, origins: Mapping[str, str]) -> Bridg
     names: set[str] = set()
     for i, server in enumerate(settings.servers):
         try:
-            url = normalize_base_url(server.url)
+            shown = normalize_base_url(server.url)
+            url = normalize_base_url(server.url, keep_credentials=True)  # the client sends them as Basic auth
         except ConfigError as exc:
             raise fail(f"servers[{i}].url", exc.message) from None
         if server.api_key:
@@ -497,7 +510,7 @@ def _check_values(settings: BridgeSettings, origins: Mapping[str, str]) -> Bridg
                 f"servers[{i}].slots",
                 f"{server.slots} can run nothing; use 1 or more, or leave it out for the models' own slots.",
             )
-        name = server.name or url.split("://", 1)[1]
+        name = server.name or shown.split("://", 1)[1]
         if name in names:
             raise fail(f"servers[{i}].name", f"two servers are called {name!r}; give each a different name.")
         names.add(name)

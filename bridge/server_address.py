@@ -10,12 +10,36 @@ from urllib.parse import urlsplit
 
 from bridge.errors import ConfigError
 
-__all__ = ["check_api_key", "normalize_base_url"]
+__all__ = ["check_api_key", "has_credentials", "normalize_base_url", "redact_url"]
 
 _ENDPOINTS = ("/chat/completions", "/completions", "/embeddings", "/responses", "/models")
 
 
-def normalize_base_url(base_url: str) -> str:
+def redact_url(text: str) -> str:
+    """``text`` with the credentials of a URL in it (``user:pass@``) replaced by ``***@``, for messages and logs.
+
+    Works on what the user wrote, valid or not: everything after the scheme up to the
+    last ``@`` goes (a password may hold ``/``, ``?`` or ``#`` unescaped), so a path that
+    holds an ``@`` loses more than it must, never less.
+    """
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    if "@" not in rest:
+        return text
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+
+
+def has_credentials(base_url: str) -> bool:
+    """Whether the URL carries ``user:pass@`` (its server then names its own credentials)."""
+    text = base_url.strip()
+    try:
+        return "@" in urlsplit(text if "://" in text else f"http://{text}").netloc
+    except ValueError:
+        return False  # not a URL at all: normalize_base_url says why
+
+
+def normalize_base_url(base_url: str, *, keep_credentials: bool = False) -> str:
     """The server root without a trailing slash or ``/v1``.
 
     LM Studio's OpenAI-compatible API lives under ``/v1`` and its native API under
@@ -24,8 +48,14 @@ def normalize_base_url(base_url: str) -> str:
     and ``http://localhost:1234/v1/chat/completions`` all give
     ``http://localhost:1234``. Paths in front of ``/v1`` (reverse proxies) are kept.
 
+    Credentials in the URL (``http://user:pass@host``) are dropped: the result is the
+    form to show, log and name the server by. ``keep_credentials``: kept as written
+    (still percent-encoded), for the client, which sends them as Basic auth.
+    Error messages never show them.
+
     Raises:
-        ConfigError: The URL is empty, not http(s), or has no host.
+        ConfigError: The URL is empty, not http(s), has no host, or has an ``@`` past its host (an
+            unescaped password).
     """
     text = base_url.strip()
     if not text:
@@ -36,12 +66,20 @@ def normalize_base_url(base_url: str) -> str:
         url = urlsplit(text)
         _ = url.port  # an out-of-range or non-numeric port raises here
     except ValueError as exc:
-        raise ConfigError(f"The LLM server's base URL {base_url!r} is not a valid URL ({exc}).") from exc
+        why = "" if "@" in text else f" ({exc})"  # urllib's reason may quote a piece of a password
+        raise ConfigError(f"The LLM server's base URL {redact_url(base_url)!r} is not a valid URL{why}.") from None
     scheme = url.scheme.lower()
     if scheme not in ("http", "https") or not url.hostname or any(c.isspace() for c in url.netloc):
         raise ConfigError(
-            f"The LLM server's base URL {base_url!r} must be http:// or https:// with a host, "
+            f"The LLM server's base URL {redact_url(base_url)!r} must be http:// or https:// with a host, "
             "e.g. http://localhost:1234 (LM Studio) or http://localhost:11434 (Ollama)."
+        )
+    if "@" in text.partition("://")[2].partition(url.netloc)[2]:
+        # A '/', '?' or '#' in a password ends the host part early: the rest of the password would be a path.
+        raise ConfigError(
+            f"The LLM server's base URL {redact_url(base_url)!r} has an '@' after its host; if it holds a user and "
+            "password, percent-encode the password's special characters ('/' as %2F, '@' as %40, '#' as %23, "
+            "'?' as %3F, ':' as %3A)."
         )
     path = url.path.rstrip("/")
     for endpoint in _ENDPOINTS:
@@ -51,7 +89,9 @@ def normalize_base_url(base_url: str) -> str:
     path = path.removesuffix("/v1").rstrip("/")
     host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
     port = f":{url.port}" if url.port is not None else ""
-    return f"{scheme}://{host}{port}{path}"
+    userinfo, at, _ = url.netloc.rpartition("@")
+    credentials = f"{userinfo}{at}" if keep_credentials else ""
+    return f"{scheme}://{credentials}{host}{port}{path}"
 
 
 def check_api_key(api_key: str) -> None:

@@ -49,6 +49,10 @@ class Budgets(msgspec.Struct, frozen=True, kw_only=True):
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One LLM server. ``name`` defaults to ``host:port`` of the URL.
 
+    ``url`` may carry credentials (``http://user:pass@proxy:8080``, a reverse proxy's): the
+    client sends them as Basic auth (``api_key``, a bearer token, takes precedence) and shows
+    the URL without them everywhere else.
+
     ``max_concurrent``: requests the server runs at once for all its models together, when that
     is fewer than the models' slots add up to (llama-cpp-python: 1; Ollama: its
     ``OLLAMA_NUM_PARALLEL`` times its loaded models). Requests past it wait in the bridge, in order.
@@ -64,11 +68,11 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 def server_name(server: ServerSettings) -> str:
-    """The name a server is known by: its configured name, else ``host:port``."""
+    """The name a server is known by: its configured name, else ``host:port`` (never the URL's ``user:pass@``)."""
     if server.name:
         return server.name
     parts = urlsplit(server.url if "://" in server.url else f"http://{server.url}")
-    return parts.netloc or server.url
+    return parts.netloc.rpartition("@")[2] or server.url.rpartition("@")[2]
 
 
 class ModelLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
