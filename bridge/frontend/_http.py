@@ -68,16 +68,24 @@ def is_loopback(host: str) -> bool:
 
 
 class BearerToken:
-    """Refuse every HTTP request without ``Authorization: Bearer <token>`` (401), before the app sees it."""
+    """Refuse every HTTP request without ``Authorization: Bearer <token>`` (401), before the app sees it.
+
+    A WebSocket upgrade (uvicorn serves them once a WebSocket library is installed) needs the
+    token too: without it the socket is closed before it opens (uvicorn answers 403).
+    """
 
     def __init__(self, app: Any, token: str) -> None:
         self._app = app
         self._expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-            if not hmac.compare_digest(given, self._expected):
+            if hmac.compare_digest(given, self._expected):
+                await self._app(scope, receive, send)
+            elif scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})  # policy violation
+            else:
                 body = json.dumps(
                     {
                         "error": "unauthorized",
@@ -88,8 +96,8 @@ class BearerToken:
                 headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
                 await send({"type": "http.response.start", "status": 401, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
-                return
-        await self._app(scope, receive, send)
+            return
+        await self._app(scope, receive, send)  # lifespan
 
 
 class _Server(uvicorn.Server):
