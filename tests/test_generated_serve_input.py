@@ -32,7 +32,7 @@ from typing import Any, Final, TextIO
 import anyio
 import pytest
 from anyio.abc import Process
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from bridge.sim.testing import SimProcess, sim_process
@@ -44,7 +44,6 @@ EXAMPLE_DEADLINE: Final = 20.0
 """Seconds one example's lines may take to be answered (a bound against hangs, not a timing check)."""
 EXIT_DEADLINE: Final = 30.0
 
-EXAMPLES: Final = 40
 
 METHODS: Final = (
     "ping",
@@ -370,13 +369,6 @@ async def exchange(wire: Wire, batch: list[Line]) -> None:
     assert at_least <= nulls <= at_most, f"{nulls} errors with a null id; expected {at_least} to {at_most}"
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 @given(batch=st.lists(lines, min_size=8, max_size=40))
 # Found by this test: a request the SDK cannot read as JSON-RPC (here a wrong jsonrpc version) was dropped
 # with a debug log, and its client waited for the answer forever; now it gets -32600 with its id.
