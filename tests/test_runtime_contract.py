@@ -382,7 +382,7 @@ async def test_concurrent_batches_on_a_model_with_no_queue_are_never_refused_as_
 
         async def batch(tag: str) -> None:
             reply = await client.call_tool(
-                "batch_chat", {"prompts": [f"{tag}{i}" for i in range(12)], "model": QWEN, "max_tokens": 4}
+                "batch_chat", {"prompts": [f"{tag}{i}" for i in range(12)], "models": [QWEN], "max_tokens": 4}
             )
             results.append(data(reply))
 
