@@ -20,7 +20,7 @@ import anyio
 
 from bridge.children.process import ProcessGroups
 from bridge.llm import LLMClient
-from bridge.messages import ChildServersMessage, PlannerMessage, RegistryMessage
+from bridge.messages import ChildServersMessage, JobsMessage, PlannerMessage, RegistryMessage
 from bridge.runtime import ActorRef, Supervisor, open_supervisor
 from bridge.settings import BridgeSettings, ChildSettings
 from bridge.supervisor import server_name, start_bridge_actors, start_session_actors
@@ -32,7 +32,8 @@ class Bridge:
     """The addresses of a running bridge. Caution: built by :func:`open_bridge` and :func:`open_session` only.
 
     ``caller``: the session these addresses serve (a shared bridge's session; ``""`` for ``serve``), named
-    in every request so that each model's slots go to the sessions in turn.
+    in every request so that each model's slots go to the sessions in turn. ``jobs`` are the bridge's,
+    shared by its sessions; ``planner_route`` is where under ``supervisor`` this session's planner is.
     """
 
     def __init__(
@@ -45,9 +46,12 @@ class Bridge:
         planner: ActorRef[PlannerMessage] | None = None,
         groups: ProcessGroups | None = None,
         caller: str = "",
+        jobs: ActorRef[JobsMessage] | None = None,
     ) -> None:
         self.settings = settings
         self.caller = caller
+        self.jobs = jobs
+        self.planner_route = f"{caller}/planner" if caller else "planner"
         self.clients = clients
         self.supervisor = supervisor
         self.registry = registry
@@ -78,7 +82,9 @@ async def open_bridge(
             )
         supervisor = await stack.enter_async_context(open_supervisor("bridge", intensity=10, period=10.0))
         actors = await start_bridge_actors(supervisor, settings, clients, groups, child_servers=child_servers)
-        yield Bridge(settings, supervisor, actors.registry, actors.children, clients, actors.planner, groups)
+        yield Bridge(
+            settings, supervisor, actors.registry, actors.children, clients, actors.planner, groups, jobs=actors.jobs
+        )
 
 
 @asynccontextmanager
@@ -92,7 +98,15 @@ async def open_session(
     """
     if child is None:
         yield Bridge(
-            bridge.settings, bridge.supervisor, bridge.registry, None, bridge.clients, None, bridge.groups, caller=name
+            bridge.settings,
+            bridge.supervisor,
+            bridge.registry,
+            None,
+            bridge.clients,
+            None,
+            bridge.groups,
+            caller=name,
+            jobs=bridge.jobs,
         )
         return
     session, actors = await start_session_actors(
@@ -108,6 +122,7 @@ async def open_session(
             actors.planner,
             bridge.groups,
             caller=name,
+            jobs=bridge.jobs,
         )
     finally:
         with anyio.CancelScope(shield=True):

@@ -42,6 +42,10 @@ The TOML file has the fields of :class:`~bridge.settings.BridgeSettings`::
 
     [children]                            # child MCP servers
     config_paths = ["~/my-mcp.json"]
+
+    [jobs]                                # work that outlives one call
+    on_budget = "job"                     # or "cut": stop a call at call_budget
+    ttl = 3600                            # seconds a finished job's result is kept
 """
 
 from __future__ import annotations
@@ -528,6 +532,8 @@ def _check_values(settings: BridgeSettings, origins: Mapping[str, str]) -> Bridg
         "budgets.connect": settings.budgets.connect,
         "children.call_timeout": settings.children.call_timeout,
         "children.startup_timeout": settings.children.startup_timeout,
+        "jobs.time_budget": settings.jobs.time_budget,
+        "jobs.ttl": settings.jobs.ttl,
     }
     for key, value in positive.items():
         if not value > 0:
@@ -542,6 +548,13 @@ def _check_values(settings: BridgeSettings, origins: Mapping[str, str]) -> Bridg
     for key, value in not_negative.items():
         if value < 0:
             raise fail(key, f"{value!r} is negative; use 0 or more seconds.")
+    for key, count in (
+        ("jobs.max_kept", settings.jobs.max_kept),
+        ("jobs.max_bytes", settings.jobs.max_bytes),
+        ("jobs.max_active", settings.jobs.max_active),
+    ):
+        if count < 1:
+            raise fail(key, f"{count!r} would keep no job; use 1 or more.")
     if settings.retry.attempts < 1:
         raise fail("retry.attempts", "use 1 (no retries) or more.")
     if settings.breaker.failures < 1:

@@ -71,6 +71,7 @@ __all__ = [
     "ErrorCode",
     "ErrorInfo",
     "InternalError",
+    "JobNotFoundError",
     "LLMConnectionError",
     "LLMError",
     "LLMRateLimitError",
@@ -109,12 +110,19 @@ class ErrorCode(enum.StrEnum):
     ACTOR_CRASHED = "actor_crashed"
     ACTOR_UNAVAILABLE = "actor_unavailable"
     INTERNAL = "internal"
+    JOB_NOT_FOUND = "job_not_found"
 
 
 class BadRequestError(BridgeError):
     """The request itself is wrong (empty prompt, max_tokens <= 0, bad schema); fix it before retrying."""
 
     code = ErrorCode.BAD_REQUEST
+
+
+class JobNotFoundError(BridgeError):
+    """No job has this id: it was never started, its result expired or was evicted, or the bridge restarted."""
+
+    code = ErrorCode.JOB_NOT_FOUND
 
 
 class LLMError(BridgeError):
@@ -268,6 +276,7 @@ _BY_CODE: dict[str, type[BridgeError]] = {
     ErrorCode.ACTOR_CRASHED: ActorCrashedError,
     ErrorCode.ACTOR_UNAVAILABLE: ActorUnavailableError,
     ErrorCode.INTERNAL: InternalError,
+    ErrorCode.JOB_NOT_FOUND: JobNotFoundError,
 }
 
 

@@ -72,14 +72,28 @@ __all__ = [
     "SessionMessage",
     "ChildServersMessage",
     "PlannerMessage",
+    "RunBatch",
+    "BatchItemResult",
+    "BatchResult",
+    "JobWork",
+    "JobState",
+    "JobView",
+    "JobList",
+    "SubmitJob",
+    "GetJob",
+    "AwaitJob",
+    "CancelJob",
+    "ListJobs",
+    "JobsMessage",
 ]
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
     """A progress report from a handler to whoever asked.
 
-    ``stage`` is one of ``queued`` (``position`` set), ``loading``, ``first_token``,
-    ``generating`` (``tokens`` set), ``round`` (planner), or ``tool``.
+    ``stage`` is one of ``queued`` (``position`` set), ``started`` (a slot is taken),
+    ``loading``, ``first_token``, ``generating`` (``tokens`` and ``text`` set), ``round``
+    (planner), or ``tool``. ``text`` is the answer so far, for jobs; clients are sent counts.
     """
 
     stage: str
@@ -88,6 +102,8 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     total: float | None = None
     position: int | None = None
     tokens: int | None = None
+    text: str | None = None
+    model: str | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -565,3 +581,114 @@ class RunTask(Request[RunResult], frozen=True, kw_only=True):
 
 
 PlannerMessage = RunTask
+
+
+# ---------------------------------------------------------------------------
+# Jobs: JobsActor's mailbox. A job is one of the long requests above, run by the
+# JobsActor on behalf of a call that may end before it does.
+# ---------------------------------------------------------------------------
+
+
+class RunBatch(Request["BatchResult"], frozen=True, kw_only=True):
+    """Many chats at once, each waiting its model's turn; one answer or typed error per item.
+
+    Not a mailbox message: the work of a ``batch_chat`` job, which the JobsActor runs itself.
+    """
+
+    items: list[Chat]
+
+
+class BatchItemResult(Reply, frozen=True, kw_only=True):
+    index: int
+    model: str | None = None
+    result: ChatResult | None = None
+    error: ErrorInfo | None = None
+
+
+class BatchResult(Reply, frozen=True, kw_only=True):
+    items: list[BatchItemResult]
+    elapsed_s: float = 0.0
+
+
+JobWork = Chat | Complete | RunTask | RunBatch
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class JobView(Reply, frozen=True, kw_only=True):
+    """A job as a caller sees it: its state, progress so far, and once finished its outcome.
+
+    Exactly one of ``chat``, ``completion``, ``run``, ``batch`` or ``error`` is set once it
+    finished (``error`` also for a cancelled one). ``raw``: the chat asked for structured output.
+    """
+
+    job_id: str
+    tool: str
+    state: JobState
+    model: str | None = None
+    position: int | None = None
+    elapsed_s: float = 0.0
+    tokens: int = 0
+    rounds: int = 0
+    items_done: int = 0
+    items_total: int = 0
+    partial_text: str = ""
+    trace: list[str] = msgspec.field(default_factory=list)
+    expires_in_s: float | None = None
+    raw: bool = False
+    chat: ChatResult | None = None
+    completion: CompletionResult | None = None
+    run: RunResult | None = None
+    batch: BatchResult | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+
+class JobList(Reply, frozen=True, kw_only=True):
+    jobs: list[JobView]
+    active: int = 0
+    kept: int = 0
+    kept_bytes: int = 0
+
+
+class SubmitJob(Request[JobView], frozen=True, kw_only=True):
+    """Run ``work`` as a job; reply once it finished or ``wait`` seconds passed, whichever is first.
+
+    ``route``: the path of the actor that serves ``work`` under the root supervisor (``registry``,
+    ``planner``, ``<session>/planner``). ``wait`` ``None``: background, reply at once. ``detach``:
+    when the wait ends first, the job keeps running (``on_budget = "job"``); otherwise it is
+    cancelled. A job whose caller waited for it to finish is not kept.
+    """
+
+    tool: str
+    work: JobWork
+    route: str = "registry"
+    model: str | None = None
+    wait: float | None = None
+    detach: bool = True
+    time_budget: float | None = None
+    raw: bool = False
+
+
+class GetJob(Request[JobView], frozen=True, kw_only=True):
+    job_id: str
+
+
+class AwaitJob(Request[JobView], frozen=True, kw_only=True):
+    """The job once it finished, or as it is after ``wait`` seconds."""
+
+    job_id: str
+    wait: float = 0.0
+
+
+class CancelJob(Request[JobView], frozen=True, kw_only=True):
+    job_id: str
+
+
+class ListJobs(Request[JobList], frozen=True, kw_only=True):
+    pass
+
+
+JobsMessage = SubmitJob | GetJob | AwaitJob | CancelJob | ListJobs

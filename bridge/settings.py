@@ -7,6 +7,7 @@ All durations are in seconds.
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -16,6 +17,7 @@ __all__ = [
     "BridgeSettings",
     "Budgets",
     "ChildSettings",
+    "JobSettings",
     "ModelLimits",
     "RetrySettings",
     "ServerSettings",
@@ -119,6 +121,24 @@ class ChildSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     watch: bool = True
 
 
+class JobSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Work that outlives one tool call (``background: true``, or a call that ran out of its budget).
+
+    ``on_budget``: ``"job"`` keeps a call that runs out of ``call_budget`` going as a job (its
+    timeout result names the job); ``"cut"`` stops it there, as a client timeout would.
+    ``time_budget``: seconds one job may run. ``ttl``: seconds a finished job's result is kept.
+    ``max_kept`` / ``max_bytes``: finished jobs kept at most (the oldest go first);
+    ``max_active``: jobs queued or running at once, past which new ones are refused as ``busy``.
+    """
+
+    on_budget: Literal["job", "cut"] = "job"
+    time_budget: float = 3600.0
+    ttl: float = 3600.0
+    max_kept: int = 1000
+    max_bytes: int = 64 * 1024 * 1024
+    max_active: int = 10_000
+
+
 class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything the bridge can be told.
 
@@ -138,6 +158,7 @@ class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
     children: ChildSettings = ChildSettings()
+    jobs: JobSettings = JobSettings()
     log_level: str = "INFO"
     log_format: str = "plain"
     idle_exit: float = 600.0

@@ -8,10 +8,13 @@
     ├── registry     ModelRegistryActor
     ├── sessions     supervisor: one MCPSessionActor per child MCP server
     ├── children     ChildServersActor (configuration, hot reload, routing)
-    └── planner      PlannerActor (autonomous runs)
+    ├── planner      PlannerActor (autonomous runs)
+    └── jobs         JobsActor (work that outlives its call; asks the registry and planners)
 
-Children stop in reverse order, so the registry stops taking requests before
-the workers finish theirs; the gates stop after the workers that use them.
+Children stop in reverse order, so the jobs end first, the registry stops taking
+requests before the workers finish theirs, and the gates stop after the workers
+that use them. A shared bridge's sessions add their own ``children`` and
+``planner`` under a supervisor per session; the jobs stay the bridge's.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.actors.child_servers import ChildServersActor
+from bridge.actors.jobs import JobsActor
 from bridge.actors.planner import PlannerActor
 from bridge.actors.registry import ModelRegistryActor
 from bridge.actors.server_gate import ServerGateActor
 from bridge.children import ConfigSource, default_sources
 from bridge.children.process import ProcessGroups
 from bridge.llm import LLMClient
-from bridge.messages import ChildServersMessage, PlannerMessage, RegistryMessage, ServerGateMessage
+from bridge.messages import ChildServersMessage, JobsMessage, PlannerMessage, RegistryMessage, ServerGateMessage
 from bridge.runtime import ActorRef, ChildSpec, Supervisor, SupervisorRef, SupervisorSpec
 from bridge.settings import BridgeSettings, ChildSettings, server_name
 
@@ -50,6 +54,7 @@ class BridgeActors:
     registry: ActorRef[RegistryMessage]
     children: ActorRef[ChildServersMessage] | None
     planner: ActorRef[PlannerMessage] | None
+    jobs: ActorRef[JobsMessage] | None = None
 
 
 async def start_bridge_actors(
@@ -71,12 +76,21 @@ async def start_bridge_actors(
             ask_timeout=settings.call_budget,
         )
     )
-    if not child_servers:
-        return BridgeActors(registry=registry, children=None, planner=None)
-    children, planner = await start_child_server_actors(
-        supervisor, settings.children, registry, groups, sources=child_config_sources(settings.children)
+    children: ActorRef[ChildServersMessage] | None = None
+    planner: ActorRef[PlannerMessage] | None = None
+    if child_servers:
+        children, planner = await start_child_server_actors(
+            supervisor, settings.children, registry, groups, sources=child_config_sources(settings.children)
+        )
+    jobs: ActorRef[JobsMessage] = await supervisor.start_child(
+        ChildSpec(
+            "jobs",
+            lambda: JobsActor(settings.jobs, supervisor, registry),
+            mailbox_size=4096,
+            ask_timeout=settings.call_budget,
+        )
     )
-    return BridgeActors(registry=registry, children=children, planner=planner)
+    return BridgeActors(registry=registry, children=children, planner=planner, jobs=jobs)
 
 
 async def start_session_actors(

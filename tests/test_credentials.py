@@ -265,6 +265,7 @@ CALLS: dict[str, list[tuple[dict[str, Any], bool]]] = {
         ({"prompt": "hi", "model": QWEN, "system_prompt": "Be brief."}, True),
         ({"prompt": "hi", "model": "no/such-model"}, False),
         ({"prompt": "hi", "max_tokens": "many"}, False),
+        ({"prompt": "hi", "model": QWEN, "background": True}, True),
     ],
     "text_completion": [({"prompt": "Once", "model": QWEN}, True), ({"prompt": "Once", "model": "no/such"}, False)],
     "generate_embeddings": [({"text": ["a", "b"], "model": EMBED}, True), ({"text": "a", "model": "no/such"}, False)],
@@ -280,6 +281,10 @@ CALLS: dict[str, list[tuple[dict[str, Any], bool]]] = {
     ],
     "autonomous_with_multiple_mcps": [({"mcp_names": ["echo"], "task": "Say hi.", "model": QWEN}, True)],
     "autonomous_discover_and_execute": [({"task": "Say hi.", "model": QWEN}, True), ({}, False)],
+    "list_jobs": [({}, True)],
+    "job_status": [({"job_id": "job_unknown"}, False)],
+    "job_result": [({"job_id": "job_unknown", "wait_s": 0}, False)],
+    "cancel_job": [({"job_id": "job_unknown"}, False)],
 }
 
 

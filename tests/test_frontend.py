@@ -16,7 +16,7 @@ from mcp.types import CallToolResult
 
 from bridge.app import open_bridge
 from bridge.frontend import DEFAULT_OUTPUT_LIMIT, MAX_BATCH_ITEMS, BridgeSlot, create_server
-from bridge.settings import BridgeSettings, ModelLimits, RetrySettings, ServerSettings
+from bridge.settings import BridgeSettings, JobSettings, ModelLimits, RetrySettings, ServerSettings
 from bridge.sim import Fault, FaultKind, SimConfig, SimModel, SimServer
 from tests._util import eventually
 
@@ -37,9 +37,12 @@ READ_ONLY = {
     "batch_chat",
     "bridge_status",
     "list_available_mcps",
+    "job_status",
+    "job_result",
+    "list_jobs",
 }
 AUTONOMOUS = {"autonomous_with_mcp", "autonomous_with_multiple_mcps", "autonomous_discover_and_execute"}
-ALL_TOOLS = READ_ONLY | AUTONOMOUS | {"create_response", "load_model", "unload_model"}
+ALL_TOOLS = READ_ONLY | AUTONOMOUS | {"create_response", "load_model", "unload_model", "cancel_job"}
 
 
 def sim_config(**overrides: Any) -> SimConfig:
@@ -146,6 +149,7 @@ async def test_every_tool_is_listed_with_its_annotations() -> None:
         "max_tokens",
         "response_format",
         "include_reasoning",
+        "background",
     }
     assert "ctx" not in chat["properties"]
 
@@ -557,8 +561,9 @@ async def test_cancelled_batch_cancels_every_item() -> None:
 
 
 async def test_call_budget_ends_a_long_call_with_a_typed_timeout() -> None:
-    """Past call_budget the tool answers `timeout` (retryable) instead of running on, and the slot is freed."""
-    async with connected(call_budget=0.5) as (client, sim):
+    """With on_budget = "cut", past call_budget the tool answers `timeout` (retryable) instead of running on,
+    and the slot is freed. (The default, "job", goes on as a job: tests/test_jobs.py.)"""
+    async with connected(call_budget=0.5, jobs=JobSettings(on_budget="cut")) as (client, sim):
         result = await client.call_tool("chat_completion", {"prompt": "long", "model": SLOW})
         await eventually(lambda: sim.stats.model(SLOW).in_progress == 0)
         assert sim.stats.model(SLOW).disconnects == 1

@@ -21,7 +21,8 @@ from mcp.types import CallToolResult
 
 from bridge.app import open_bridge
 from bridge.frontend import create_server
-from bridge.settings import BridgeSettings, ServerSettings
+from bridge.settings import BridgeSettings, JobSettings, ServerSettings
+from tests._util import eventually_async
 from tests.peers import LlamaServer
 
 
@@ -187,11 +188,40 @@ async def test_stdio_against_llama_cpp(llama_server: LlamaServer, tmp_path: Path
 
 
 async def test_call_budget_against_llama_cpp(llama_server: LlamaServer) -> None:
-    """A generation longer than the call budget ends as a typed timeout and leaves nothing in flight."""
-    async with in_memory(llama_server, call_budget=0.3) as client:
+    """With on_budget = "cut", a generation longer than the call budget ends as a typed timeout and leaves
+    nothing in flight."""
+    async with in_memory(llama_server, call_budget=0.3, jobs=JobSettings(on_budget="cut")) as client:
         result = await client.call_tool("chat_completion", {"prompt": "Write a very long story.", "max_tokens": 3000})
         status = data(await client.call_tool("bridge_status", {}))
     assert result.is_error
     assert data(result)["code"] == "timeout", text(result)
     assert data(result)["retryable"] is True
     assert all(m["in_flight"] == 0 for m in status["models"])
+
+
+async def test_a_call_out_of_budget_goes_on_as_a_job_against_llama_cpp(llama_server: LlamaServer) -> None:
+    """By default the same generation goes on as a job: fetched whole, it starts with the text the timeout
+    carried; cancelled, nothing is left in flight."""
+    async with in_memory(llama_server, call_budget=1.0) as client:
+        prompt = {"prompt": "Count from 1 to 1000, one number per line.", "max_tokens": 1500, "temperature": 0}
+        result = await client.call_tool("chat_completion", prompt)
+        assert data(result)["code"] == "timeout", text(result)
+        job_id = data(result)["job_id"]
+        partial = data(result).get("partial_content", "")
+        done = None
+        for _ in range(120):
+            done = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 0.9})
+            if "content" in data(done):
+                break
+        assert done is not None
+        assert "content" in data(done), text(done)
+        assert data(done)["content"].startswith(partial)
+        long = await client.call_tool("chat_completion", {**prompt, "max_tokens": 3000, "background": True})
+        cancelled = await client.call_tool("cancel_job", {"job_id": data(long)["job_id"]})
+
+        async def idle() -> bool:
+            status = data(await client.call_tool("bridge_status", {}))
+            return all(m["in_flight"] == 0 for m in status["models"])
+
+        await eventually_async(idle)
+    assert data(cancelled)["state"] == "cancelled"

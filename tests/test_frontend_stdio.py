@@ -148,9 +148,20 @@ async def test_every_tool_over_stdio(sim: SimProcess, tmp_path: Path, serve_back
             ("list_available_mcps", {}),
         ]
         autonomous = {"autonomous_with_mcp", "autonomous_with_multiple_mcps", "autonomous_discover_and_execute"}
+        jobs = {"job_status", "job_result", "cancel_job", "list_jobs"}
         # The autonomous tools need child servers; tests/test_frontend_autonomous.py runs them over stdio.
-        assert {name for name, _ in calls} | autonomous == tools
+        assert {name for name, _ in calls} | autonomous | jobs == tools
         results = {name: await call(session, name, args) for name, args in calls}
+        ticket = await call(session, "chat_completion", {"prompt": "hi", "model": QWEN, "background": True})
+        job = {"job_id": data(ticket)["job_id"]}
+        results["job_result"] = await call(session, "job_result", {**job, "wait_s": 20})
+        results["job_status"] = await call(session, "job_status", job)
+        results["list_jobs"] = await call(session, "list_jobs", {})
+        results["cancel_job"] = await call(session, "cancel_job", job)  # finished: a cancel changes nothing
+    assert data(results["job_result"])["model"] == QWEN
+    assert data(results["job_status"])["state"] == "done"
+    assert data(results["cancel_job"])["state"] == "done"
+    assert [j["job_id"] for j in data(results["list_jobs"])["jobs"]] == [job["job_id"]]
     for name, result in results.items():
         assert not result.is_error, f"{name}: {text(result)}"
         assert text(result), name
@@ -247,7 +258,7 @@ async def test_initialize_and_tools_without_any_llm_server(tmp_path: Path, errlo
         tools = (await session.list_tools()).tools
         health = await call(session, "health_check", {})
         chat = await call(session, "chat_completion", {"prompt": "hi"})
-    assert len(tools) == 15
+    assert len(tools) == 19
     assert not health.is_error
     assert data(health)["healthy"] is False
     assert chat.is_error
@@ -340,7 +351,7 @@ async def test_notifications_cancelled_stops_the_call(sim: SimProcess, tmp_path:
             await process.wait()
     assert stats["disconnects"] == 1
     assert reply["id"] == 3  # nothing was sent for the cancelled request 2
-    assert len(reply["result"]["tools"]) == 15
+    assert len(reply["result"]["tools"]) == 19
 
 
 async def test_stdout_carries_only_json_rpc_and_logs_go_to_stderr(sim: SimProcess, tmp_path: Path) -> None:

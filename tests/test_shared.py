@@ -196,6 +196,27 @@ async def test_ten_relays_started_at_once_share_one_bridge(
     await stop_daemon(home, sim.url)
 
 
+async def test_a_job_outlives_its_session_and_any_session_of_the_user_fetches_it(
+    sim: SimProcess, home: SharedHome
+) -> None:
+    """Issue 21: jobs belong to the shared bridge, not to the session that started them."""
+    async with home.session(sim.url) as first:
+        quick = data(await call(first, "chat_completion", {"prompt": "hi", "model": QWEN, "background": True}))
+        slow = data(await call(first, "chat_completion", {"prompt": "long", "model": SLOW, "background": True}))
+    async with home.session(sim.url) as second:
+        done = await call(second, "job_result", {"job_id": quick["job_id"], "wait_s": 20})
+        running = data(await call(second, "job_status", {"job_id": slow["job_id"]}))
+        listing = data(await call(second, "list_jobs", {}))
+        cancelled = data(await call(second, "cancel_job", {"job_id": slow["job_id"]}))
+    assert not done.is_error
+    assert data(done)["content"]
+    assert data(done)["model"] == QWEN
+    assert running["state"] in ("queued", "running")
+    assert {quick["job_id"], slow["job_id"]} <= {j["job_id"] for j in listing["jobs"]}
+    assert cancelled["state"] == "cancelled"
+    await stop_daemon(home, sim.url)
+
+
 async def test_sessions_share_the_models_slots_and_its_single_jit_load(sim: SimProcess, home: SharedHome) -> None:
     """Three sessions send 8 calls each at a 4-slot model that is not loaded: the simulator never has a request
     waiting in its own queue (the shared bridge sends at most 4) and loads the model once, although it would load

@@ -227,6 +227,10 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         call.queued_s = anyio.current_time() - started
         self.in_flight_by_caller[ctx.caller] += 1
         try:
+            if ctx.wants_progress:  # inside the try: a cancelled report must not keep the slot
+                await ctx.report_progress(
+                    Progress(stage="started", model=self.model.id, message=f"{self.model.id} on {call.server}")
+                )
             turn = await self._take_load_turn(ctx)
             try:
                 result = await self._call_with_retries(ctx, call, attempt, turn)
@@ -296,7 +300,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
                     self.warm = True
                     self._end_load_turn(turn)
                 if ctx.wants_progress:
-                    await ctx.report_progress(Progress(stage="first_token", tokens=progress.tokens))
+                    await ctx.report_progress(
+                        Progress(stage="first_token", tokens=progress.tokens, text=progress.text or None)
+                    )
                 last_report = anyio.current_time()
             elif ctx.wants_progress and anyio.current_time() - last_report >= _PROGRESS_EVERY:
                 last_report = anyio.current_time()
@@ -306,6 +312,7 @@ class LLMWorkerActor(Actor[WorkerMessage]):
                         tokens=progress.tokens,
                         progress=float(progress.tokens),
                         message=f"{progress.tokens} tokens from {self.model.id}",
+                        text=progress.text,
                     )
                 )
 

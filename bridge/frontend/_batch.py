@@ -1,24 +1,17 @@
-"""The batch engine behind ``batch_chat``: many chats at once, each within its model's limits and the call's time."""
+"""``batch_chat``'s arguments: its items and every prompt on every model, as the chats its job runs."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Final
 
-import anyio
-import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.errors import BadRequestError, BridgeError
-from bridge.frontend._batch_file import write_batch_results
-from bridge.frontend._format import BatchOutcome, ToolOutput, batch_fits, batch_output, batch_rows
-from bridge.frontend._frontend import Ctx, Frontend, wants_progress
-from bridge.frontend._progress import ProgressForwarder, describe
+from bridge.errors import BadRequestError
 from bridge.llm import ChatMessage
-from bridge.messages import Chat, Progress
+from bridge.messages import Chat
 
-__all__ = ["MAX_BATCH_ITEMS", "BatchItem", "batch_work", "chat_messages", "none_if_blank", "run_batch"]
+__all__ = ["MAX_BATCH_ITEMS", "BatchItem", "batch_work", "chat_messages", "none_if_blank"]
 
 log = logging.getLogger("bridge.frontend")
 
@@ -99,52 +92,3 @@ def batch_work(
             details={"items": len(work), "max_items": MAX_BATCH_ITEMS},
         )
     return work
-
-
-async def run_batch(fe: Frontend, ctx: Ctx, items: Sequence[tuple[str | None, Chat]]) -> ToolOutput:
-    """Every item at once, each asked with the call's deadline and waiting its model's turn; one result."""
-    started = anyio.current_time()
-    deadline = started + fe.settings.call_budget
-    registry = await fe.registry()
-    outcomes = [BatchOutcome(index=i, model=model) for i, (model, _) in enumerate(items)]
-    forwarder = ProgressForwarder(ctx.report_progress, total=None) if wants_progress(ctx) else None
-    done = 0
-
-    async def run_item(outcome: BatchOutcome, message: Chat) -> None:
-        nonlocal done
-        sink = None
-        if forwarder is not None:
-            label = f"[{outcome.index}] "
-
-            async def sink(progress: Progress) -> None:
-                if progress.stage == "generating":
-                    return  # per-item token counts would flood the client; completions are reported
-                await forwarder.send(forwarder.value, label + describe(progress, model=outcome.model))
-
-        try:
-            # The worker queues a patient item for as long as its budget lasts instead of
-            # refusing it as busy; it alone knows the model's capacity.
-            patient = msgspec.structs.replace(message, wait_for_slot=True)
-            outcome.result = await fe.ask(ctx, registry, patient, deadline=deadline, sink=sink)
-        except BridgeError as error:
-            outcome.error = error
-        done += 1
-        if forwarder is not None:
-            failed = sum(1 for o in outcomes if o.error is not None)
-            state = f"ok ({outcome.result.model})" if outcome.result else f"{outcome.error and outcome.error.code}"
-            await forwarder.send(
-                forwarder.value, f"{done}/{len(items)} done, {failed} failed; [{outcome.index}] {state}"
-            )
-
-    async with anyio.create_task_group() as tg:
-        for outcome, (_, message) in zip(outcomes, items, strict=True):
-            tg.start_soon(run_item, outcome, message)
-    elapsed = anyio.current_time() - started
-    if batch_fits(outcomes, elapsed, fe.limit):
-        return batch_output(outcomes, elapsed, fe.limit)
-    try:
-        path = await write_batch_results(batch_rows(outcomes), fe.batch_dir)
-    except (OSError, BridgeError) as exc:  # an unsafe or unwritable directory: the answers still go back
-        log.warning("could not keep the full batch results in %s: %s", fe.batch_dir, exc)
-        return batch_output(outcomes, elapsed, fe.limit)
-    return batch_output(outcomes, elapsed, fe.limit, results_file=str(path))

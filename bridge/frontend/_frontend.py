@@ -13,7 +13,7 @@ from bridge.errors import ActorUnavailableError, BridgeError, DeadlineExceededEr
 from bridge.frontend._batch_file import default_batch_dir
 from bridge.frontend._progress import ProgressForwarder
 from bridge.frontend._slot import BridgeSlot
-from bridge.messages import ChildServersMessage, Message, PlannerMessage, Progress, RegistryMessage, Request
+from bridge.messages import ChildServersMessage, JobsMessage, PlannerMessage, Progress, RegistryMessage, Request
 from bridge.runtime import ActorRef
 from bridge.settings import BridgeSettings
 
@@ -59,6 +59,17 @@ class Frontend:
     async def children(self) -> ActorRef[ChildServersMessage] | None:
         return (await self.slot.get()).children
 
+    async def jobs(self) -> ActorRef[JobsMessage]:
+        jobs = (await self.slot.get()).jobs
+        if jobs is None:
+            raise ActorUnavailableError("this bridge runs no jobs actor; restart it (lmstudio-bridge serve)")
+        return jobs
+
+    async def planner_route(self) -> str:
+        """Where this session's planner is, for a job to ask it."""
+        await self.planner()
+        return (await self.slot.get()).planner_route
+
     async def planner(self) -> ActorRef[PlannerMessage]:
         planner = (await self.slot.get()).planner
         if planner is None:
@@ -87,14 +98,16 @@ class Frontend:
         try:
             reply: R = await ref.ask(message, timeout=timeout, progress=sink, caller=self.slot.caller)
         except BridgeError as error:
-            raise self.explain(error, message) from None
+            raise self.explain(error, type(message).__name__) from None
         return reply
 
-    def explain(self, error: BridgeError, message: Message) -> BridgeError:
-        """The runtime's "did not answer within its deadline" is the call budget running out: say so."""
+    def explain(self, error: BridgeError, what: str) -> BridgeError:
+        """The runtime's "did not answer within its deadline" is the call budget running out: say so.
+
+        ``what``: the kind of work (the message's class name).
+        """
         if error.code == ErrorCode.TIMEOUT and "actor" in error.details:
             budget = self.settings.call_budget
-            what = type(message).__name__
             return DeadlineExceededError(
                 f"the call did not finish within its time budget of {budget:g} s (call_budget), so the bridge "
                 f"stopped it ({what}) and freed the model's slot instead of letting the client cut it off. "

@@ -70,6 +70,8 @@ class ProgressForwarder:
         self._last_generating = -float("inf")
 
     async def __call__(self, progress: Progress) -> None:
+        if progress.stage == "started":
+            return  # the client learns of the start from the first token
         now = anyio.current_time()
         if progress.stage == "generating":
             if now - self._last_generating < MIN_INTERVAL:

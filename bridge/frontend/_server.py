@@ -24,24 +24,23 @@ from pydantic import Field
 
 from bridge._diagnostics import task_count
 from bridge.errors import BadRequestError
-from bridge.frontend._batch import BatchItem, batch_work, chat_messages, none_if_blank, run_batch
+from bridge.frontend._batch import BatchItem, batch_work, chat_messages, none_if_blank
 from bridge.frontend._format import (
     DEFAULT_OUTPUT_LIMIT,
     ToolOutput,
-    chat_output,
     children_output,
-    completion_output,
     current_model_output,
     embeddings_output,
     health_output,
     loaded_output,
     models_output,
     response_output,
-    run_output,
     status_output,
     unloaded_output,
 )
 from bridge.frontend._frontend import Ctx, Frontend
+from bridge.frontend._job_tools import Background, register_job_tools
+from bridge.frontend._jobs import run_as_job
 from bridge.frontend._mcp_server import BridgeMCPServer
 from bridge.frontend._slot import BridgeSlot
 from bridge.llm import ResponseFormat
@@ -57,6 +56,7 @@ from bridge.messages import (
     LoadModel,
     ResolveModel,
     Respond,
+    RunBatch,
     RunTask,
     UnloadModel,
 )
@@ -71,6 +71,8 @@ INSTRUCTIONS: Final = """\
 Local LLMs served by LM Studio (or another OpenAI-compatible server) on this machine.
 Use list_models to see what is available; every tool that runs a model takes an optional `model`
 (omit it for the default model). batch_chat runs many prompts across one or many models at once.
+Long work (long generations, big batches, autonomous runs) can take background: true and return a job_id
+at once; fetch it with job_result. A call that runs out of time goes on as a job and says which.
 Errors start with a code (model_not_found, busy, timeout, backend_unavailable, ...) and say what to do;
 retryable ones say when to retry."""
 
@@ -144,6 +146,7 @@ def create_server(
     _register_llm_tools(server, frontend)
     _register_child_tools(server, frontend)
     _register_autonomous_tools(server, frontend)
+    register_job_tools(server, frontend)
     return server
 
 
@@ -194,6 +197,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         include_reasoning: Annotated[
             bool, Field(description="Also return the model's reasoning (thinking models).")
         ] = False,
+        background: Background = False,
     ) -> ToolOutput:
         """Ask a local model one question and get its answer, with model, token counts and speed.
         Pick the model per call; several calls run at once."""
@@ -206,8 +210,16 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             response_format=_response_format(response_format),
             include_reasoning=include_reasoning,
         )
-        result = await frontend.ask(ctx, await registry(), message, model=model, total=max_tokens)
-        return chat_output(result, raw=response_format is not None, limit=limit)
+        return await run_as_job(
+            frontend,
+            ctx,
+            tool="chat_completion",
+            work=message,
+            model=model,
+            total=max_tokens,
+            background=background,
+            raw=response_format is not None,
+        )
 
     @server.tool(annotations=READ_ONLY)
     async def text_completion(
@@ -217,14 +229,16 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         temperature: Annotated[float | None, Field(description="0 to 2; omit for the model's default.")] = None,
         max_tokens: Annotated[int | None, Field(description="Most tokens to generate.")] = None,
         stop_sequences: Annotated[list[str] | None, Field(description="Stop generating at any of these.")] = None,
+        background: Background = False,
     ) -> ToolOutput:
         """Continue a piece of text with a local model (raw completion, no chat template)."""
 
         message = Complete(
             model=model, prompt=prompt, temperature=temperature, max_tokens=max_tokens, stop=stop_sequences
         )
-        reply = await frontend.ask(ctx, await registry(), message, model=model, total=max_tokens)
-        return completion_output(reply, limit)
+        return await run_as_job(
+            frontend, ctx, tool="text_completion", work=message, model=model, total=max_tokens, background=background
+        )
 
     @server.tool(annotations=READ_ONLY)
     async def generate_embeddings(
@@ -282,6 +296,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         system_prompt: Annotated[str | None, Field(description="System prompt for every item.")] = None,
         temperature: Annotated[float | None, Field(description="0 to 2, for every item.")] = None,
         max_tokens: Annotated[int | None, Field(description="Most tokens per answer.")] = None,
+        background: Background = False,
     ) -> ToolOutput:
         """Run many prompts across one or many models in one call, concurrently within each model's limits.
         Returns every item's answer or its own typed error: some may fail while the rest succeed."""
@@ -289,7 +304,8 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         work = batch_work(
             prompts, models, items, system_prompt=system_prompt, temperature=temperature, max_tokens=max_tokens
         )
-        return await run_batch(frontend, ctx, work)
+        batch = RunBatch(items=[message for _, message in work])
+        return await run_as_job(frontend, ctx, tool="batch_chat", work=batch, background=background)
 
     @server.tool(annotations=STATEFUL)
     async def load_model(
@@ -342,7 +358,9 @@ RunModel = Annotated[str | None, Field(description="Model id; omit for the defau
 RunRounds = Annotated[int, Field(description="Most model turns (each may call tools).", ge=1, le=100)]
 RunTokens = Annotated[Annotated[int, Field(gt=0)] | str, Field(description='Most tokens per model turn, or "auto".')]
 """A positive count, checked here: the planner reports an error of the model's turn as the run's, not the call's."""
-RunBudget = Annotated[float | None, Field(description="Seconds the run may take (default: the call budget).", gt=0)]
+RunBudget = Annotated[
+    float | None, Field(description="Seconds the run may take (default: jobs.time_budget, an hour).", gt=0)
+]
 RunAllow = Annotated[list[str] | None, Field(description="Only tools matching these patterns (tool or server__tool).")]
 RunDeny = Annotated[list[str] | None, Field(description="Never tools matching these patterns.")]
 RunReasoning = Annotated[bool, Field(description="Include the model's reasoning in the result.")]
@@ -353,8 +371,6 @@ AUTONOMOUS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempo
 
 
 def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
-    limit = frontend.limit
-
     async def start(
         ctx: Ctx,
         task: str,
@@ -366,6 +382,8 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         allow_tools: list[str] | None,
         deny_tools: list[str] | None,
         include_reasoning: bool,
+        background: bool,
+        tool: str,
     ) -> ToolOutput:
         if isinstance(max_tokens, str) and max_tokens.strip().lower() != "auto":
             raise BadRequestError(f'max_tokens must be a number of tokens or "auto", got {max_tokens!r}')
@@ -380,7 +398,8 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
             deny=deny_tools or [],
             include_reasoning=include_reasoning,
         )
-        return run_output(await frontend.ask(ctx, await frontend.planner(), message, model=model), limit)
+        route = await frontend.planner_route()
+        return await run_as_job(frontend, ctx, tool=tool, work=message, route=route, model=model, background=background)
 
     @server.tool(annotations=AUTONOMOUS)
     async def autonomous_with_mcp(
@@ -394,6 +413,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         allow_tools: RunAllow = None,
         deny_tools: RunDeny = None,
         include_reasoning: RunReasoning = False,
+        background: Background = False,
     ) -> ToolOutput:
         """Hand a task to a local model that works through it with the tools of one child MCP server (see
         list_available_mcps). Returns the answer, why it stopped, and a trace of every tool call."""
@@ -408,6 +428,8 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
             allow_tools,
             deny_tools,
             include_reasoning,
+            background,
+            "autonomous_with_mcp",
         )
 
     @server.tool(annotations=AUTONOMOUS)
@@ -422,6 +444,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         allow_tools: RunAllow = None,
         deny_tools: RunDeny = None,
         include_reasoning: RunReasoning = False,
+        background: Background = False,
     ) -> ToolOutput:
         """Like autonomous_with_mcp with several child servers; the model sees their tools as server__tool."""
         return await start(
@@ -435,6 +458,8 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
             allow_tools,
             deny_tools,
             include_reasoning,
+            background,
+            "autonomous_with_multiple_mcps",
         )
 
     @server.tool(annotations=AUTONOMOUS)
@@ -448,10 +473,22 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         allow_tools: RunAllow = None,
         deny_tools: RunDeny = None,
         include_reasoning: RunReasoning = False,
+        background: Background = False,
     ) -> ToolOutput:
         """Like autonomous_with_mcp with every enabled child server (never the bridge itself)."""
         return await start(
-            ctx, task, [], model, max_rounds, max_tokens, time_budget, allow_tools, deny_tools, include_reasoning
+            ctx,
+            task,
+            [],
+            model,
+            max_rounds,
+            max_tokens,
+            time_budget,
+            allow_tools,
+            deny_tools,
+            include_reasoning,
+            background,
+            "autonomous_discover_and_execute",
         )
 
     del autonomous_with_mcp, autonomous_with_multiple_mcps, autonomous_discover_and_execute

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import msgspec
@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 _chunk_decoder = msgspec.json.Decoder(ChatCompletion)
+
+TEXT_EVERY: Final = 0.25
+"""Seconds between two snapshots of the text so far in :class:`StreamProgress`."""
 
 
 def usage_from_wire(usage: WireUsage | None) -> Usage | None:
@@ -98,6 +101,8 @@ class StreamAccumulator:
         self.events = 0
         self.finish_reason: str | None = None
         self.model = ctx.model or ""
+        self._text_at = -float("inf")
+        self._text_seen = ""
         self.id = ""
         self.streamed = True
 
@@ -163,12 +168,21 @@ class StreamAccumulator:
         self.done = True
 
     def progress(self) -> StreamProgress:
+        now = anyio.current_time()
+        if now - self._text_at >= TEXT_EVERY:
+            self._text_at = now
+            self._text_seen = self.text_so_far()
         return StreamProgress(
             tokens=self.tokens,
-            elapsed=anyio.current_time() - self.started,
+            elapsed=now - self.started,
             time_to_first_token=self.first_token_at,
             model=self.model,
+            text=self._text_seen,
         )
+
+    def text_so_far(self) -> str:
+        """The answer's text so far; joined at most every ``TEXT_EVERY`` s, so a long stream stays linear."""
+        return ""
 
     def check_complete(self) -> None:
         """After the stream ends: fail unless it said how it finished.
@@ -263,6 +277,9 @@ class ChatAccumulator(StreamAccumulator):
             super().progress(), reasoning=self._in_reasoning, tool_calls=len(self._tools or ())
         )
 
+    def text_so_far(self) -> str:
+        return self._think.content_so_far()
+
     def outcome(self) -> ChatOutcome:
         content, inline_reasoning = self._think.finish()
         reasoning = "".join(self._reasoning)
@@ -311,6 +328,9 @@ class CompletionAccumulator(StreamAccumulator):
                 self._token()
                 produced = True
         return produced
+
+    def text_so_far(self) -> str:
+        return "".join(self._text)
 
     def outcome(self) -> CompletionOutcome:
         tokens = self.tokens

@@ -43,6 +43,9 @@ class StreamProgress(msgspec.Struct, frozen=True, kw_only=True):
     reasoning: bool = False
     tool_calls: int = 0
     model: str = ""
+    text: str = ""
+    """The answer's text so far (no reasoning), refreshed at most every ``TEXT_EVERY`` seconds: always a
+    prefix of the final text, so a job can show it and a continuation can start from it."""
 
 
 class ChatOutcome(msgspec.Struct, frozen=True, kw_only=True):

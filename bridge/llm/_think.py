@@ -83,6 +83,11 @@ class ThinkSplitter:
         self._content.clear()
         self._seen_tag = True
 
+    def content_so_far(self) -> str:
+        """The content seen so far, as :meth:`finish` would return it (minus a tag cut in half)."""
+        content = "".join(self._content)
+        return content.lstrip() if self._seen_tag else content
+
     def finish(self) -> tuple[str, str]:
         """``(content, reasoning)``; an unclosed block (cut off by max_tokens) counts as reasoning."""
         if self._pending:
