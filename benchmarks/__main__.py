@@ -241,6 +241,25 @@ def _real_llama_rows(a: Figures, t: Figures) -> list[Row]:
     ]
 
 
+def _jobs_rows(a: Figures, t: Figures) -> list[Row]:
+    both = _formatter(a, t)
+    ran = _ran(a, t)
+    return [
+        (
+            f"{ran['jobs']:,.0f} background chats at once over {ran['models']:.0f} models: finished / lost",
+            f"{a['finished_with_result']:,.0f} / {a['lost']:.0f}",
+            f"{t['finished_with_result']:,.0f} / {t['lost']:.0f}",
+            "all / 0",
+        ),
+        ("  ... all submitted (each answered with its job id)", *both("submit_all_s", "{:.2f} s"), ""),
+        ("  ... all finished (server-bound limit 3.1 s)", *both("all_done_s", "{:.2f} s"), ""),
+        ("job_status under that load, p50", *both("status_p50_ms", "{:.1f} ms"), ""),
+        ("job_status under that load, p99", *both("status_p99_ms", "{:.1f} ms"), ""),
+        ("memory per finished job retained", *both("retained_bytes_per_job", "{:,.0f} B"), ""),
+        ("  ... left per job once they expired (pools)", *both("after_ttl_bytes_per_job", "{:,.0f} B"), ""),
+    ]
+
+
 def _real_llama_title(ran: Figures) -> str:
     return (
         f"Real llama.cpp server (SmolLM2-135M, {ran['slots']:.0f} slots; {ran['requests']:.0f} requests x "
@@ -256,6 +275,7 @@ GROUPS: dict[str, tuple[str | Callable[[Figures], str], Callable[[Figures, Figur
     "children": ("Child MCP servers (real stdio children)", _children_rows),
     "real_llama": (_real_llama_title, _real_llama_rows),
     "shared": ("Shared mode (serve --shared relays into one shared bridge)", _shared_rows),
+    "jobs": ("Jobs (in-process bridge, MCP in-memory client; 8 models x 4 slots @ 100 ms)", _jobs_rows),
 }
 """Each group but stress: its table's title (or how to make it from the figures) and rows."""
 

@@ -252,3 +252,32 @@ async def test_exactly_one_outcome_when_the_reply_races_the_deadline(monkeypatch
         assert all(isinstance(r, Count | DeadlineExceededError) for r in results)
     assert set(accepted.values()) == {1}  # no envelope was settled twice
     assert len(accepted) == 22  # and every one was settled: 1 late Finish, 1 Increment, 20 raced
+
+
+class _Sink:
+    """A progress sink the test can watch die."""
+
+    def __init__(self) -> None:
+        self.heard: list[object] = []
+
+    async def __call__(self, progress: object) -> None:
+        self.heard.append(progress)
+
+
+async def test_an_answered_request_keeps_nothing_of_its_asker_alive() -> None:
+    """Regression (issue 21's benchmark): an idle handler task kept its last envelope, and with it the asker's
+    progress sink and the reply, until its next message (a job per idle handler, 16 per actor, stayed alive)."""
+    import gc
+    import weakref
+
+    journal = Journal()
+    async with open_supervisor(children=[counter(journal)]) as sup:
+        ref = sup.lookup("counter")
+        sink = _Sink()
+        assert await ref.ask(Report(steps=2), progress=sink) == Count(value=2)
+        assert len(sink.heard) == 2
+        watched = weakref.ref(sink)
+        del sink
+        gc.collect()
+        assert watched() is None
+        assert await ref.ask(Increment()) == Count(value=1)

@@ -173,6 +173,8 @@ class Actor(ABC, Generic[M]):
                     handlers.start_soon(self._handler_task, inbox, handlers)
                 self._in_flight.add(envelope)
                 await self._run_one(envelope)
+                # An idle handler must not keep its last request alive: the asker's sink, the reply.
+                del envelope
                 if self._idle >= self.max_idle_handlers:
                     return
         finally:

@@ -174,6 +174,7 @@ class Envelope(Generic[M]):
         if self._done:
             return False
         self._done = True
+        self._progress = None  # nothing reports after the end; do not keep the asker's sink alive
         self._value = value
         if self._event is not None:
             self._event.set()
@@ -183,6 +184,7 @@ class Envelope(Generic[M]):
         if self._done:
             return False
         self._done = True
+        self._progress = None
         self._error = error
         if self._event is not None:
             self._event.set()
