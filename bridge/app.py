@@ -12,6 +12,7 @@ bridge has stopped is killed.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -19,8 +20,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import anyio
 
 from bridge.children.process import ProcessGroups
+from bridge.errors import BridgeError
 from bridge.llm import LLMClient
-from bridge.messages import ChildServersMessage, JobsMessage, PlannerMessage, RegistryMessage
+from bridge.messages import AwaitSessionJobs, ChildServersMessage, JobsMessage, PlannerMessage, RegistryMessage
 from bridge.runtime import ActorRef, Supervisor, open_supervisor
 from bridge.settings import BridgeSettings, ChildSettings
 from bridge.supervisor import server_name, start_bridge_actors, start_session_actors
@@ -125,8 +127,20 @@ async def open_session(
             jobs=bridge.jobs,
         )
     finally:
+        await _outlive_session_jobs(bridge, session.name)
         with anyio.CancelScope(shield=True):
             await bridge.supervisor.stop_child(session.name)
+
+
+async def _outlive_session_jobs(bridge: Bridge, session: str) -> None:
+    """A session's autonomous jobs use its child servers: stop them only once those jobs ended.
+
+    Not shielded: the bridge shutting down cancels the wait (and the jobs with it).
+    """
+    if bridge.jobs is None:
+        return
+    with contextlib.suppress(BridgeError):
+        await bridge.jobs.ask(AwaitSessionJobs(session=session), timeout=bridge.settings.jobs.time_budget)
 
 
 def _kill_leftovers(groups: ProcessGroups) -> None:

@@ -1,4 +1,4 @@
-"""``lmstudio-bridge demo``: the whole system, end to end, in about ten seconds.
+"""``lmstudio-bridge demo``: the whole system, end to end, in about twenty seconds.
 
 It starts the simulated LM Studio in this process (four models that stream at
 a human-visible pace), starts ``lmstudio-bridge serve`` as a real stdio
@@ -6,7 +6,8 @@ subprocess pointed at it, and talks to it with the MCP SDK's client, exactly
 as Claude Code would: the handshake, the tool list, listing models,
 concurrent chats on different models, a batch across models where one item
 fails cleanly, progress notifications, a call cancelled by the client (and
-the simulated server seeing its stream closed), a typed error, and the
+the simulated server seeing its stream closed), a typed error, an autonomous
+run, a long chat that outlasts the call budget and goes on as a job, and the
 per-model status. It prints a transcript with timings and exits 0, or 1 with
 the step that went wrong.
 
@@ -32,6 +33,9 @@ CODER: Final = "qwen/qwen3-coder-30b"
 GEMMA: Final = "google/gemma-3-12b"
 GPT_OSS: Final = "openai/gpt-oss-20b"
 EMBEDDER: Final = "text-embedding-nomic-embed-text-v1.5"
+WRITER: Final = "mistralai/devstral-small"
+CALL_BUDGET: Final = 5.0
+"""The demo's call budget: short, so one long chat runs out of it and goes on as a job."""
 
 
 class DemoError(Exception):
@@ -66,6 +70,7 @@ def _sim_config() -> Any:
             SimModel(id=GEMMA, loaded=True, ttft=0.25, tokens_per_s=30, reply_tokens=60, reasoning="think"),
             SimModel(id=GPT_OSS, loaded=True, ttft=0.1, tokens_per_s=50, reply_tokens=60, reasoning="reasoning"),
             SimModel(id=EMBEDDER, type="embeddings", loaded=True, tool_use=False, context_length=2048),
+            SimModel(id=WRITER, loaded=True, ttft=0.1, tokens_per_s=60, reply_tokens=480, context_length=8192),
         ),
         auto_evict=False,
     )
@@ -98,6 +103,7 @@ async def tour(out: Transcript, backend: str, workdir: Path, errlog: TextIO) -> 
             )
         )
         (workdir / "config.toml").write_text(
+            f"call_budget = {CALL_BUDGET:g}\n"
             f"[children]\nconfig_paths = [{json.dumps(str(children))}]\ndiscover = false\nwatch = false\n"
         )
         params = StdioServerParameters(
@@ -146,6 +152,7 @@ async def _session_tour(
         await _cancellation(out, session, sim)
         await _typed_error(out, session)
         await _autonomous(out, session, sim)
+        await _job(out, session)
         await _status(out, session)
         closing = anyio.current_time()
     out.step(f"closed stdin: the bridge shut its actors down and exited ({anyio.current_time() - closing:.2f} s)")
@@ -303,6 +310,35 @@ async def _autonomous(out: Transcript, session: Any, sim: Any) -> None:
             f"round {call['round']}: {call['server']}.{call['tool']}({json.dumps(call['arguments'])[:60]}) "
             f"{'ok' if call['ok'] else 'error'} in {call.get('duration_s', 0) * 1000:.0f} ms"
         )
+
+
+async def _job(out: Transcript, session: Any) -> None:
+    out.step(f"a long chat ({WRITER}, 480 tokens ≈ 8 s) with a call budget of {CALL_BUDGET:g} s: it goes on as a job")
+    t = anyio.current_time()
+    result = await _call(session, "chat_completion", {"prompt": "Write the whole chapter.", "model": WRITER})
+    data = result.structured_content or {}
+    if not result.is_error or data.get("code") != "timeout" or "job_id" not in data:
+        raise DemoError(f"the long chat should have gone on as a job: {_short(_text(result), 200)}")
+    job_id, partial = data["job_id"], str(data.get("partial_content", ""))
+    out.detail(
+        f"at {anyio.current_time() - t:.2f} s: timeout (retryable), continuing as job {job_id[:12]}…, "
+        f"with the {len(partial)} characters written so far"
+    )
+    status = (await _call(session, "job_status", {"job_id": job_id})).structured_content or {}
+    out.detail(f"job_status: {status.get('state')}, {status.get('tokens')} tokens so far")
+    final: dict[str, Any] = {}
+    for _ in range(10):
+        fetched = await _call(session, "job_result", {"job_id": job_id, "wait_s": CALL_BUDGET - 1})
+        final = fetched.structured_content or {}
+        if "content" in final or fetched.is_error:
+            break
+    content = str(final.get("content", ""))
+    if not content.startswith(partial) or len(content) <= len(partial):
+        raise DemoError(f"the job's result should continue the partial text: {final}")
+    out.detail(
+        f"job_result at {anyio.current_time() - t:.2f} s: {final.get('tokens')} tokens; it starts with the "
+        "partial text, so nothing generated before the timeout was lost"
+    )
 
 
 async def _status(out: Transcript, session: Any) -> None:

@@ -84,6 +84,7 @@ __all__ = [
     "AwaitJob",
     "CancelJob",
     "ListJobs",
+    "AwaitSessionJobs",
     "JobsMessage",
 ]
 
@@ -691,4 +692,13 @@ class ListJobs(Request[JobList], frozen=True, kw_only=True):
     pass
 
 
-JobsMessage = SubmitJob | GetJob | AwaitJob | CancelJob | ListJobs
+class AwaitSessionJobs(Request[int], frozen=True, kw_only=True):
+    """Reply once no job uses the actors of ``session`` (its planner): when the session may stop them.
+
+    The reply is how many jobs were waited for.
+    """
+
+    session: str
+
+
+JobsMessage = SubmitJob | GetJob | AwaitJob | CancelJob | ListJobs | AwaitSessionJobs

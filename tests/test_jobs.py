@@ -7,6 +7,7 @@ The simulator's speeds set how long each generation takes; waits are bounded pol
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from bridge.actors import _job
-from bridge.app import Bridge, open_bridge
+from bridge.app import Bridge, open_bridge, open_session
 from bridge.config import CliFlags, load_settings
 from bridge.errors import ConfigError
 from bridge.frontend import create_server
@@ -167,6 +168,36 @@ async def test_an_autonomous_run_in_the_background_is_fetched_with_its_trace(
     assert [c["tool"] for c in result["tool_calls"]] == ["read_notes"]
     assert seen["state"] == "done"
     assert seen["rounds"] == 2
+
+
+async def test_an_autonomous_job_outlives_the_shared_bridge_session_that_started_it(tmp_path: Path) -> None:
+    """Regression: the session's end stopped its planner and child servers under its running job, which then
+    failed with actor_unavailable. Now the session's actors stop once its jobs ended; another session fetches it."""
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"notes": {"command": NOTES[0], "args": NOTES[1:]}}}))
+    child = ChildSettings(config_paths=[str(path)], discover=False, watch=False)
+    # A slow writer: the answer takes about 7 s, longer than the 5 s an actor's stop grants its requests.
+    models = (SimModel(id=AGENT, loaded=True, context_length=8192, ttft=0.05, tokens_per_s=10),)
+    async with SimServer(SimConfig(models=models, auto_evict=False)) as sim:
+        sim.script(AGENT, [CallTools([ToolCallSpec("read_notes", {})]), Say(" ".join(["word"] * 70))])
+        settings = BridgeSettings(servers=[ServerSettings(url=sim.url, name="sim")], children=child)
+        async with open_bridge(settings, child_servers=False) as bridge:
+            where = {"working_dir": str(tmp_path), "environ": dict(os.environ)}
+            async with (
+                open_session(bridge, "first", child, **where) as first,
+                Client(create_server(first), mode="legacy") as client,
+            ):
+                job_id = await started(
+                    client, "autonomous_with_mcp", {"mcp_name": "notes", "task": "read", "model": AGENT}
+                )
+            async with (
+                open_session(bridge, "second", None, **where) as second,
+                Client(create_server(second), mode="legacy") as client,
+            ):
+                fetched = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 20})
+    assert not fetched.is_error, text(fetched)
+    assert data(fetched)["stop_reason"] == "final_answer"
+    assert [c["tool"] for c in data(fetched)["tool_calls"]] == ["read_notes"]
 
 
 # --------------------------------------------------------------------------- status, waits, cancel

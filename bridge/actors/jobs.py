@@ -33,6 +33,7 @@ from bridge.errors import (
 )
 from bridge.messages import (
     AwaitJob,
+    AwaitSessionJobs,
     CancelJob,
     GetJob,
     JobList,
@@ -87,6 +88,11 @@ class JobsActor(Actor[JobsMessage]):
             case ListJobs():
                 views = [self._view(job) for job in self.jobs.values() if job.detached]
                 return JobList(jobs=views, active=self.active, kept=len(self.kept), kept_bytes=self.kept_bytes)
+            case AwaitSessionJobs(session=session):
+                using = [j for j in self.jobs.values() if not j.finished and j.route.startswith(f"{session}/")]
+                for job in using:
+                    await job.done.wait()
+                return len(using)
 
     # --- submitting -----------------------------------------------------------------
     async def _submit(self, message: SubmitJob, ctx: RequestContext) -> JobView:
