@@ -5,12 +5,15 @@ into one message, asks the right actor with the call's time budget and a
 progress sink (when the client asked for progress), and formats the reply; a
 :class:`~bridge.errors.BridgeError` it raises is its result. It has no logic
 of its own beyond that: validation, routing, queueing, retries and time
-budgets of the LLM calls live in the actors, the batch engine in ``_batch``.
+budgets of the LLM calls live in the actors. The long tools (chats,
+completions, batches, autonomous runs) ask the JobsActor, which runs their
+work as a job the call waits for (``_jobs``).
 
 Cancellation needs no code here: the MCP SDK cancels the tool's task when the
 client sends ``notifications/cancelled``, the cancellation reaches
 ``ActorRef.ask``, and the ask abandons its envelope, which cancels the
-handler and closes the LLM stream.
+handler; the JobsActor's handler cancels the job it waits for, whose own ask
+is abandoned in turn, down to the LLM stream.
 """
 
 from __future__ import annotations
