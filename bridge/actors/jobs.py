@@ -237,9 +237,9 @@ class JobsActor(Actor[JobsMessage]):
         if job is None or not job.detached:
             ttl = self.settings.ttl
             raise JobNotFoundError(
-                f"no job {job_id[:64]!r}: the id is wrong, its result expired ({ttl:g} s after it finished, jobs.ttl) or "
-                f"was evicted to keep the newest {self.settings.max_kept} (jobs.max_kept), or the bridge restarted "
-                "since. list_jobs shows the jobs there are; run the work again if you need it",
+                f"no job {job_id[:64]!r}: the id is wrong, its result expired ({ttl:g} s after it finished, "
+                f"jobs.ttl) or was evicted to keep the newest {self.settings.max_kept} (jobs.max_kept), or the "
+                "bridge restarted since. list_jobs shows the jobs there are; run the work again if you need it",
                 details={"job_id": job_id[:64]},
             )
         return job
