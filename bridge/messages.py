@@ -137,6 +137,8 @@ class ModelEntry(Reply, frozen=True, kw_only=True):
     context_length: int | None = None
     max_context_length: int | None = None
     tool_use: bool | None = None
+    vision: bool | None = None
+    """Takes images, where the server says (LM Studio's native API); ``None``: the server does not say."""
     server: str = ""
     servers: list[str] = msgspec.field(default_factory=list)
     publisher: str | None = None

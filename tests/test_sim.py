@@ -89,7 +89,7 @@ async def test_models_lists_every_downloaded_model_with_jit(client: httpx.AsyncC
     """With JIT on, /v1/models lists loaded and unloaded models, in OpenAI's shape without context length."""
     body = (await client.get("/v1/models")).json()
     assert body["object"] == "list"
-    assert [m["id"] for m in body["data"]] == [QWEN, GEMMA, OSS, EMBED]
+    assert [m["id"] for m in body["data"]] == [QWEN, GEMMA, OSS, "qwen/qwen2.5-vl-7b", EMBED]
     assert body["data"][0] == {"id": QWEN, "object": "model", "owned_by": "organization_owner"}
 
 

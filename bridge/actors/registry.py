@@ -278,6 +278,7 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                     m,
                     "embedding" if m.type == "embedding" else "llm",
                     tool_use=m.tool_use,
+                    vision=m.vision,
                     publisher=m.publisher,
                     quantization=m.quantization,
                     reported_slots={name: m.parallel} if m.parallel else {},

@@ -199,6 +199,8 @@ def _entry_line(m: ModelEntry) -> str:
         parts.append(f"context {m.context_length}")
     if m.tool_use:
         parts.append("tool use")
+    if m.vision:
+        parts.append("vision")
     if m.capacity:
         parts.append("on " + ", ".join(f"{c.server} ({c.slots} slots, {_SLOT_SOURCES[c.source]})" for c in m.capacity))
     elif servers := m.servers or ([m.server] if m.server else []):

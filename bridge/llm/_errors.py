@@ -184,6 +184,9 @@ _CONTEXT = re.compile(
     re.IGNORECASE,
 )
 _NO_MODELS = re.compile(r"no models? (is |are )?loaded", re.IGNORECASE)
+# LM Studio: "Model does not support images. Please use a model that does." (lmstudio-bug-tracker#908);
+# llama.cpp's server without a projector: "image input is not supported".
+_NO_IMAGES = re.compile(r"does not support (images|image input|vision)|image input is not supported", re.IGNORECASE)
 _NOT_FOUND = re.compile(
     r"model_not_found|invalid model identifier|no such model|unknown model"
     r"|\bmodel\b.{0,200}\b(not found|does not exist|is not downloaded)",
@@ -235,6 +238,13 @@ def _classify_text(error: ServerError, ctx: CallContext, status: int, *, in_stre
         error.type == "exceed_context_size_error" or error.code == "context_length_exceeded" or _CONTEXT.search(text)
     ):
         return _overflow(error, ctx, status, in_stream)
+    if ctx.inference and _NO_IMAGES.search(text):
+        which = ctx.model or "the model"
+        return UnsupportedEndpointError(
+            f"{which} on {ctx.server} does not take images ({text}). Send the images to a vision model "
+            "(list_models marks them `vision`), or send the text alone",
+            details={**details, "reason": "images"},
+        )
     if _NO_MODELS.search(text):
         return ModelNotFoundError(
             f"No model is loaded on {ctx.server} and none was loaded just in time ({text}). "

@@ -257,6 +257,15 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
         return resolved
     spec, instance_id, requested = resolved
     state.record(request, spec, requested, body, messages)
+    images = count_images(messages)
+    if images and not spec.vision:
+        state.stats.model(spec.id).errors += 1
+        state.stats.total.errors += 1
+        # LM Studio's answer on its REST endpoint (lmstudio-bug-tracker#908).
+        return json_response(400, {"error": "Model does not support images. Please use a model that does."})
+    if images:
+        state.stats.model(spec.id).images += images
+        state.stats.total.images += images
     refuse_calls = False  # llama-cpp-python 0.3.36: a streamed tool choice ends empty once the model picks a tool
     if spec.function_calling_format and tools:
         if body.get("tool_choice") is None:
@@ -308,6 +317,17 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
     finally:
         if not handed_off:
             tracker.close()
+
+
+def count_images(messages: list[dict[str, Any]]) -> int:
+    """Image parts in the messages (OpenAI's ``{"type": "image_url", "image_url": {"url": ...}}``)."""
+    return sum(
+        1
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    )
 
 
 def _reasoning_field(spec: SimModel) -> str | None:

@@ -94,6 +94,8 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             supported": HTTP 500, or an empty stream, see ``SimConfig.streamed_tool_choice``); only a
             non-streamed request can call tools.
         reasoning: Reasoning mode, or ``None`` for a model that does not reason.
+        vision: Takes image parts (LM Studio lists it as ``type: "vlm"`` in ``/api/v0/models`` and
+            ``capabilities.vision`` in ``/api/v1/models``); a model without it refuses them as LM Studio does.
         embedding_dim: Vector size for embedding models.
         arch: Architecture name shown by the native API.
         quantization: Quantization name shown by the native API.
@@ -112,6 +114,7 @@ class SimModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     loaded: bool = False
     jit_load_delay: float = 0.0
     tool_use: bool = True
+    vision: bool = False
     auto_tool_calls: bool = False
     tool_style: ToolStyle = "native"
     function_calling_format: bool = False
@@ -260,13 +263,14 @@ def default_config(**overrides: object) -> SimConfig:
     ``qwen/qwen3-coder-30b`` (native tool calls) and ``text-embedding-nomic-embed-text-v1.5`` are loaded
     manually at start, so they are never evicted; ``google/gemma-3-12b`` (thinks inline in ``<think>``, calls
     tools as ``[TOOL_REQUEST]`` text) and ``openai/gpt-oss-20b`` (``reasoning`` field) JIT-load on first use and
-    evict each other. All answer at once (no ttft, instant tokens). Keyword arguments override
-    :class:`SimConfig` fields.
+    evict each other; ``qwen/qwen2.5-vl-7b`` takes images (a vision model) and JIT-loads too. All answer at
+    once (no ttft, instant tokens). Keyword arguments override :class:`SimConfig` fields.
     """
     models = (
         SimModel(id="qwen/qwen3-coder-30b", loaded=True, arch="qwen3moe", context_length=8192),
         SimModel(id="google/gemma-3-12b", arch="gemma3", reasoning="think", tool_use=False, tool_style="text"),
         SimModel(id="openai/gpt-oss-20b", arch="gpt-oss", reasoning="reasoning", quantization="MXFP4"),
+        SimModel(id="qwen/qwen2.5-vl-7b", arch="qwen2vl", vision=True, tool_use=False),
         SimModel(
             id="text-embedding-nomic-embed-text-v1.5",
             type="embeddings",

@@ -48,7 +48,7 @@ def _v0_entry(spec: SimModel, instances: list[Instance]) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": spec.id,
         "object": "model",
-        "type": spec.type,
+        "type": "vlm" if spec.vision and spec.type == "llm" else spec.type,
         "publisher": _publisher(spec.id),
         "arch": spec.arch,
         "compatibility_type": "gguf",
@@ -72,7 +72,10 @@ def _v1_entry(spec: SimModel, instances: list[Instance]) -> dict[str, Any]:
     }
     if spec.type == "llm":
         entry["architecture"] = spec.arch
-    capabilities: dict[str, Any] = {"vision": False, "trained_for_tool_use": spec.tool_use and spec.type == "llm"}
+    capabilities: dict[str, Any] = {
+        "vision": spec.vision and spec.type == "llm",
+        "trained_for_tool_use": spec.tool_use and spec.type == "llm",
+    }
     if spec.reasoning is not None:
         capabilities["reasoning"] = {"allowed_options": ["off", "on"], "default": "on"}
     entry.update(

@@ -63,6 +63,7 @@ class ModelStats:
         unloads: Instances unloaded by ``/api/v1/models/unload``.
         faults: Faults injected, by kind.
         slot_waits: Seconds each request waited for a slot, in order of getting one.
+        images: Image parts received by a model that takes them.
     """
 
     requests: int = 0
@@ -80,6 +81,7 @@ class ModelStats:
     unloads: int = 0
     faults: dict[FaultKind, int] = field(default_factory=dict)
     slot_waits: list[float] = field(default_factory=list)
+    images: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data (JSON-ready) copy."""
@@ -93,6 +95,7 @@ class ModelStats:
             "completed": self.completed,
             "errors": self.errors,
             "disconnects": self.disconnects,
+            "images": self.images,
             "disconnect_log": [
                 {
                     "model": r.model,
