@@ -13,6 +13,7 @@ bridge has stopped is killed.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -35,7 +36,8 @@ class Bridge:
 
     ``caller``: the session these addresses serve (a shared bridge's session; ``""`` for ``serve``), named
     in every request so that each model's slots go to the sessions in turn. ``jobs`` are the bridge's,
-    shared by its sessions; ``planner_route`` is where under ``supervisor`` this session's planner is.
+    shared by its sessions; ``planner_route`` is where under ``supervisor`` this session's planner is;
+    ``working_dir`` is the session's (where relative image paths are taken from).
     """
 
     def __init__(
@@ -49,9 +51,11 @@ class Bridge:
         groups: ProcessGroups | None = None,
         caller: str = "",
         jobs: ActorRef[JobsMessage] | None = None,
+        working_dir: str | None = None,
     ) -> None:
         self.settings = settings
         self.caller = caller
+        self.working_dir = working_dir or os.getcwd()
         self.jobs = jobs
         self.planner_route = f"{caller}/planner" if caller else "planner"
         self.clients = clients
@@ -109,6 +113,7 @@ async def open_session(
             bridge.groups,
             caller=name,
             jobs=bridge.jobs,
+            working_dir=working_dir,
         )
         return
     session, actors = await start_session_actors(
@@ -125,6 +130,7 @@ async def open_session(
             bridge.groups,
             caller=name,
             jobs=bridge.jobs,
+            working_dir=working_dir,
         )
     finally:
         await _outlive_session_jobs(bridge, session.name)

@@ -533,6 +533,7 @@ def _check_values(settings: BridgeSettings, origins: Mapping[str, str]) -> Bridg
         "children.call_timeout": settings.children.call_timeout,
         "children.startup_timeout": settings.children.startup_timeout,
         "jobs.time_budget": settings.jobs.time_budget,
+        "images.fetch_timeout": settings.images.fetch_timeout,
         "jobs.ttl": settings.jobs.ttl,
     }
     for key, value in positive.items():
@@ -552,6 +553,8 @@ def _check_values(settings: BridgeSettings, origins: Mapping[str, str]) -> Bridg
         ("jobs.max_kept", settings.jobs.max_kept),
         ("jobs.max_bytes", settings.jobs.max_bytes),
         ("jobs.max_active", settings.jobs.max_active),
+        ("images.max_bytes", settings.images.max_bytes),
+        ("images.max_images", settings.images.max_images),
     ):
         if count < 1:
             raise fail(key, f"{count!r} would keep no job; use 1 or more.")

@@ -17,6 +17,7 @@ __all__ = [
     "BridgeSettings",
     "Budgets",
     "ChildSettings",
+    "ImageSettings",
     "JobSettings",
     "ModelLimits",
     "RetrySettings",
@@ -121,6 +122,20 @@ class ChildSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     watch: bool = True
 
 
+class ImageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Images a caller passes to a vision model (``images`` on chat_completion and batch_chat items).
+
+    ``allowed_roots``: the directories image paths may be under (default: the session's working
+    directory). ``allow_private_urls``: also fetch URLs on loopback, private and link-local addresses.
+    """
+
+    allowed_roots: list[str] = msgspec.field(default_factory=list)
+    max_bytes: int = 20 * 1024 * 1024
+    max_images: int = 16
+    fetch_timeout: float = 10.0
+    allow_private_urls: bool = False
+
+
 class JobSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Work that outlives one tool call (``background: true``, or a call that ran out of its budget).
 
@@ -159,6 +174,7 @@ class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     breaker: BreakerSettings = BreakerSettings()
     children: ChildSettings = ChildSettings()
     jobs: JobSettings = JobSettings()
+    images: ImageSettings = ImageSettings()
     log_level: str = "INFO"
     log_format: str = "plain"
     idle_exit: float = 600.0

@@ -166,6 +166,8 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                         f"{entry.id} is an embedding model; use generate_embeddings with it, or pick a chat model",
                         details={"model": entry.id},
                     )
+                if entry.vision is False and _has_images(message):
+                    raise self._cannot_see(entry)
                 return await self._route(entry, msgspec.structs.replace(message, model=entry.id), ctx)
             case Complete():
                 _check_sampling(message.temperature, message.max_tokens)
@@ -467,6 +469,16 @@ class ModelRegistryActor(Actor[RegistryMessage]):
             return
         self.worker_models[entry.id] = entry
 
+    def _cannot_see(self, entry: ModelEntry) -> UnsupportedEndpointError:
+        """The server says this model takes no images: say so before sending, and name those that do."""
+        seeing = sorted(m.id for m in self._entries().values() if m.vision)
+        choice = f"vision models here: {', '.join(seeing)}" if seeing else "no model listed here takes images"
+        return UnsupportedEndpointError(
+            f"{entry.id} does not take images (its server says so); send them to a vision model ({choice}), "
+            "or send the text alone",
+            details={"model": entry.id, "reason": "images", "vision_models": seeing},
+        )
+
     async def _route(self, entry: ModelEntry, message: WorkerMessage, ctx: RequestContext) -> Forwarded:
         """Hand the request on to the model's worker, which answers the caller directly.
 
@@ -632,6 +644,13 @@ def _check_sampling(temperature: float | None, max_tokens: int | None) -> None:
             f"max_tokens must be a positive number of tokens, got {max_tokens}; omit it for the server's default",
             details={"max_tokens": max_tokens},
         )
+
+
+def _has_images(message: Chat) -> bool:
+    return any(
+        isinstance(m.content, list) and any(part.get("type") == "image_url" for part in m.content)
+        for m in message.messages
+    )
 
 
 def _check_chat(message: Chat) -> None:

@@ -30,6 +30,9 @@ class BatchItem(BaseModel):
     system_prompt: str | None = Field(default=None, description="System prompt for this item.")
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0)
+    images: list[str] | None = Field(
+        default=None, description="Images for a vision model: paths, http(s) URLs, base64 or data: URIs."
+    )
 
 
 def chat_messages(prompt: str, system_prompt: str | None) -> list[ChatMessage]:
@@ -53,13 +56,13 @@ def batch_work(
     system_prompt: str | None,
     temperature: float | None,
     max_tokens: int | None,
-) -> list[tuple[str | None, Chat]]:
-    """The (model, message) pairs a ``batch_chat`` call asks for: its items, then every prompt on every model."""
-    work: list[tuple[str | None, Chat]] = []
+) -> list[tuple[list[str], Chat]]:
+    """The (images, message) pairs a ``batch_chat`` call asks for: its items, then every prompt on every model."""
+    work: list[tuple[list[str], Chat]] = []
     for item in items or []:
         work.append(
             (
-                item.model,
+                list(item.images or []),
                 Chat(
                     model=item.model,
                     messages=chat_messages(item.prompt, none_if_blank(item.system_prompt or system_prompt)),
@@ -73,7 +76,7 @@ def batch_work(
         for model in targets:
             work.append(
                 (
-                    model,
+                    [],
                     Chat(
                         model=model,
                         messages=chat_messages(prompt, none_if_blank(system_prompt)),

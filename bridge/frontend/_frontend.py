@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import msgspec
 from mcp.server.mcpserver import Context
 
 from bridge.errors import ActorUnavailableError, BridgeError, DeadlineExceededError, ErrorCode
 from bridge.frontend._batch_file import default_batch_dir
+from bridge.frontend._images import image_parts
 from bridge.frontend._progress import ProgressForwarder
 from bridge.frontend._slot import BridgeSlot
-from bridge.messages import ChildServersMessage, JobsMessage, PlannerMessage, Progress, RegistryMessage, Request
+from bridge.llm import ChatMessage
+from bridge.messages import Chat, ChildServersMessage, JobsMessage, PlannerMessage, Progress, RegistryMessage, Request
 from bridge.runtime import ActorRef
 from bridge.settings import BridgeSettings
 
@@ -58,6 +61,23 @@ class Frontend:
 
     async def children(self) -> ActorRef[ChildServersMessage] | None:
         return (await self.slot.get()).children
+
+    async def image_roots(self) -> list[Path]:
+        """Where image paths may be: the configured roots, else the session's working directory."""
+        configured = self.settings.images.allowed_roots
+        if configured:
+            return [Path(await anyio.Path(root).expanduser()) for root in configured]
+        return [Path((await self.slot.get()).working_dir)]
+
+    async def with_images(self, message: Chat, images: Sequence[str]) -> Chat:
+        """``message`` with ``images`` as image parts of its last (user) turn."""
+        if not images:
+            return message
+        last = message.messages[-1]
+        text = last.content if isinstance(last.content, str) else ""
+        parts = await image_parts(text, images, roots=await self.image_roots(), settings=self.settings.images)
+        turns = [*message.messages[:-1], ChatMessage(role=last.role, content=parts)]
+        return msgspec.structs.replace(message, messages=turns)
 
     async def jobs(self) -> ActorRef[JobsMessage]:
         jobs = (await self.slot.get()).jobs

@@ -79,6 +79,14 @@ at once; fetch it with job_result. A call that runs out of time goes on as a job
 Errors start with a code (model_not_found, busy, timeout, backend_unavailable, ...) and say what to do;
 retryable ones say when to retry."""
 
+Images = Annotated[
+    list[str] | None,
+    Field(
+        description="Images for a vision model, each a file path (under the working directory), an http(s) URL, "
+        "base64 or a data: URI."
+    ),
+]
+
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 """Status and listing tools, and inference: they change nothing a caller could see afterwards."""
 STATEFUL = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
@@ -200,10 +208,11 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         include_reasoning: Annotated[
             bool, Field(description="Also return the model's reasoning (thinking models).")
         ] = False,
+        images: Images = None,
         background: Background = False,
     ) -> ToolOutput:
         """Ask a local model one question and get its answer, with model, token counts and speed.
-        Pick the model per call; several calls run at once."""
+        Pick the model per call; several calls run at once. `images` go to a vision model (list_models)."""
 
         message = Chat(
             model=model,
@@ -213,6 +222,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             response_format=_response_format(response_format),
             include_reasoning=include_reasoning,
         )
+        message = await frontend.with_images(message, images or [])
         return await run_as_job(
             frontend,
             ctx,
@@ -307,7 +317,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         work = batch_work(
             prompts, models, items, system_prompt=system_prompt, temperature=temperature, max_tokens=max_tokens
         )
-        batch = RunBatch(items=[message for _, message in work])
+        batch = RunBatch(items=[await frontend.with_images(message, images) for images, message in work])
         return await run_as_job(frontend, ctx, tool="batch_chat", work=batch, background=background)
 
     @server.tool(annotations=STATEFUL)
