@@ -149,6 +149,7 @@ async def test_every_tool_is_listed_with_its_annotations() -> None:
         "max_tokens",
         "response_format",
         "include_reasoning",
+        "images",
         "background",
     }
     assert "ctx" not in chat["properties"]
