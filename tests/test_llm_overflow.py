@@ -17,7 +17,9 @@ from bridge.sim import SimConfig, SimModel, SimServer
 from tests.test_llm_path import settings_for, user
 
 MODEL = "small/context"
-LONG = "word " * 400
+LONG = "word " * 52
+"""260 characters: over the 64-token context by the simulator's count (4 characters a token), within it by the
+bridge's optimistic estimate (6), so it is sent and the server's own overflow is what is tested."""
 
 
 def _config(**overrides: object) -> SimConfig:

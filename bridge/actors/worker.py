@@ -17,9 +17,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
+import msgspec
 
 from bridge.actors._breaker import CircuitBreaker
 from bridge.actors._capacity import slot_capacity
+from bridge.actors._context import fitted_max_tokens, prompt_size
 from bridge.actors._slots import SlotQueue
 from bridge.actors.server_gate import SERVER_TURN
 from bridge.errors import (
@@ -522,6 +524,10 @@ class LLMWorkerActor(Actor[WorkerMessage]):
 
     # --- the four kinds of work ------------------------------------------------------------------
     async def _chat(self, message: Chat, ctx: RequestContext) -> ChatResult:
+        size = prompt_size(message.messages, [msgspec.to_builtins(t) for t in message.tools or ()])
+        fitted = fitted_max_tokens(size, message.max_tokens, self.model.context_length, self.model.id)
+        if fitted != message.max_tokens:
+            message = msgspec.structs.replace(message, max_tokens=fitted)
         request = _llm_request(
             message,
             ChatRequest,
@@ -559,6 +565,11 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         )
 
     async def _complete(self, message: Complete, ctx: RequestContext) -> CompletionResult:
+        fitted = fitted_max_tokens(
+            prompt_size(message.prompt), message.max_tokens, self.model.context_length, self.model.id
+        )
+        if fitted != message.max_tokens:
+            message = msgspec.structs.replace(message, max_tokens=fitted)
         request = _llm_request(message, CompletionRequest, model=self.model.id)
         outcome, call = await self._run(
             ctx,

@@ -1,0 +1,86 @@
+"""Fitting a request to the model's context length before it is sent.
+
+Servers report an overflow inconsistently (a 400, an error inside a 200 stream, an empty stream, a crash),
+so a request that cannot fit is refused here, with the numbers, and one that names no ``max_tokens`` gets
+the room that is left. The prompt's size is estimated from its characters with two calibrated ratios: an
+optimistic one (few tokens) decides a refusal, so a prompt that might fit is never refused; a pessimistic
+one (many tokens) sizes ``max_tokens``, so the room given is there. Images are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Final
+
+from bridge.errors import ContextOverflowError
+from bridge.llm import ChatMessage
+
+__all__ = ["PromptSize", "fitted_max_tokens", "prompt_size"]
+
+FEWEST_CHARS_PER_TOKEN: Final = 2.5
+"""Code and non-English text run near 2.5-3 characters a token: the pessimistic ratio."""
+MOST_CHARS_PER_TOKEN: Final = 6.0
+"""English prose runs near 4; few tokenizers pack more than 6 into a token: the optimistic ratio."""
+TURN_TOKENS: Final = (2, 8)
+"""Template tokens a turn adds, at least and at most (role markers, separators)."""
+MIN_ROOM: Final = 16
+"""Fewest tokens worth generating: with less room, the request is refused instead."""
+
+
+class PromptSize:
+    """A prompt's estimated tokens: ``low`` (at least) and ``high`` (at most, within reason)."""
+
+    __slots__ = ("high", "low")
+
+    def __init__(self, chars: int, turns: int) -> None:
+        self.low = math.floor(chars / MOST_CHARS_PER_TOKEN) + TURN_TOKENS[0] * turns
+        self.high = math.ceil(chars / FEWEST_CHARS_PER_TOKEN) + TURN_TOKENS[1] * turns + 8
+
+
+def _text(content: str | list[dict[str, object]] | None) -> int:
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return len(content)
+    return sum(len(str(part.get("text", ""))) for part in content if part.get("type") == "text")
+
+
+def prompt_size(messages: list[ChatMessage] | str, tools: object = None) -> PromptSize:
+    """The estimate for chat ``messages`` (with their tools) or a raw completion prompt."""
+    if isinstance(messages, str):
+        return PromptSize(len(messages), 0)
+    chars = sum(_text(m.content) for m in messages)
+    chars += sum(len(json.dumps([c.function.arguments for c in m.tool_calls])) for m in messages if m.tool_calls)
+    if tools:
+        chars += len(json.dumps(tools, default=str))
+    return PromptSize(chars, len(messages))
+
+
+def fitted_max_tokens(size: PromptSize, max_tokens: int | None, context_length: int | None, model: str) -> int | None:
+    """``max_tokens`` to send: as asked, or the room left when none was asked.
+
+    Raises:
+        ContextOverflowError: the prompt itself cannot fit (with room for a few tokens of answer).
+    """
+    if not context_length:
+        return max_tokens
+    numbers = {
+        "estimated_prompt_tokens": size.low,
+        "estimated_prompt_tokens_at_most": size.high,
+        "max_tokens": max_tokens,
+        "context_length": context_length,
+    }
+    if size.low + MIN_ROOM > context_length:
+        raise ContextOverflowError(
+            f"the prompt does not fit {model}'s context of {context_length} tokens: it is at least {size.low} "
+            f"tokens (estimated from its length), so nothing was sent. Shorten the prompt, or load the model with "
+            "a larger context (load_model(context_length=N))",
+            details={**numbers, "model": model, "sent": False},
+        )
+    if max_tokens is not None:
+        # As asked, even past the room left: LM Studio's rolling window and llama.cpp's context shift
+        # generate past the context, and a server that cannot says so itself.
+        return max_tokens
+    room = context_length - size.high
+    return room if room >= MIN_ROOM else None

@@ -1,0 +1,72 @@
+"""A request fitted to the model's context before it is sent (issue 22, context length): a prompt that cannot
+fit is refused with the numbers and nothing reaches the server; a call without max_tokens gets the room left."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.actors._context import PromptSize, fitted_max_tokens, prompt_size
+from bridge.app import open_bridge
+from bridge.errors import ContextOverflowError
+from bridge.llm import ChatMessage
+from bridge.messages import Chat, Complete
+from bridge.sim import SimConfig, SimModel, SimServer
+from tests.test_llm_path import settings_for, user
+
+MODEL = "small/context"
+
+
+def _sim() -> SimServer:
+    model = SimModel(id=MODEL, loaded=True, context_length=512, max_context_length=512, reply_tokens=8)
+    return SimServer(SimConfig(models=(model,)))
+
+
+@pytest.mark.parametrize("kind", ["chat", "completion"])
+async def test_a_prompt_that_cannot_fit_is_refused_before_anything_is_sent(kind: str) -> None:
+    text = "word " * 2000  # 10,000 characters: at least 1,666 tokens, in a 512-token context
+    async with _sim() as sim, open_bridge(settings_for(sim.url), child_servers=False) as bridge:
+        message = Chat(model=MODEL, messages=user(text)) if kind == "chat" else Complete(model=MODEL, prompt=text)
+        with pytest.raises(ContextOverflowError) as caught:
+            await bridge.registry.ask(message)
+        sent = sim.requests(MODEL)
+    assert sent == []
+    error = caught.value
+    assert error.code == "context_overflow"
+    assert error.retryable is False
+    assert error.details["context_length"] == 512
+    assert error.details["estimated_prompt_tokens"] >= 1600
+    assert error.details["sent"] is False
+    assert "512" in error.message
+    assert "load_model(context_length=N)" in error.message
+
+
+async def test_without_max_tokens_the_answer_gets_the_room_that_is_left() -> None:
+    text = "word " * 100
+    async with _sim() as sim, open_bridge(settings_for(sim.url), child_servers=False) as bridge:
+        await bridge.registry.ask(Chat(model=MODEL, messages=user(text)))
+        await bridge.registry.ask(Chat(model=MODEL, messages=user(text), max_tokens=7))
+        asked = [r.body.get("max_tokens") for r in sim.requests(MODEL)]
+    room = 512 - prompt_size(user(text)).high
+    assert asked == [room, 7]
+    assert 0 < room < 512 - len(text) // 6
+
+
+@given(chars=st.integers(0, 200_000), turns=st.integers(0, 50), context=st.integers(1, 200_000))
+def test_a_refusal_means_even_the_fewest_tokens_do_not_fit(chars: int, turns: int, context: int) -> None:
+    size = PromptSize(chars, turns)
+    assert size.low <= size.high
+    if size.low + 16 > context:
+        with pytest.raises(ContextOverflowError):
+            fitted_max_tokens(size, None, context, "m")
+        return
+    fitted = fitted_max_tokens(size, None, context, "m")
+    assert fitted is None or size.high + fitted == context
+
+
+def test_explicit_max_tokens_and_unknown_contexts_are_sent_as_asked() -> None:
+    size = prompt_size([ChatMessage(role="user", content="hi")])
+    assert fitted_max_tokens(size, 100_000, 4096, "m") == 100_000  # a rolling window may generate past it
+    assert fitted_max_tokens(size, None, None, "m") is None
+    assert fitted_max_tokens(PromptSize(10**6, 1), None, None, "m") is None
