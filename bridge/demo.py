@@ -34,6 +34,11 @@ GEMMA: Final = "google/gemma-3-12b"
 GPT_OSS: Final = "openai/gpt-oss-20b"
 EMBEDDER: Final = "text-embedding-nomic-embed-text-v1.5"
 WRITER: Final = "mistralai/devstral-small"
+VISION: Final = "qwen/qwen2.5-vl-7b"
+PIXEL: Final = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
 CALL_BUDGET: Final = 5.0
 """The demo's call budget: short, so one long chat runs out of it and goes on as a job."""
 
@@ -71,6 +76,7 @@ def _sim_config() -> Any:
             SimModel(id=GPT_OSS, loaded=True, ttft=0.1, tokens_per_s=50, reply_tokens=60, reasoning="reasoning"),
             SimModel(id=EMBEDDER, type="embeddings", loaded=True, tool_use=False, context_length=2048),
             SimModel(id=WRITER, loaded=True, ttft=0.1, tokens_per_s=60, reply_tokens=480, context_length=8192),
+            SimModel(id=VISION, loaded=True, ttft=0.2, tokens_per_s=60, reply_tokens=30, vision=True, tool_use=False),
         ),
         auto_evict=False,
     )
@@ -151,6 +157,7 @@ async def _session_tour(
         await _progress(out, session)
         await _cancellation(out, session, sim)
         await _typed_error(out, session)
+        await _image(out, session, sim)
         await _autonomous(out, session, sim)
         await _job(out, session)
         await _status(out, session)
@@ -271,6 +278,20 @@ async def _cancellation(out: Transcript, session: Any, sim: Any) -> None:
         f"the simulated LM Studio saw the stream closed after {record.tokens_sent} tokens, "
         f"{anyio.current_time() - t:.2f} s in; requests in progress on {CODER}: {stats.in_progress} (slot free)"
     )
+
+
+async def _image(out: Transcript, session: Any, sim: Any) -> None:
+    args = {"prompt": "What is in this picture?", "model": VISION, "images": [PIXEL]}
+    result = await _call(session, "chat_completion", args)
+    if result.is_error or sim.stats.model(VISION).images != 1:
+        raise DemoError(f"the image chat should have reached the vision model: {_short(_text(result), 200)}")
+    out.step(f"chat_completion with an image ({VISION}, a vision model): the simulated server got 1 image part")
+    refused = await _call(session, "chat_completion", {**args, "model": CODER})
+    code = (refused.structured_content or {}).get("code")
+    if not refused.is_error or code != "unsupported":
+        raise DemoError(f"an image to a model that cannot see should be refused: {_short(_text(refused), 200)}")
+    out.detail(f"the same image to {CODER} -> isError=true, code={code}, before anything was sent:")
+    out.detail(_short(_text(refused), 150))
 
 
 async def _typed_error(out: Transcript, session: Any) -> None:

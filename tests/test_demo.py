@@ -26,7 +26,7 @@ def test_demo_exits_0_and_shows_each_step(backend: str) -> None:
     for step in (
         "simulated LM Studio listening on",
         "initialize answered",
-        "list_models -> 5 models",
+        "list_models -> 6 models",
         "they ran concurrently",
         "4 succeeded, 1 failed",
         "model_not_found",
@@ -34,6 +34,8 @@ def test_demo_exits_0_and_shows_each_step(backend: str) -> None:
         "saw the stream closed",
         "(slot free)",
         "isError=true, code=model_not_found",
+        "the simulated server got 1 image part",
+        "code=unsupported, before anything was sent",
         "continuing as job job_",
         "nothing generated before the timeout was lost",
         "bridge_status:",
