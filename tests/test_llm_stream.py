@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -113,6 +114,24 @@ async def test_progress_reports_first_token_and_counts() -> None:
     assert [progress.reasoning for progress in seen] == [True, False, False]
     assert all(progress.time_to_first_token is not None for progress in seen)
     assert {progress.model for progress in seen} == {"qwen3-8b"}
+
+
+async def test_a_callback_that_cancels_hears_no_more_of_the_same_chunk() -> None:
+    """Regression (a flaky real-llama test under load): several events in one network chunk each reached the
+    progress callback after it had cancelled the call, since nothing checkpointed between them."""
+    seen: list[StreamProgress] = []
+    body = Body(b"".join([chunk(content="a"), chunk(content="b"), chunk(content="c"), STOP, DONE]))
+    async with client(Recorder(lambda request: sse(body))) as llm:
+        with anyio.CancelScope() as scope:
+
+            async def cancel(progress: StreamProgress) -> None:
+                seen.append(progress)
+                scope.cancel()
+
+            await llm.chat(ask(), on_progress=cancel)
+    assert scope.cancelled_caught
+    assert [progress.tokens for progress in seen] == [1]
+    assert body.closed
 
 
 async def test_tool_call_standard_deltas() -> None:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Self, TypeVar
 
 import anyio
+import anyio.lowlevel
 import httpx
 import msgspec
 
@@ -399,6 +400,8 @@ class LLMClient:
                         # The callback's own time is not the server's silence.
                         clock.wait_total()
                         await on_progress(accumulator.progress())
+                        # Events that came in one chunk: a callback that cancelled the call hears no more.
+                        await anyio.lowlevel.checkpoint_if_cancelled()
                     if accumulator.done:
                         break
                 if accumulator.first_token_at is not None:
