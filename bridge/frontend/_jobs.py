@@ -80,7 +80,7 @@ async def finished_output(fe: Frontend, view: JobView, *, explain_budget: bool =
     """A finished job's result, exactly as its tool returns it when it runs within one call."""
     if view.error is not None:
         error = error_from_info(view.error)
-        return error_output(fe.explain(error, view.error.code) if explain_budget else error, fe.limit)
+        return error_output(fe.explain(error, view.tool) if explain_budget else error, fe.limit)
     if view.chat is not None:
         return chat_output(view.chat, raw=view.raw, limit=fe.limit)
     if view.completion is not None:
