@@ -14,12 +14,12 @@ import anyio
 import pytest
 from anyio.abc import SocketStream
 from mcp import Client
-from mcp.types import CallToolResult
 
 from bridge.app import open_bridge
 from bridge.frontend import create_server
 from bridge.settings import BridgeSettings, ImageSettings, ServerSettings
 from bridge.sim import SimServer, default_config
+from tests.test_frontend import data
 
 VL = "qwen/qwen2.5-vl-7b"
 QWEN = "qwen/qwen3-coder-30b"
@@ -40,12 +40,6 @@ async def connected(root: Path, **images: Any) -> AsyncIterator[tuple[Client, Si
             Client(create_server(bridge), mode="legacy") as client,
         ):
             yield client, sim
-
-
-def data(result: CallToolResult) -> dict[str, Any]:
-    assert result.structured_content is not None, result
-    structured: dict[str, Any] = result.structured_content
-    return structured
 
 
 def sent_parts(sim: SimServer, model: str) -> list[dict[str, Any]]:

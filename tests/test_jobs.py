@@ -28,6 +28,7 @@ from bridge.frontend._server import INSTRUCTIONS
 from bridge.settings import BridgeSettings, ChildSettings, JobSettings, ModelLimits, RetrySettings, ServerSettings
 from bridge.sim import CallTools, Say, SimConfig, SimModel, SimServer, ToolCallSpec
 from tests._util import eventually, eventually_async
+from tests.test_frontend import data, text
 
 QUICK = "qwen/qwen3-coder-30b"
 STEADY = "steady/writer"
@@ -65,19 +66,6 @@ async def connected(tmp_path: Path | None = None, **overrides: Any) -> AsyncIter
             Client(create_server(bridge), mode="legacy") as client,
         ):
             yield client, sim, bridge
-
-
-def text(result: CallToolResult) -> str:
-    assert result.content, result
-    block = result.content[0]
-    assert block.type == "text"
-    return block.text
-
-
-def data(result: CallToolResult) -> dict[str, Any]:
-    assert result.structured_content is not None, result
-    structured: dict[str, Any] = result.structured_content
-    return structured
 
 
 async def started(client: Client, tool: str, arguments: dict[str, Any]) -> str:

@@ -9,12 +9,14 @@ one (many tokens) sizes ``max_tokens``, so the room given is there. Images are n
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Sequence
 from typing import Final
 
+import msgspec
+
 from bridge.errors import ContextOverflowError
-from bridge.llm import ChatMessage
+from bridge.llm import ChatMessage, Tool
 
 __all__ = ["PromptSize", "fitted_max_tokens", "prompt_size"]
 
@@ -46,14 +48,14 @@ def _text(content: str | list[dict[str, object]] | None) -> int:
     return sum(len(str(part.get("text", ""))) for part in content if part.get("type") == "text")
 
 
-def prompt_size(messages: list[ChatMessage] | str, tools: object = None) -> PromptSize:
+def prompt_size(messages: list[ChatMessage] | str, tools: Sequence[Tool] | None = None) -> PromptSize:
     """The estimate for chat ``messages`` (with their tools) or a raw completion prompt."""
     if isinstance(messages, str):
         return PromptSize(len(messages), 0)
     chars = sum(_text(m.content) for m in messages)
-    chars += sum(len(json.dumps([c.function.arguments for c in m.tool_calls])) for m in messages if m.tool_calls)
+    chars += sum(len(c.function.arguments) for m in messages for c in m.tool_calls or ())
     if tools:
-        chars += len(json.dumps(tools, default=str))
+        chars += len(msgspec.json.encode(tools))
     return PromptSize(chars, len(messages))
 
 

@@ -7,9 +7,11 @@ and hands the report on to whoever is waiting on the job right now.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, Final
 
 import anyio
@@ -27,7 +29,7 @@ from bridge.messages import (
     RunResult,
     SubmitJob,
 )
-from bridge.runtime import ProgressSink
+from bridge.runtime import ProgressSink, RequestContext
 
 __all__ = ["Job", "new_job_id"]
 
@@ -111,6 +113,20 @@ class Job:
                 raise
             except Exception:  # a caller's sink failing must not end the job
                 log.debug("a job listener failed; dropping it", exc_info=True)
+                self.listeners.remove(listener)
+
+    @contextlib.contextmanager
+    def listened_by(self, ctx: RequestContext) -> Iterator[None]:
+        """Pass this job's progress to ``ctx``'s asker for the body of the ``with``, if it listens."""
+        if not ctx.wants_progress:
+            yield
+            return
+        listener = ctx.report_progress
+        self.listeners.append(listener)
+        try:
+            yield
+        finally:
+            if listener in self.listeners:
                 self.listeners.remove(listener)
 
     # --- the end ----------------------------------------------------------------

@@ -126,35 +126,22 @@ class JobsActor(Actor[JobsMessage]):
 
         The caller giving up cancels a job it has not let go of: a plain call's work is the job.
         """
-        listener = ctx.report_progress if ctx.wants_progress else None
-        if listener is not None:
-            job.listeners.append(listener)
         try:
-            with anyio.move_on_after(wait):
+            with job.listened_by(ctx), anyio.move_on_after(wait):
                 await job.done.wait()
         except anyio.get_cancelled_exc_class():
             if not job.detached and not job.finished:
                 job.scope.cancel()
                 self._forget(job)
             raise
-        finally:
-            if listener is not None and listener in job.listeners:
-                job.listeners.remove(listener)
         return job.finished
 
     async def _await(self, job: Job, wait: float, ctx: RequestContext) -> JobView:
         if not job.finished and wait > 0:
             # End a little before the asker's deadline, so the answer is the job's state, not a timeout.
             room = ctx.remaining() - min(0.5, ctx.remaining() * 0.05)
-            with anyio.move_on_after(max(0.0, min(wait, room))):
-                listener = ctx.report_progress if ctx.wants_progress else None
-                if listener is not None:
-                    job.listeners.append(listener)
-                try:
-                    await job.done.wait()
-                finally:
-                    if listener is not None and listener in job.listeners:
-                        job.listeners.remove(listener)
+            with job.listened_by(ctx), anyio.move_on_after(max(0.0, min(wait, room))):
+                await job.done.wait()
         return self._view(job)
 
     # --- running --------------------------------------------------------------------

@@ -524,9 +524,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
 
     # --- the four kinds of work ------------------------------------------------------------------
     async def _chat(self, message: Chat, ctx: RequestContext) -> ChatResult:
-        size = prompt_size(message.messages, [msgspec.to_builtins(t) for t in message.tools or ()])
-        fitted = fitted_max_tokens(size, message.max_tokens, self.model.context_length, self.model.id)
-        if fitted != message.max_tokens:
+        if self.model.context_length:  # else nothing to fit to: no estimate on the way
+            size = prompt_size(message.messages, message.tools)
+            fitted = fitted_max_tokens(size, message.max_tokens, self.model.context_length, self.model.id)
             message = msgspec.structs.replace(message, max_tokens=fitted)
         request = _llm_request(
             message,
@@ -565,10 +565,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         )
 
     async def _complete(self, message: Complete, ctx: RequestContext) -> CompletionResult:
-        fitted = fitted_max_tokens(
-            prompt_size(message.prompt), message.max_tokens, self.model.context_length, self.model.id
-        )
-        if fitted != message.max_tokens:
+        if self.model.context_length:
+            size = prompt_size(message.prompt)
+            fitted = fitted_max_tokens(size, message.max_tokens, self.model.context_length, self.model.id)
             message = msgspec.structs.replace(message, max_tokens=fitted)
         request = _llm_request(message, CompletionRequest, model=self.model.id)
         outcome, call = await self._run(
