@@ -3,6 +3,9 @@ fit is refused with the numbers and nothing reaches the server; a call without m
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,7 +15,9 @@ from bridge.app import open_bridge
 from bridge.errors import ContextOverflowError
 from bridge.llm import ChatMessage
 from bridge.messages import Chat, Complete
+from bridge.planner import default_reply_tokens, trim_messages
 from bridge.sim import SimConfig, SimModel, SimServer
+from bridge.tokens import ANSWER_START_TOKENS
 from tests.test_llm_path import settings_for, user
 
 MODEL = "small/context"
@@ -70,3 +75,31 @@ def test_explicit_max_tokens_and_unknown_contexts_are_sent_as_asked() -> None:
     assert fitted_max_tokens(size, 100_000, 4096, "m") == 100_000  # a rolling window may generate past it
     assert fitted_max_tokens(size, None, None, "m") is None
     assert fitted_max_tokens(PromptSize(10**6, 1), None, None, "m") is None
+
+
+@given(
+    results=st.lists(st.integers(min_value=0, max_value=40_000), min_size=1, max_size=8),
+    context=st.sampled_from([2048, 4096, 8192, 32768]),
+)
+def test_a_run_trimmed_by_the_planner_leaves_the_reply_the_room_the_planner_kept(
+    results: list[int], context: int
+) -> None:
+    """The planner and the worker estimate with the same ratios (bridge.tokens): a conversation the planner
+    trimmed to fit is never refused by the worker, and the worker gives the reply at least the room the planner
+    set aside for the answer's turn, less the template tokens that open that turn."""
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are careful. " * 10},
+        {"role": "user", "content": "Summarize the files. " * 10},
+    ]
+    for i, size in enumerate(results):
+        call = {"id": f"c{i}", "type": "function", "function": {"name": "read", "arguments": '{"p": 1}'}}
+        messages += [
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": f"c{i}", "content": "z" * size},
+        ]
+    trimmed = trim_messages(messages, context)
+    assert trimmed.fits
+    chat = [msgspec.convert(m, ChatMessage) for m in trimmed.messages]
+    given_tokens = fitted_max_tokens(prompt_size(chat), None, context, MODEL)
+    assert given_tokens is not None
+    assert given_tokens >= default_reply_tokens(context) - ANSWER_START_TOKENS

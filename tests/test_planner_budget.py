@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from bridge.planner import (
+    CHARS_PER_TOKEN,
     cut_text,
     default_reply_tokens,
     estimate_message_tokens,
@@ -52,14 +53,15 @@ def conversation() -> list[dict[str, Any]]:
 
 
 def test_estimates() -> None:
-    """About four characters per token, plus a small overhead per message."""
-    assert estimate_tokens("x" * 10) == 3
-    assert estimate_message_tokens({"role": "user", "content": "x" * 40}) == 14
-    assert estimate_message_tokens({"role": "user", "content": [{"type": "text", "text": "x" * 40}]}) == 14
-    assert estimate_message_tokens(assistant("id")) == 4 + 6  # "read_file" + '{"path": "x"}' + "id" = 24 chars
-    assert estimate_messages_tokens([{"role": "user", "content": "x" * 40}] * 2) == 28
+    """The bridge's pessimistic 2.5 characters per token, plus 8 template tokens per message: the ratios the
+    worker sizes max_tokens with (bridge.tokens)."""
+    assert estimate_tokens("x" * 10) == 4
+    assert estimate_message_tokens({"role": "user", "content": "x" * 40}) == 24
+    assert estimate_message_tokens({"role": "user", "content": [{"type": "text", "text": "x" * 40}]}) == 24
+    assert estimate_message_tokens(assistant("id")) == 8 + 10  # "read_file" + '{"path": "x"}' + "id" = 24 chars
+    assert estimate_messages_tokens([{"role": "user", "content": "x" * 40}] * 2) == 48
     assert estimate_tools_tokens([]) == 0
-    assert estimate_tools_tokens([{"a": "b"}]) == 3
+    assert estimate_tools_tokens([{"a": "b"}]) == 5
 
 
 def test_reply_reserve() -> None:
@@ -71,10 +73,10 @@ def test_reply_reserve() -> None:
 @pytest.mark.parametrize(
     ("context", "kwargs", "expected"),
     [
-        (8192, {}, 6144),
-        (32768, {}, 28672),
-        (8192, {"reserved_tokens": 2048}, 4096),
-        (8192, {"reply_tokens": 0, "share": 0.5}, 16384),
+        (8192, {}, 3840),
+        (32768, {}, 17920),
+        (8192, {"reserved_tokens": 2048}, 2560),
+        (8192, {"reply_tokens": 0, "share": 0.5}, 10240),
         (2048, {"reserved_tokens": 1500}, 1000),
     ],
 )
@@ -158,8 +160,8 @@ def test_last_needed_cut_is_partial() -> None:
     total = estimate_messages_tokens(messages)
     result = trim_messages(messages, total - 500, reply_tokens=0)
     first = tool_contents(result.messages)[0]
-    assert len(first) == 8000 - 500 * 4
-    assert "\n…[cut 2,034 of 8,000 characters]\n" in first
+    assert len(first) == 8000 - int(500 * CHARS_PER_TOKEN)
+    assert "\n…[cut 1,284 of 8,000 characters]\n" in first
     assert tool_contents(result.messages)[1:] == ["a" * 8000, "b" * 8000, "c" * 8000]
     assert result.fits
 
@@ -182,7 +184,7 @@ def test_latest_results_are_cut_as_a_last_resort() -> None:
     kept = [SYSTEM, TASK, messages[7], messages[8]]
     result = trim_messages(messages, estimate_messages_tokens(kept) - 100, reply_tokens=0)
     assert [m["role"] for m in result.messages] == ["system", "user", "assistant", "tool"]
-    assert len(result.messages[3]["content"]) == 8000 - 400
+    assert len(result.messages[3]["content"]) == 8000 - int(100 * CHARS_PER_TOKEN)
     assert result.fits
 
 

@@ -17,15 +17,10 @@ import msgspec
 
 from bridge.errors import ContextOverflowError
 from bridge.llm import ChatMessage, Tool
+from bridge.tokens import ANSWER_START_TOKENS, FEWEST_CHARS_PER_TOKEN, MOST_CHARS_PER_TOKEN, TURN_TOKENS
 
 __all__ = ["PromptSize", "fitted_max_tokens", "prompt_size"]
 
-FEWEST_CHARS_PER_TOKEN: Final = 2.5
-"""Code and non-English text run near 2.5-3 characters a token: the pessimistic ratio."""
-MOST_CHARS_PER_TOKEN: Final = 6.0
-"""English prose runs near 4; few tokenizers pack more than 6 into a token: the optimistic ratio."""
-TURN_TOKENS: Final = (2, 8)
-"""Template tokens a turn adds, at least and at most (role markers, separators)."""
 MIN_ROOM: Final = 16
 """Fewest tokens worth generating: with less room, the request is refused instead."""
 
@@ -37,7 +32,7 @@ class PromptSize:
 
     def __init__(self, chars: int, turns: int) -> None:
         self.low = math.floor(chars / MOST_CHARS_PER_TOKEN) + TURN_TOKENS[0] * turns
-        self.high = math.ceil(chars / FEWEST_CHARS_PER_TOKEN) + TURN_TOKENS[1] * turns + 8
+        self.high = math.ceil(chars / FEWEST_CHARS_PER_TOKEN) + TURN_TOKENS[1] * turns + ANSWER_START_TOKENS
 
 
 def _text(content: str | list[dict[str, object]] | None) -> int:

@@ -9,8 +9,10 @@ prompt and the task are never touched, and an assistant turn that made tool
 calls always keeps an answer for every call id, because OpenAI-compatible
 servers reject a conversation where they do not pair up.
 
-Token counts are estimates (about four characters per token): no tokenizer
-is loaded for a local model, so budgets leave room for the error.
+Token counts are estimates, with the bridge's pessimistic ratios
+(:mod:`bridge.tokens`): the same ones the worker sizes a request's
+``max_tokens`` with, so a conversation trimmed here leaves the reply the room
+the worker gives it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
+
+from bridge.tokens import FEWEST_CHARS_PER_TOKEN, TURN_TOKENS
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -36,10 +40,10 @@ __all__ = [
     "trim_messages",
 ]
 
-CHARS_PER_TOKEN: Final = 4.0
+CHARS_PER_TOKEN: Final = FEWEST_CHARS_PER_TOKEN
 """The estimate used for every conversion between characters and tokens."""
 
-_MESSAGE_OVERHEAD_TOKENS: Final = 4
+_MESSAGE_OVERHEAD_TOKENS: Final = TURN_TOKENS[1]
 _MIN_PARTIAL_CHARS: Final = 500
 _SYSTEM_ROLES: Final = frozenset({"system", "developer"})
 
@@ -106,7 +110,7 @@ def tool_result_budget(
 
     Returns:
         The budget in characters. E.g. 8,192 tokens with nothing reserved:
-        ``(8192 - 2048) * 0.25 * 4 = 6,144`` characters.
+        ``(8192 - 2048) * 0.25 * 2.5 = 3,840`` characters.
     """
     reply = default_reply_tokens(context_tokens) if reply_tokens is None else reply_tokens
     available = context_tokens - reply - reserved_tokens
