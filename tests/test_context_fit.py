@@ -3,17 +3,19 @@ fit is refused with the numbers and nothing reaches the server; a call without m
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Literal
 
+import httpx
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.actors._context import PromptSize, fitted_max_tokens, prompt_size
+from bridge.actors._context import PromptSize, TokenCounter, fitted_max_tokens, prompt_size
 from bridge.app import open_bridge
 from bridge.errors import ContextOverflowError
-from bridge.llm import ChatMessage
+from bridge.llm import ChatMessage, LLMClient
 from bridge.messages import Chat, Complete
 from bridge.planner import default_reply_tokens, trim_messages
 from bridge.sim import SimConfig, SimModel, SimServer
@@ -23,9 +25,58 @@ from tests.test_llm_path import settings_for, user
 MODEL = "small/context"
 
 
-def _sim() -> SimServer:
+def _sim(api: Literal["lmstudio", "llama.cpp"] = "lmstudio") -> SimServer:
     model = SimModel(id=MODEL, loaded=True, context_length=512, max_context_length=512, reply_tokens=8)
-    return SimServer(SimConfig(models=(model,)))
+    return SimServer(SimConfig(models=(model,), api=api))
+
+
+async def _llama_count(url: str, messages: list[ChatMessage]) -> int:
+    """The prompt's tokens as the simulated llama.cpp server counts them, asked the way a user would."""
+    async with httpx.AsyncClient(base_url=url) as http:
+        rendered = (await http.post("/apply-template", json={"messages": msgspec.to_builtins(messages)})).json()
+        return len((await http.post("/tokenize", json={"content": rendered["prompt"]})).json()["tokens"])
+
+
+async def test_where_the_estimate_cannot_decide_llama_cpps_tokenizer_sizes_the_room() -> None:
+    """1,600 characters might be 640 tokens or 270: in a 512-token context the estimate cannot size the answer's
+    room, so the server's tokenizer counts the prompt and the room is what its count leaves."""
+    messages = user("x" * 1600)
+    assert prompt_size(messages).undecided(512)
+    async with _sim("llama.cpp") as sim, open_bridge(settings_for(sim.url), child_servers=False) as bridge:
+        await bridge.registry.ask(Chat(model=MODEL, messages=messages))
+        asked = [r.body.get("max_tokens") for r in sim.requests(MODEL)]
+        counted = await _llama_count(sim.url, messages)
+    assert asked == [512 - counted]
+
+
+async def test_a_prompt_the_estimate_lets_through_is_refused_by_llama_cpps_count_before_sending() -> None:
+    messages = user("x" * 2800)  # at least 468 tokens by the estimate; 700 and more by the server's count
+    async with _sim("llama.cpp") as sim, open_bridge(settings_for(sim.url), child_servers=False) as bridge:
+        with pytest.raises(ContextOverflowError) as caught:
+            await bridge.registry.ask(Chat(model=MODEL, messages=messages, max_tokens=8))
+        sent = sim.requests(MODEL)
+        counted = await _llama_count(sim.url, messages)
+    assert sent == []
+    assert caught.value.details["sent"] is False
+    assert caught.value.details["counted_by_server"] is True
+    assert caught.value.details["estimated_prompt_tokens"] == counted
+    assert "counted by the server's tokenizer" in caught.value.message
+
+
+async def test_a_server_without_a_tokenizer_is_asked_once() -> None:
+    """LM Studio has no tokenizer endpoint: the first undecided prompt asks (and hears a 404), the next does not."""
+    messages = user("x" * 1600)
+    counter = TokenCounter()
+    async with _sim() as sim, LLMClient(sim.url) as client:
+        before = sim.stats.http_requests
+        first = await counter.size(messages, None, 512, [("sim", client)], math.inf)
+        between = sim.stats.http_requests
+        second = await counter.size(messages, None, 512, [("sim", client)], math.inf)
+        after = sim.stats.http_requests
+    assert (between - before, after - between) == (1, 0)
+    assert not first.counted
+    assert not second.counted
+    assert (first.low, first.high) == (prompt_size(messages).low, prompt_size(messages).high)
 
 
 @pytest.mark.parametrize("kind", ["chat", "completion"])

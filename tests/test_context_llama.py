@@ -46,3 +46,21 @@ async def test_the_context_length_is_llamas_and_an_oversized_prompt_is_refused_b
     assert caught.value.details["context_length"] == 512
     assert fits.finish_reason in ("stop", "length")
     assert fits.content
+
+
+async def test_a_prompt_the_estimate_lets_through_is_counted_by_llamas_tokenizer_and_refused_before_sending(
+    small_llama: LlamaServer,
+) -> None:
+    """2,400 digits are at least 400 tokens by the estimate, so it lets them through; SmolLM2's tokenizer makes
+    each digit a token, so llama.cpp's own count refuses them before anything is sent."""
+    settings = BridgeSettings(servers=[ServerSettings(url=small_llama.base_url, name="llama")])
+    digits = "".join(str(i % 10) for i in range(2400))
+    async with open_bridge(settings, child_servers=False) as bridge:
+        with pytest.raises(ContextOverflowError) as caught:
+            await bridge.registry.ask(
+                Chat(model=small_llama.model, messages=[ChatMessage(role="user", content=digits)], max_tokens=8),
+                timeout=60,
+            )
+    assert caught.value.details["sent"] is False
+    assert caught.value.details["counted_by_server"] is True
+    assert caught.value.details["estimated_prompt_tokens"] > 2400

@@ -21,7 +21,7 @@ import msgspec
 
 from bridge.actors._breaker import CircuitBreaker
 from bridge.actors._capacity import slot_capacity
-from bridge.actors._context import fitted_max_tokens, prompt_size
+from bridge.actors._context import TokenCounter, fitted_max_tokens
 from bridge.actors._slots import SlotQueue
 from bridge.actors.server_gate import SERVER_TURN
 from bridge.errors import (
@@ -155,6 +155,7 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         self.retries = 0
         # Servers that refused a streamed request with tools (llama-cpp-python): asked without streaming from then on.
         self.unstreamed_tools: set[str] = set()
+        self.token_counter = TokenCounter()
 
     @property
     def clients(self) -> list[tuple[str, LLMClient]]:
@@ -525,7 +526,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
     # --- the four kinds of work ------------------------------------------------------------------
     async def _chat(self, message: Chat, ctx: RequestContext) -> ChatResult:
         if self.model.context_length:  # else nothing to fit to: no estimate on the way
-            size = prompt_size(message.messages, message.tools)
+            size = await self.token_counter.size(
+                message.messages, message.tools, self.model.context_length, self.clients, ctx.deadline
+            )
             fitted = fitted_max_tokens(size, message.max_tokens, self.model.context_length, self.model.id)
             message = msgspec.structs.replace(message, max_tokens=fitted)
         request = _llm_request(
@@ -566,7 +569,9 @@ class LLMWorkerActor(Actor[WorkerMessage]):
 
     async def _complete(self, message: Complete, ctx: RequestContext) -> CompletionResult:
         if self.model.context_length:
-            size = prompt_size(message.prompt)
+            size = await self.token_counter.size(
+                message.prompt, None, self.model.context_length, self.clients, ctx.deadline
+            )
             fitted = fitted_max_tokens(size, message.max_tokens, self.model.context_length, self.model.id)
             message = msgspec.structs.replace(message, max_tokens=fitted)
         request = _llm_request(message, CompletionRequest, model=self.model.id)

@@ -13,7 +13,7 @@ import base64
 import contextlib
 import socket
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Self, TypeVar
 
 import anyio
@@ -50,7 +50,15 @@ from bridge.llm._outcome import (
     ResponsesOutcome,
     StreamProgress,
 )
-from bridge.llm._params import ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest, encode_body
+from bridge.llm._params import (
+    ChatMessage,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ResponsesRequest,
+    Tool,
+    encode_body,
+)
 from bridge.llm._responses import ResponsesAccumulator
 from bridge.llm._sse import SSEDecoder, SSELineSplitter
 from bridge.llm._wire import EmbeddingList, LlamaProps, LoadResponse
@@ -552,6 +560,48 @@ class LLMClient:
             return None
         slots = props.total_slots
         return slots if isinstance(slots, int) and slots > 0 else None
+
+    async def count_prompt_tokens(
+        self,
+        messages: list[ChatMessage] | str,
+        tools: Sequence[Tool] | None = None,
+        *,
+        budgets: Budgets | None = None,
+    ) -> int | None:
+        """The prompt's tokens as llama.cpp's server counts them, or ``None`` where the server cannot say.
+
+        A chat is rendered by the model's own template (``POST /apply-template``, tools included) and the
+        text tokenized as the server tokenizes a prompt (``POST /tokenize``, special tokens added and parsed).
+        Servers without those endpoints (LM Studio, llama-cpp-python, vLLM, Ollama, llama.cpp's router) give
+        ``None``: the count is a refinement of an estimate, so only a refused key raises.
+        """
+        if isinstance(messages, str):
+            prompt: object = messages
+        else:
+            body: dict[str, Any] = {"messages": msgspec.to_builtins(messages)}
+            if tools:
+                body["tools"] = msgspec.to_builtins(tools)
+            rendered = await self._optional_json(self._ctx("/apply-template"), body, budgets)
+            prompt = rendered.get("prompt") if isinstance(rendered, dict) else None
+        if not isinstance(prompt, str):
+            return None
+        counted = await self._optional_json(
+            self._ctx("/tokenize"), {"content": prompt, "add_special": True, "parse_special": True}, budgets
+        )
+        tokens = counted.get("tokens") if isinstance(counted, dict) else None
+        return len(tokens) if isinstance(tokens, list) else None
+
+    async def _optional_json(self, ctx: CallContext, body: dict[str, Any], budgets: Budgets | None) -> Any:
+        """The JSON answer of an endpoint a server may lack: ``None`` for any answer but a good one or a 401/403."""
+        answer = await self._exchange(ctx, msgspec.json.encode(body), budgets=budgets, quick=True)
+        if answer.status in (401, 403):
+            raise error_for_status(answer.status, answer.headers, answer.body, ctx)
+        if not 200 <= answer.status < 300:
+            return None
+        try:
+            return msgspec.json.decode(answer.body)
+        except msgspec.DecodeError:
+            return None
 
     async def native_models(self, *, budgets: Budgets | None = None) -> list[NativeModel] | None:
         """LM Studio's model list with load state and real context lengths, or ``None`` elsewhere.

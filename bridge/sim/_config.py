@@ -199,7 +199,9 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         api: ``"lmstudio"`` (LM Studio's routes, native API included); ``"openai"``: only the OpenAI routes under
             ``/v1`` and a plain ``/v1/models`` with no load state, anything else 404, as vLLM, llama-cpp-python
             and llama.cpp's server with one model answer; ``"llama.cpp"``: those and llama.cpp server's ``GET /props``
-            (``total_slots`` = the first model's ``parallel``, as ``-np`` sets it); or ``"llama.cpp-router"``:
+            (``total_slots`` = the first model's ``parallel``, as ``-np`` sets it), ``meta.n_ctx`` in ``/v1/models``,
+            ``POST /apply-template`` (ChatML) and ``POST /tokenize`` (one token per 4 characters, the template's
+            markers included); or ``"llama.cpp-router"``:
             llama.cpp's ``llama-server`` started without a model. That one has no LM Studio native API (404), lists each
             model's ``status`` (``{"value": "loaded" | "loading" | "unloaded"}``) in ``/v1/models`` and
             ``/models``, loads with ``POST /models/load {"model": id}`` (answered at once, then ``loading``),

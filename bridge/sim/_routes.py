@@ -24,7 +24,7 @@ from bridge.sim._chat import Collected, chat_completions, completions, prelude
 from bridge.sim._config import SimModel
 from bridge.sim._engine import GenerationFailed, Job, run_generation, server_turn
 from bridge.sim._faults import EMBEDDING_FAULTS
-from bridge.sim._generate import Plan, embed, estimate_tokens
+from bridge.sim._generate import Plan, embed, estimate_tokens, message_text
 from bridge.sim._http import HttpRequest, Response, StreamingResponse, json_response
 from bridge.sim._models import Instance
 from bridge.sim._params import Invalid, json_object, required, wrong_type
@@ -106,10 +106,20 @@ def _v1_entry(spec: SimModel, instances: list[Instance]) -> dict[str, Any]:
 
 
 async def _list_v1(state: ServerState, request: HttpRequest) -> Response:
-    """``GET /v1/models``; with ``listing_takes_turn``, under the server's generation lock (llama-cpp-python)."""
+    """``GET /v1/models``; with ``listing_takes_turn``, under the server's generation lock (llama-cpp-python).
+
+    llama.cpp's server adds ``meta`` to each entry, with the context it runs (``n_ctx``) and was trained for.
+    """
     turns = state.registry.server_turns if state.config.listing_takes_turn else None
     async with server_turn(turns, state.stats):
-        data = [{"id": i, "object": "model", "owned_by": "organization_owner"} for i in state.registry.listed_ids()]
+        data: list[dict[str, Any]] = [
+            {"id": i, "object": "model", "owned_by": "organization_owner"} for i in state.registry.listed_ids()
+        ]
+    if state.config.api == "llama.cpp":
+        for entry in data:
+            spec = state.registry.specs.get(entry["id"])
+            if spec is not None:
+                entry["meta"] = {"n_ctx": spec.context_length, "n_ctx_train": spec.max_context_length}
     return json_response(200, {"data": data, "object": "list"})
 
 
@@ -315,7 +325,39 @@ async def _llama_props(state: ServerState, request: HttpRequest) -> Response:
     )
 
 
-_LLAMA_SERVER_ROUTES: dict[tuple[str, str], Handler] = {**_OPENAI_ROUTES, ("GET", "/props"): _llama_props}
+async def _llama_apply_template(state: ServerState, request: HttpRequest) -> Response:
+    """llama.cpp server's ``POST /apply-template``: the chat rendered by the model's template (ChatML here)."""
+    try:
+        body = json_object(request)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise wrong_type("messages", "array of objects", messages)
+    except Invalid as exc:
+        return exc.response
+    turns = [f"<|im_start|>{m.get('role', 'user')}\n{message_text(m.get('content'))}<|im_end|>\n" for m in messages]
+    tools = body.get("tools")
+    if tools:
+        turns.insert(0, f"<|im_start|>system\n<tools>{msgspec.json.encode(tools).decode()}</tools><|im_end|>\n")
+    return json_response(200, {"prompt": "".join(turns) + "<|im_start|>assistant\n"})
+
+
+async def _llama_tokenize(state: ServerState, request: HttpRequest) -> Response:
+    """llama.cpp server's ``POST /tokenize``: ``{"tokens": [...]}``, one per 4 characters as the simulator counts."""
+    try:
+        content = json_object(request).get("content")
+        if not isinstance(content, str):
+            raise wrong_type("content", "string", content)
+    except Invalid as exc:
+        return exc.response
+    return json_response(200, {"tokens": list(range(estimate_tokens(content)))})
+
+
+_LLAMA_SERVER_ROUTES: dict[tuple[str, str], Handler] = {
+    **_OPENAI_ROUTES,
+    ("GET", "/props"): _llama_props,
+    ("POST", "/apply-template"): _llama_apply_template,
+    ("POST", "/tokenize"): _llama_tokenize,
+}
 
 _ROUTES_OF_API = {"openai": _OPENAI_ROUTES, "llama.cpp": _LLAMA_SERVER_ROUTES, "llama.cpp-router": _LLAMA_ROUTER_ROUTES}
 
