@@ -565,10 +565,12 @@ class RunTask(Request[RunResult], frozen=True, kw_only=True):
     Tools a child marks destructive are withheld unless ``allow`` names them or the server's
     definition has ``allow_destructive``. ``examples`` are OpenAI-format messages placed between
     the system prompt and the task: a few worked tool calls make small local models far more
-    reliable at calling tools.
+    reliable at calling tools. ``images`` are ``image_url`` parts (loaded and checked by the front
+    end) that go with the task, for a vision model.
     """
 
     task: str
+    images: list[dict[str, Any]] = msgspec.field(default_factory=list)
     servers: list[str] = msgspec.field(default_factory=list)
     model: str | None = None
     max_rounds: int = 20

@@ -5,6 +5,8 @@ anything is sent. Through the MCP client, against the simulator's vision model, 
 from __future__ import annotations
 
 import base64
+import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,10 +19,11 @@ from mcp import Client
 
 from bridge.app import open_bridge
 from bridge.frontend import create_server
-from bridge.settings import BridgeSettings, ImageSettings, ServerSettings
+from bridge.settings import BridgeSettings, ChildSettings, ImageSettings, ServerSettings
 from bridge.sim import SimServer, default_config
 from tests.test_frontend import data
 
+NOTES = [sys.executable, str(Path(__file__).parent / "_children" / "annotated_server.py")]
 VL = "qwen/qwen2.5-vl-7b"
 QWEN = "qwen/qwen3-coder-30b"
 PNG = base64.b64decode(
@@ -29,14 +32,21 @@ PNG = base64.b64decode(
 
 
 @asynccontextmanager
-async def connected(root: Path, **images: Any) -> AsyncIterator[tuple[Client, SimServer]]:
+async def connected(root: Path, *, notes: bool = False, **images: Any) -> AsyncIterator[tuple[Client, SimServer]]:
+    """A client of a bridge on the simulator's default models; with ``notes``, the notes child server too."""
     async with SimServer(default_config()) as sim:
+        children = ChildSettings()
+        if notes:
+            path = root / "mcp.json"
+            path.write_text(json.dumps({"mcpServers": {"notes": {"command": NOTES[0], "args": NOTES[1:]}}}))
+            children = ChildSettings(config_paths=[str(path)], discover=False, watch=False)
         settings = BridgeSettings(
             servers=[ServerSettings(url=sim.url, name="sim")],
             images=ImageSettings(allowed_roots=[str(root)], **images),
+            children=children,
         )
         async with (
-            open_bridge(settings, child_servers=False) as bridge,
+            open_bridge(settings, child_servers=notes) as bridge,
             Client(create_server(bridge), mode="legacy") as client,
         ):
             yield client, sim
@@ -185,3 +195,49 @@ async def test_batch_items_take_images(tmp_path: Path) -> None:
     assert not result.is_error, result
     assert data(result)["succeeded"] == 2
     assert seen == 1
+
+
+@pytest.mark.parametrize(
+    ("tool", "where"),
+    [
+        ("autonomous_with_mcp", {"mcp_name": "notes"}),
+        ("autonomous_with_multiple_mcps", {"mcp_names": ["notes"]}),
+        ("autonomous_discover_and_execute", {}),
+    ],
+)
+async def test_autonomous_runs_take_images_with_their_task(tmp_path: Path, tool: str, where: dict[str, Any]) -> None:
+    """The images go with the task, in every round the model is asked; the run's answer comes back."""
+    (tmp_path / "pixel.png").write_bytes(PNG)
+    arguments = {**where, "task": "describe it", "model": VL, "images": ["pixel.png"]}
+    async with connected(tmp_path, notes=True) as (client, sim):
+        result = await client.call_tool(tool, arguments)
+        parts = [r.messages[-1]["content"] for r in sim.requests(VL)]
+        images = sim.stats.model(VL).images
+    assert not result.is_error, result
+    assert data(result)["stop_reason"] == "final_answer"
+    assert parts
+    assert all(p[0] == {"type": "text", "text": "describe it"} and p[1]["type"] == "image_url" for p in parts)
+    assert images == len(parts)
+
+
+async def test_an_autonomous_run_with_images_on_a_model_that_cannot_see_is_told_before_sending(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pixel.png").write_bytes(PNG)
+    arguments = {"mcp_name": "notes", "task": "describe it", "model": QWEN, "images": ["pixel.png"]}
+    async with connected(tmp_path, notes=True) as (client, sim):
+        result = await client.call_tool("autonomous_with_mcp", arguments)
+        sent = sim.requests(QWEN)
+    assert result.is_error
+    assert data(result)["code"] == "unsupported"
+    assert sent == []
+
+
+async def test_an_autonomous_run_with_an_unreadable_image_starts_nothing(tmp_path: Path) -> None:
+    arguments = {"mcp_name": "notes", "task": "describe it", "model": VL, "images": ["missing.png"]}
+    async with connected(tmp_path, notes=True) as (client, sim):
+        result = await client.call_tool("autonomous_with_mcp", arguments)
+        sent = sim.requests(VL)
+    assert result.is_error
+    assert data(result)["code"] == "bad_request"
+    assert sent == []

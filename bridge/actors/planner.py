@@ -162,7 +162,10 @@ class PlannerActor(Actor[PlannerMessage]):
         run.messages = [
             {"role": "system", "content": task.system_prompt or DEFAULT_SYSTEM_PROMPT},
             *task.examples,
-            {"role": "user", "content": task.task},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": task.task}, *task.images] if task.images else task.task,
+            },
         ]
         tools = [msgspec.convert(t, Tool) for t in catalog.chat_tools()]
         # Stop a little before the caller's deadline, so the work so far can still be returned.
@@ -191,6 +194,8 @@ class PlannerActor(Actor[PlannerMessage]):
                         break
             except BridgeError as error:
                 log.info("run on %s stopped: %s", run.model, error)
+                if not run.records:
+                    raise  # nothing was done: the error is the call's result, with its code
                 return run.result("error", error)
         if scope.cancelled_caught:
             stop = "time_budget"

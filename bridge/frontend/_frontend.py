@@ -75,9 +75,13 @@ class Frontend:
             return message
         last = message.messages[-1]
         text = last.content if isinstance(last.content, str) else ""
-        parts = await image_parts(text, images, roots=await self.image_roots(), settings=self.settings.images)
+        parts = [{"type": "text", "text": text}, *await self.image_parts(images)]
         turns = [*message.messages[:-1], ChatMessage(role=last.role, content=parts)]
         return msgspec.structs.replace(message, messages=turns)
+
+    async def image_parts(self, images: Sequence[str]) -> list[dict[str, Any]]:
+        """``images`` loaded and checked, as ``image_url`` parts."""
+        return await image_parts(images, roots=await self.image_roots(), settings=self.settings.images)
 
     async def jobs(self) -> ActorRef[JobsMessage]:
         jobs = (await self.slot.get()).jobs

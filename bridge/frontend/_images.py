@@ -197,16 +197,14 @@ async def _fetch(url: str, settings: ImageSettings) -> bytes:
         ) from None
 
 
-async def image_parts(
-    text: str, images: Sequence[str], *, roots: Sequence[Path], settings: ImageSettings
-) -> list[dict[str, Any]]:
-    """A user message's content: its text, then one ``image_url`` part per image, in order."""
+async def image_parts(images: Sequence[str], *, roots: Sequence[Path], settings: ImageSettings) -> list[dict[str, Any]]:
+    """One ``image_url`` part per image, in order."""
     if len(images) > settings.max_images:
         raise BadRequestError(
             f"{len(images)} images is more than one message takes ({settings.max_images}, images.max_images)",
             details={"images": len(images), "max_images": settings.max_images},
         )
-    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    parts: list[dict[str, Any]] = []
     for spec in images:
         uri = await load_image(spec, roots=roots, settings=settings)
         parts.append({"type": "image_url", "image_url": {"url": uri}})

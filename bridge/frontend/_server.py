@@ -396,6 +396,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         deny_tools: list[str] | None,
         include_reasoning: bool,
         background: bool,
+        images: list[str] | None,
         tool: str,
     ) -> ToolOutput:
         if isinstance(max_tokens, str) and max_tokens.strip().lower() != "auto":
@@ -410,6 +411,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
             allow=allow_tools or [],
             deny=deny_tools or [],
             include_reasoning=include_reasoning,
+            images=await frontend.image_parts(images or []),
         )
         route = await frontend.planner_route()
         return await run_as_job(frontend, ctx, tool=tool, work=message, route=route, model=model, background=background)
@@ -427,6 +429,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         deny_tools: RunDeny = None,
         include_reasoning: RunReasoning = False,
         background: Background = False,
+        images: Images = None,
     ) -> ToolOutput:
         """Hand a task to a local model that works through it with the tools of one child MCP server (see
         list_available_mcps). Returns the answer, why it stopped, and a trace of every tool call."""
@@ -442,6 +445,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
             deny_tools,
             include_reasoning,
             background,
+            images,
             "autonomous_with_mcp",
         )
 
@@ -458,6 +462,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         deny_tools: RunDeny = None,
         include_reasoning: RunReasoning = False,
         background: Background = False,
+        images: Images = None,
     ) -> ToolOutput:
         """Like autonomous_with_mcp with several child servers; the model sees their tools as server__tool."""
         return await start(
@@ -472,6 +477,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
             deny_tools,
             include_reasoning,
             background,
+            images,
             "autonomous_with_multiple_mcps",
         )
 
@@ -487,6 +493,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         deny_tools: RunDeny = None,
         include_reasoning: RunReasoning = False,
         background: Background = False,
+        images: Images = None,
     ) -> ToolOutput:
         """Like autonomous_with_mcp with every enabled child server (never the bridge itself)."""
         return await start(
@@ -501,6 +508,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
             deny_tools,
             include_reasoning,
             background,
+            images,
             "autonomous_discover_and_execute",
         )
 
