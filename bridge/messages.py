@@ -138,7 +138,7 @@ class ModelEntry(Reply, frozen=True, kw_only=True):
     max_context_length: int | None = None
     tool_use: bool | None = None
     vision: bool | None = None
-    """Takes images, where the server says (LM Studio's native API); ``None``: the server does not say."""
+    """Takes images, where the server says (LM Studio's native API, llama.cpp's /props); ``None``: it does not say."""
     server: str = ""
     servers: list[str] = msgspec.field(default_factory=list)
     publisher: str | None = None
@@ -147,6 +147,8 @@ class ModelEntry(Reply, frozen=True, kw_only=True):
     """What each server said it runs at once (by server name), where it says."""
     capacity: list[ServerSlots] = msgspec.field(default_factory=list)
     """The slots the bridge uses on each server, with their source (filled in by the registry)."""
+    sources: dict[str, str] = msgspec.field(default_factory=dict)
+    """Where ``context_length``, ``tool_use`` and ``vision`` came from, for those that are known."""
 
 
 class ServerState(Reply, frozen=True, kw_only=True):

@@ -83,10 +83,17 @@ class ModelLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     ``slots`` matches LM Studio's default of 4 parallel predictions per loaded model;
     requests past ``slots + queue`` are refused with ``busy`` instead of waiting unboundedly.
+    ``context_length``: the model's context, for a server that does not report it (vLLM,
+    llama-cpp-python, Ollama); what a server reports comes first.
     """
 
     slots: int = 4
     queue: int = 64
+    context_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.context_length is not None and self.context_length < 1:
+            raise ValueError(f"context_length must be a positive number of tokens, got {self.context_length!r}")
 
 
 class RetrySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

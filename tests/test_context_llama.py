@@ -32,6 +32,8 @@ async def test_the_context_length_is_llamas_and_an_oversized_prompt_is_refused_b
     async with open_bridge(settings, child_servers=False) as bridge:
         listing = await bridge.registry.ask(ListModels(refresh=True), timeout=30)
         context = {m.id: m.context_length for m in listing.models}
+        sources = {m.id: m.sources for m in listing.models}
+        seeing = {m.id: m.vision for m in listing.models}
         with pytest.raises(ContextOverflowError) as caught:
             await bridge.registry.ask(
                 Chat(model=small_llama.model, messages=[ChatMessage(role="user", content="story " * 1000)]),
@@ -42,6 +44,11 @@ async def test_the_context_length_is_llamas_and_an_oversized_prompt_is_refused_b
             timeout=120,
         )
     assert context[small_llama.model] == 512
+    assert sources[small_llama.model] == {
+        "context_length": "llama.cpp /v1/models meta.n_ctx",
+        "vision": "llama.cpp /props modalities",  # SmolLM2 runs without a projector: not a vision model
+    }
+    assert seeing[small_llama.model] is False
     assert caught.value.details["sent"] is False
     assert caught.value.details["context_length"] == 512
     assert fits.finish_reason in ("stop", "length")

@@ -384,15 +384,26 @@ async def test_total_slots_from_llama_cpp_props(answer: httpx.Response, slots: i
     """llama.cpp's /props says how many requests it runs at once; other servers give None, not an error."""
     recorder = Recorder(lambda request: answer)
     async with client(recorder) as llm:
-        assert await llm.total_slots() == slots
+        assert (await llm.props()).total_slots == slots
     assert [request.url.path for request in recorder.requests] == ["/props"]
+
+
+@pytest.mark.parametrize(
+    ("modalities", "vision"),
+    [({"vision": True, "audio": False}, True), ({"vision": False}, False), (None, None), ({"vision": "yes"}, None)],
+)
+async def test_vision_from_llama_cpp_props(modalities: dict[str, Any] | None, vision: bool | None) -> None:
+    """llama.cpp's /props says whether its model takes images (a projector is loaded: ``modalities.vision``)."""
+    body: dict[str, Any] = {"total_slots": 1} | ({"modalities": modalities} if modalities is not None else {})
+    async with client(Recorder(lambda request: httpx.Response(200, json=body))) as llm:
+        assert (await llm.props()).vision is vision
 
 
 async def test_total_slots_with_a_refused_key_raises() -> None:
     """A refused key is not 'the server does not say': it is the error it is."""
     async with client(Recorder(lambda request: httpx.Response(401, json={"error": "bad key"}))) as llm:
         with pytest.raises(BridgeError) as caught:
-            await llm.total_slots()
+            await llm.props()
     assert caught.value.code == "backend_error"
     assert not caught.value.retryable
     assert "401" in caught.value.message

@@ -33,7 +33,7 @@ from bridge.errors import (
     ModelNotFoundError,
     UnsupportedEndpointError,
 )
-from bridge.llm import Budgets, LLMClient, ModelInfo, NativeModel
+from bridge.llm import Budgets, LLMClient, ModelInfo, NativeModel, ServerProps
 from bridge.messages import (
     BridgeStatus,
     Chat,
@@ -274,41 +274,28 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         native = await client.native_models(budgets=budgets) if listing.native is not False else None
         if native is not None:
             listing.native = True
-            return [
-                _entry(
-                    name,
-                    m,
-                    "embedding" if m.type == "embedding" else "llm",
-                    tool_use=m.tool_use,
-                    vision=m.vision,
-                    publisher=m.publisher,
-                    quantization=m.quantization,
-                    reported_slots={name: m.parallel} if m.parallel else {},
-                )
-                for m in native
-            ]
+            return [self._configured(_native_entry(name, m)) for m in native]
         listing.native = False
         found = await client.list_models(budgets=budgets)
         listing.router = any(m.load_state is not None for m in found)
-        slots = await self._total_slots(name, listing, budgets) if not listing.router and len(found) == 1 else None
-        return [
-            _entry(
-                name,
-                m,
-                "embedding" if "embed" in m.id.lower() else "llm",
-                load_state=m.load_state,
-                reported_slots={name: slots} if slots else {},
-            )
-            for m in found
-        ]
+        props = await self._props(name, listing, budgets) if not listing.router and len(found) == 1 else ServerProps()
+        return [self._configured(_openai_entry(name, m, props)) for m in found]
 
-    async def _total_slots(self, name: str, listing: _Listing, budgets: Budgets) -> int | None:
-        """llama.cpp's ``total_slots`` for a one-model server; a server without ``/props`` is not asked again."""
+    async def _props(self, name: str, listing: _Listing, budgets: Budgets) -> ServerProps:
+        """llama.cpp's ``/props`` for a one-model server; a server without it is not asked again."""
         if listing.props is False:
-            return None
-        slots = await self.clients[name].total_slots(budgets=budgets)
-        listing.props = slots is not None
-        return slots
+            return ServerProps()
+        props = await self.clients[name].props(budgets=budgets)
+        listing.props = props != ServerProps()
+        return props
+
+    def _configured(self, entry: ModelEntry) -> ModelEntry:
+        """``entry`` with the context length the configuration gives, where its server reports none."""
+        configured = self.settings.limits_for(entry.id).context_length
+        if entry.context_length is not None or configured is None:
+            return entry
+        sources = {**entry.sources, "context_length": f'configuration, [models."{entry.id}"] context_length'}
+        return msgspec.structs.replace(entry, context_length=configured, sources=sources)
 
     def _entries(self) -> dict[str, ModelEntry]:
         """The merged view: each model once, with every server that lists it (configured order first)."""
@@ -626,6 +613,41 @@ def _entry(server: str, model: NativeModel | ModelInfo, kind: str, **fields: Any
 
 
 _LISTED_BY_ALL = ("id", "loaded", "context_length", "max_context_length")
+
+
+def _native_entry(server: str, m: NativeModel) -> ModelEntry:
+    api = f"LM Studio /api/{m.api}/models"
+    sources = {"tool_use": f"{api} capabilities", "vision": f"{api} " + ("type" if m.api == "v0" else "capabilities")}
+    if m.context_length:
+        sources["context_length"] = f"{api}, {'loaded instance' if m.loaded else 'maximum: not loaded'}"
+    return _entry(
+        server,
+        m,
+        "embedding" if m.type == "embedding" else "llm",
+        tool_use=m.tool_use,
+        vision=m.vision,
+        publisher=m.publisher,
+        quantization=m.quantization,
+        reported_slots={server: m.parallel} if m.parallel else {},
+        sources=sources,
+    )
+
+
+def _openai_entry(server: str, m: ModelInfo, props: ServerProps) -> ModelEntry:
+    sources = {}
+    if m.context_length:
+        sources["context_length"] = "llama.cpp /v1/models meta.n_ctx"
+    if props.vision is not None:
+        sources["vision"] = "llama.cpp /props modalities"
+    return _entry(
+        server,
+        m,
+        "embedding" if "embed" in m.id.lower() else "llm",
+        load_state=m.load_state,
+        vision=props.vision,
+        reported_slots={server: props.total_slots} if props.total_slots else {},
+        sources=sources,
+    )
 
 
 def _case_insensitive(entries: dict[str, ModelEntry], wanted: str) -> ModelEntry | None:

@@ -189,6 +189,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _sourced(m: ModelEntry, field: str, shown: str) -> str:
+    source = m.sources.get(field)
+    return f"{shown} ({source})" if source else shown
+
+
 def _entry_line(m: ModelEntry) -> str:
     parts = [m.id, m.type]
     if m.load_state is not None and m.load_state not in ("loaded", "unloaded"):
@@ -196,11 +201,11 @@ def _entry_line(m: ModelEntry) -> str:
     elif m.loaded is not None:
         parts.append("loaded" if m.loaded else "not loaded")
     if m.context_length:
-        parts.append(f"context {m.context_length}")
+        parts.append(_sourced(m, "context_length", f"context {m.context_length}"))
     if m.tool_use:
-        parts.append("tool use")
+        parts.append(_sourced(m, "tool_use", "tool use"))
     if m.vision:
-        parts.append("vision")
+        parts.append(_sourced(m, "vision", "vision"))
     if m.capacity:
         parts.append("on " + ", ".join(f"{c.server} ({c.slots} slots, {_SLOT_SOURCES[c.source]})" for c in m.capacity))
     elif servers := m.servers or ([m.server] if m.server else []):

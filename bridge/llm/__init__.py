@@ -18,6 +18,7 @@ from bridge.llm._outcome import (
     ModelInfo,
     NativeModel,
     ResponsesOutcome,
+    ServerProps,
     StreamProgress,
     Usage,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "Usage",
     "ModelInfo",
     "NativeModel",
+    "ServerProps",
     "LoadResult",
     # retries
     "is_retryable",

@@ -48,6 +48,7 @@ from bridge.llm._outcome import (
     ModelInfo,
     NativeModel,
     ResponsesOutcome,
+    ServerProps,
     StreamProgress,
 )
 from bridge.llm._params import (
@@ -542,24 +543,23 @@ class LLMClient:
 
     # -- LM Studio's native API -------------------------------------------------------------------
 
-    async def total_slots(self, *, budgets: Budgets | None = None) -> int | None:
-        """llama.cpp server's ``total_slots`` (its ``-np``) from ``GET /props``, or ``None`` where it is not said.
+    async def props(self, *, budgets: Budgets | None = None) -> ServerProps:
+        """What llama.cpp's server says in ``GET /props``: ``total_slots`` (its ``-np``) and ``vision``.
 
         Servers without ``/props`` (llama-cpp-python, vLLM, LiteLLM, Ollama; llama.cpp's router,
-        which wants a model named) give ``None``: the number is a hint, so only a refused key raises.
+        which wants a model named) say nothing: these are hints, so only a refused key raises.
         """
-        ctx = self._ctx("/props", method="GET")
-        answer = await self._exchange(ctx, None, budgets=budgets, quick=True)
-        if answer.status in (401, 403):
-            raise error_for_status(answer.status, answer.headers, answer.body, ctx)
-        if not 200 <= answer.status < 300:
-            return None
+        payload = await self._optional_json(self._ctx("/props", method="GET"), None, budgets)
         try:
-            props = msgspec.json.decode(answer.body, type=LlamaProps)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
+            props = msgspec.convert(payload, LlamaProps)
+        except msgspec.ValidationError:
+            return ServerProps()
         slots = props.total_slots
-        return slots if isinstance(slots, int) and slots > 0 else None
+        vision = (props.modalities or {}).get("vision")
+        return ServerProps(
+            total_slots=slots if isinstance(slots, int) and slots > 0 else None,
+            vision=vision if isinstance(vision, bool) else None,
+        )
 
     async def count_prompt_tokens(
         self,
@@ -591,9 +591,10 @@ class LLMClient:
         tokens = counted.get("tokens") if isinstance(counted, dict) else None
         return len(tokens) if isinstance(tokens, list) else None
 
-    async def _optional_json(self, ctx: CallContext, body: dict[str, Any], budgets: Budgets | None) -> Any:
+    async def _optional_json(self, ctx: CallContext, body: dict[str, Any] | None, budgets: Budgets | None) -> Any:
         """The JSON answer of an endpoint a server may lack: ``None`` for any answer but a good one or a 401/403."""
-        answer = await self._exchange(ctx, msgspec.json.encode(body), budgets=budgets, quick=True)
+        encoded = None if body is None else msgspec.json.encode(body)
+        answer = await self._exchange(ctx, encoded, budgets=budgets, quick=True)
         if answer.status in (401, 403):
             raise error_for_status(answer.status, answer.headers, answer.body, ctx)
         if not 200 <= answer.status < 300:

@@ -134,6 +134,15 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
         return None if self.load_state is None else self.load_state == "loaded"
 
 
+class ServerProps(msgspec.Struct, frozen=True, kw_only=True):
+    """What llama.cpp's server says of itself (``GET /props``); ``None`` where it does not say."""
+
+    total_slots: int | None = None
+    """Requests it runs at once (its ``-np``)."""
+    vision: bool | None = None
+    """Its model takes images (``modalities.vision``: a projector is loaded)."""
+
+
 class NativeModel(msgspec.Struct, frozen=True, kw_only=True):
     """A model from LM Studio's native API (``/api/v0/models`` or ``/api/v1/models``).
 

@@ -222,6 +222,7 @@ class LlamaProps(_Wire):
 
     total_slots: int | None = None
     default_generation_settings: dict[str, Any] | None = None
+    modalities: dict[str, Any] | None = None
 
 
 class LoadResponse(_Wire):

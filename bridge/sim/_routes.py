@@ -313,7 +313,8 @@ _LLAMA_ROUTER_ROUTES: dict[tuple[str, str], Handler] = {
 
 
 async def _llama_props(state: ServerState, request: HttpRequest) -> Response:
-    """llama.cpp server's ``GET /props``: ``total_slots`` is its ``-np`` (the model's ``parallel`` here)."""
+    """llama.cpp server's ``GET /props``: ``total_slots`` is its ``-np`` (the model's ``parallel`` here);
+    ``modalities.vision`` says whether a projector (``--mmproj``) is loaded (the model's ``vision`` here)."""
     spec = next(iter(state.registry.specs.values()))
     return json_response(
         200,
@@ -321,6 +322,7 @@ async def _llama_props(state: ServerState, request: HttpRequest) -> Response:
             "total_slots": spec.parallel,
             "default_generation_settings": {"n_ctx": spec.context_length},
             "model_path": f"/models/{spec.id}.gguf",
+            "modalities": {"vision": spec.vision, "audio": False},
         },
     )
 
