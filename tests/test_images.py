@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from anyio.abc import SocketStream
 from mcp import Client
 
 from bridge.app import open_bridge
 from bridge.frontend import create_server
+from bridge.frontend._images import load_image
 from bridge.settings import BridgeSettings, ChildSettings, ImageSettings, ServerSettings
 from bridge.sim import SimServer, default_config
 from tests.test_frontend import data
@@ -241,3 +244,36 @@ async def test_an_autonomous_run_with_an_unreadable_image_starts_nothing(tmp_pat
     assert result.is_error
     assert data(result)["code"] == "bad_request"
     assert sent == []
+
+
+async def test_a_url_is_fetched_from_the_address_that_was_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The name is resolved once, and the fetch goes to the checked address with the name as Host and as the TLS
+    server name: a name that resolves to a private address a moment later (DNS rebinding) is never asked."""
+    lookups: list[str] = []
+    fetched: list[httpx.Request] = []
+
+    async def resolve(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        lookups.append(host)
+        address = "93.184.216.34" if len(lookups) == 1 else "127.0.0.1"  # the second answer would rebind
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        fetched.append(request)
+        return httpx.Response(200, headers={"content-type": "image/png"}, content=PNG)
+
+    real_client = httpx.AsyncClient
+
+    def pinned_client(**kwargs: Any) -> httpx.AsyncClient:
+        return real_client(transport=httpx.MockTransport(answer), **kwargs)
+
+    monkeypatch.setattr(anyio, "getaddrinfo", resolve)
+    monkeypatch.setattr(httpx, "AsyncClient", pinned_client)
+    uri = await load_image("https://images.example:8443/p.png?size=1", roots=[], settings=ImageSettings())
+    assert uri == "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert lookups == ["images.example"]
+    (request,) = fetched
+    assert request.url.host == "93.184.216.34"
+    assert request.url.port == 8443
+    assert request.url.query == b"size=1"
+    assert request.headers["host"] == "images.example:8443"
+    assert request.extensions["sni_hostname"] == "images.example"

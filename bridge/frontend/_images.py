@@ -130,15 +130,15 @@ def _shown(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
-async def _check_address(host: str, port: int, url: str, settings: ImageSettings) -> None:
-    if settings.allow_private_urls:
-        return
+async def _public_address(host: str, port: int, url: str) -> str:
+    """The address to fetch ``host`` from: every address it resolves to must be public, and the fetch goes to
+    the one checked, so a name that resolves elsewhere a moment later (DNS rebinding) changes nothing."""
     try:
         found = await anyio.getaddrinfo(host, port)
     except OSError as exc:
         raise BadRequestError(f"image URL {url}: cannot resolve {host} ({exc})", details={"image": url}) from None
-    for *_, address in found:
-        ip = ipaddress.ip_address(address[0])
+    addresses = [ipaddress.ip_address(address[0]) for *_, address in found]
+    for ip in addresses:
         if not ip.is_global:
             raise BadRequestError(
                 f"image URL {url} points at {ip}, a loopback, private, link-local or otherwise non-public "
@@ -146,6 +146,9 @@ async def _check_address(host: str, port: int, url: str, settings: ImageSettings
                 "allow it, or pass the file's path instead)",
                 details={"image": url, "address": str(ip)},
             )
+    if not addresses:
+        raise BadRequestError(f"image URL {url}: {host} resolves to no address", details={"image": url})
+    return str(addresses[0])
 
 
 async def _fetch(url: str, settings: ImageSettings) -> bytes:
@@ -153,12 +156,20 @@ async def _fetch(url: str, settings: ImageSettings) -> bytes:
     parts = urlsplit(url)
     if not parts.hostname:
         raise BadRequestError(f"image URL {shown} has no host", details={"image": shown})
-    await _check_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), shown, settings)
+    target = httpx.URL(url)
+    headers = {"Accept": "image/*"}
+    extensions: dict[str, Any] = {}
+    if not settings.allow_private_urls:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = await _public_address(parts.hostname, port, shown)
+        headers["Host"] = target.netloc.decode("ascii").rpartition("@")[2]
+        extensions["sni_hostname"] = parts.hostname  # the certificate is checked against the name, not the address
+        target = target.copy_with(host=address)
     try:
         with anyio.fail_after(settings.fetch_timeout):
             async with (
                 httpx.AsyncClient(follow_redirects=False, trust_env=False) as client,
-                client.stream("GET", url, headers={"Accept": "image/*"}) as response,
+                client.stream("GET", target, headers=headers, extensions=extensions) as response,
             ):
                 if response.status_code != 200:
                     raise BadRequestError(
