@@ -11,10 +11,12 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mcp import Client
 
 from bridge.actors._context import PromptSize, TokenCounter, fitted_max_tokens, prompt_size
 from bridge.app import open_bridge
 from bridge.errors import ContextOverflowError
+from bridge.frontend import create_server
 from bridge.llm import ChatMessage, LLMClient
 from bridge.messages import Chat, Complete
 from bridge.planner import default_reply_tokens, trim_messages
@@ -154,3 +156,27 @@ def test_a_run_trimmed_by_the_planner_leaves_the_reply_the_room_the_planner_kept
     given_tokens = fitted_max_tokens(prompt_size(chat), None, context, MODEL)
     assert given_tokens is not None
     assert given_tokens >= default_reply_tokens(context) - ANSWER_START_TOKENS
+
+
+async def test_max_tokens_auto_is_the_room_that_is_left_on_every_tool() -> None:
+    """``"auto"`` (as the autonomous tools take it) on chat_completion, text_completion and batch items: the room
+    the context leaves, as when max_tokens is omitted; a batch item's "auto" overrides the batch's number."""
+    text = "word " * 100
+    items = [{"prompt": text, "model": MODEL, "max_tokens": "auto"}, {"prompt": text, "model": MODEL}]
+    async with (
+        _sim() as sim,
+        open_bridge(settings_for(sim.url), child_servers=False) as bridge,
+        Client(create_server(bridge), mode="legacy") as client,
+    ):
+        chat = await client.call_tool("chat_completion", {"prompt": text, "model": MODEL, "max_tokens": "auto"})
+        completion = await client.call_tool("text_completion", {"prompt": text, "model": MODEL, "max_tokens": "auto"})
+        batch = await client.call_tool("batch_chat", {"items": items, "max_tokens": 7})
+        wrong = await client.call_tool("chat_completion", {"prompt": text, "model": MODEL, "max_tokens": "lots"})
+        asked = [(r.endpoint, r.body.get("max_tokens")) for r in sim.requests(MODEL)]
+    assert not chat.is_error
+    assert not completion.is_error
+    assert not batch.is_error
+    room = 512 - prompt_size(user(text)).high
+    assert asked[:2] == [("/v1/chat/completions", room), ("/v1/completions", 512 - prompt_size(text).high)]
+    assert sorted(m for _, m in asked[2:]) == sorted([room, 7])
+    assert wrong.is_error

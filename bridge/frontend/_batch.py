@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,10 +29,16 @@ class BatchItem(BaseModel):
     model: str | None = Field(default=None, description="Model id; default: the call's models or the default model.")
     system_prompt: str | None = Field(default=None, description="System prompt for this item.")
     temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, gt=0)
+    max_tokens: Annotated[int, Field(gt=0)] | Literal["auto"] | None = Field(
+        default=None, description='Most tokens for this answer; "auto" or omitted: the room the context leaves.'
+    )
     images: list[str] | None = Field(
         default=None, description="Images for a vision model: paths, http(s) URLs, base64 or data: URIs."
     )
+
+
+def _fixed(max_tokens: int | str) -> int | None:
+    return max_tokens if isinstance(max_tokens, int) else None  # "auto": fitted to the context by the worker
 
 
 def chat_messages(prompt: str, system_prompt: str | None) -> list[ChatMessage]:
@@ -67,7 +73,7 @@ def batch_work(
                     model=item.model,
                     messages=chat_messages(item.prompt, none_if_blank(item.system_prompt or system_prompt)),
                     temperature=item.temperature if item.temperature is not None else temperature,
-                    max_tokens=item.max_tokens or max_tokens,
+                    max_tokens=max_tokens if item.max_tokens is None else _fixed(item.max_tokens),
                 ),
             )
         )

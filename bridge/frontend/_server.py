@@ -19,7 +19,7 @@ is abandoned in turn, down to the LLM stream.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import msgspec
 from mcp.types import ToolAnnotations
@@ -86,6 +86,17 @@ Images = Annotated[
         "base64 or a data: URI."
     ),
 ]
+
+MaxTokens = Annotated[
+    Annotated[int, Field(gt=0)] | Literal["auto"] | None,
+    Field(description='Most tokens to generate; omit or "auto" for the room the model\'s context leaves.'),
+]
+
+
+def _token_count(max_tokens: int | str | None) -> int | None:
+    """``max_tokens`` as sent: ``"auto"`` is the same as leaving it out (the worker fits it to the context)."""
+    return max_tokens if isinstance(max_tokens, int) else None
+
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 """Status and listing tools, and inference: they change nothing a caller could see afterwards."""
@@ -197,7 +208,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         system_prompt: Annotated[str | None, Field(description="Optional system prompt.")] = None,
         model: Annotated[str | None, Field(description="Model id from list_models; omit for the default.")] = None,
         temperature: Annotated[float | None, Field(description="0 to 2; omit for the model's default.")] = None,
-        max_tokens: Annotated[int | None, Field(description="Most tokens to generate; omit for the default.")] = None,
+        max_tokens: MaxTokens = None,
         response_format: Annotated[
             dict[str, Any] | None,
             Field(
@@ -218,7 +229,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             model=model,
             messages=chat_messages(prompt, none_if_blank(system_prompt)),
             temperature=temperature,
-            max_tokens=max_tokens,
+            max_tokens=_token_count(max_tokens),
             response_format=_response_format(response_format),
             include_reasoning=include_reasoning,
         )
@@ -229,7 +240,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             tool="chat_completion",
             work=message,
             model=model,
-            total=max_tokens,
+            total=_token_count(max_tokens),
             background=background,
             raw=response_format is not None,
         )
@@ -240,17 +251,16 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         prompt: Annotated[str, Field(description="The text to continue (raw, no chat template).")],
         model: Annotated[str | None, Field(description="Model id; omit for the default.")] = None,
         temperature: Annotated[float | None, Field(description="0 to 2; omit for the model's default.")] = None,
-        max_tokens: Annotated[int | None, Field(description="Most tokens to generate.")] = None,
+        max_tokens: MaxTokens = None,
         stop_sequences: Annotated[list[str] | None, Field(description="Stop generating at any of these.")] = None,
         background: Background = False,
     ) -> ToolOutput:
         """Continue a piece of text with a local model (raw completion, no chat template)."""
 
-        message = Complete(
-            model=model, prompt=prompt, temperature=temperature, max_tokens=max_tokens, stop=stop_sequences
-        )
+        tokens = _token_count(max_tokens)
+        message = Complete(model=model, prompt=prompt, temperature=temperature, max_tokens=tokens, stop=stop_sequences)
         return await run_as_job(
-            frontend, ctx, tool="text_completion", work=message, model=model, total=max_tokens, background=background
+            frontend, ctx, tool="text_completion", work=message, model=model, total=tokens, background=background
         )
 
     @server.tool(annotations=READ_ONLY)
@@ -308,14 +318,19 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         ] = None,
         system_prompt: Annotated[str | None, Field(description="System prompt for every item.")] = None,
         temperature: Annotated[float | None, Field(description="0 to 2, for every item.")] = None,
-        max_tokens: Annotated[int | None, Field(description="Most tokens per answer.")] = None,
+        max_tokens: MaxTokens = None,
         background: Background = False,
     ) -> ToolOutput:
         """Run many prompts across one or many models in one call, concurrently within each model's limits.
         Returns every item's answer or its own typed error: some may fail while the rest succeed."""
 
         work = batch_work(
-            prompts, models, items, system_prompt=system_prompt, temperature=temperature, max_tokens=max_tokens
+            prompts,
+            models,
+            items,
+            system_prompt=system_prompt,
+            temperature=temperature,
+            max_tokens=_token_count(max_tokens),
         )
         batch = RunBatch(items=[await frontend.with_images(message, images) for images, message in work])
         return await run_as_job(frontend, ctx, tool="batch_chat", work=batch, background=background)
