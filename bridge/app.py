@@ -37,7 +37,8 @@ class Bridge:
     ``caller``: the session these addresses serve (a shared bridge's session; ``""`` for ``serve``), named
     in every request so that each model's slots go to the sessions in turn. ``jobs`` are the bridge's,
     shared by its sessions; ``planner_route`` is where under ``supervisor`` this session's planner is;
-    ``working_dir`` is the session's (where relative image paths are taken from).
+    ``working_dir`` is the session's (where relative image paths are taken from) and ``environ`` its
+    environment (a shared bridge's session: its relay's; else this process's).
     """
 
     def __init__(
@@ -52,10 +53,12 @@ class Bridge:
         caller: str = "",
         jobs: ActorRef[JobsMessage] | None = None,
         working_dir: str | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.caller = caller
         self.working_dir = working_dir or os.getcwd()
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.jobs = jobs
         self.planner_route = f"{caller}/planner" if caller else "planner"
         self.clients = clients
@@ -114,6 +117,7 @@ async def open_session(
             caller=name,
             jobs=bridge.jobs,
             working_dir=working_dir,
+            environ=environ,
         )
         return
     session, actors = await start_session_actors(
@@ -131,6 +135,7 @@ async def open_session(
             caller=name,
             jobs=bridge.jobs,
             working_dir=working_dir,
+            environ=environ,
         )
     finally:
         await _outlive_session_jobs(bridge, session.name)

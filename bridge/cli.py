@@ -63,6 +63,9 @@ def _settings_options() -> argparse.ArgumentParser:
     group.add_argument("--call-budget", type=float, metavar="SECONDS", help="time budget of one tool call (default 55)")
     group.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), type=str.upper)
     group.add_argument("--log-format", choices=("plain", "json"), help="log lines on stderr: plain or JSON")
+    group.add_argument(
+        "--tools", choices=("default", "compat"), help="compat adds the older LM Studio bridge's remaining tools"
+    )
     common.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop")
     return common
 
@@ -171,6 +174,7 @@ def flags_from_args(args: argparse.Namespace) -> CliFlags:
         call_budget=args.call_budget,
         log_level=args.log_level,
         log_format=args.log_format,
+        tools=args.tools,
     )
 
 

@@ -19,6 +19,11 @@ The environment:
 ``LMSTUDIO_BRIDGE_CALL_BUDGET``    seconds one MCP tool call may take
 ``LMSTUDIO_BRIDGE_LOG_LEVEL``      DEBUG, INFO, WARNING, ERROR or CRITICAL
 ``LMSTUDIO_BRIDGE_LOG_FORMAT``     ``plain`` or ``json`` (JSON lines on stderr)
+``LMSTUDIO_BRIDGE_TOOLS``          ``default`` or ``compat`` (adds the older bridge's remaining tools)
+``DEFAULT_MODEL``           the older bridge's name for the default model (``LMSTUDIO_BRIDGE_DEFAULT_MODEL`` wins)
+``WORKING_DIR``             the older bridge's directory for file work: the working directory of the
+                            ``autonomous_filesystem_full`` compat tool when a call names none
+``MCP_JSON_PATH``           an MCP config file to read child servers from (read by child discovery)
 ==========================  ===============================================================
 
 Servers given by host/port, base URL and the list are combined (duplicates
@@ -86,8 +91,12 @@ ENV_VARS: Final = (
     "LMSTUDIO_BRIDGE_CALL_BUDGET",
     "LMSTUDIO_BRIDGE_LOG_LEVEL",
     "LMSTUDIO_BRIDGE_LOG_FORMAT",
+    "LMSTUDIO_BRIDGE_TOOLS",
+    "DEFAULT_MODEL",
+    "WORKING_DIR",
+    "MCP_JSON_PATH",
 )
-"""Every environment variable the bridge reads."""
+"""Every environment variable the bridge reads (the last three as the older LM Studio bridge named them)."""
 
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS: Final = ("plain", "json")
@@ -112,6 +121,7 @@ class CliFlags(msgspec.Struct, frozen=True, kw_only=True):
     call_budget: float | None = None
     log_level: str | None = None
     log_format: str | None = None
+    tools: str | None = None
 
 
 class LoadedConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -247,6 +257,12 @@ def _env_layer(env: Mapping[str, str]) -> tuple[Tree, dict[str, str]]:
     if model := get("LMSTUDIO_BRIDGE_DEFAULT_MODEL"):
         tree["default_model"] = model
         origins["default_model"] = "env LMSTUDIO_BRIDGE_DEFAULT_MODEL"
+    elif model := get("DEFAULT_MODEL"):  # the older bridge's name, same meaning
+        tree["default_model"] = model
+        origins["default_model"] = "env DEFAULT_MODEL"
+    if tools := get("LMSTUDIO_BRIDGE_TOOLS"):
+        tree["tools"] = tools.lower()
+        origins["tools"] = "env LMSTUDIO_BRIDGE_TOOLS"
     if budget := get("LMSTUDIO_BRIDGE_CALL_BUDGET"):
         tree["call_budget"] = _number(budget, "environment variable LMSTUDIO_BRIDGE_CALL_BUDGET")
         origins["call_budget"] = "env LMSTUDIO_BRIDGE_CALL_BUDGET"
@@ -282,7 +298,7 @@ def _flag_layer(flags: CliFlags) -> tuple[Tree, dict[str, str]]:
     if flags.api_key:
         tree["_api_key"] = flags.api_key
         origins["api_key"] = "flag --api-key"
-    for name in ("default_model", "call_budget", "log_level", "log_format"):
+    for name in ("default_model", "call_budget", "log_level", "log_format", "tools"):
         value = getattr(flags, name)
         if value is not None and value != "":
             tree[name] = value

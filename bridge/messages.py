@@ -241,6 +241,18 @@ class UnloadedModel(Reply, frozen=True, kw_only=True):
     instance_ids: list[str]
 
 
+class DownloadedModel(Reply, frozen=True, kw_only=True):
+    """A model download on an LM Studio server: ``status`` downloading, paused, completed, failed or
+    already_downloaded."""
+
+    model: str
+    server: str
+    status: str
+    job_id: str | None = None
+    total_size_bytes: int | None = None
+    downloaded_bytes: int | None = None
+
+
 class CallerLoad(msgspec.Struct, frozen=True, kw_only=True):
     """One caller's (a shared bridge's session's) requests at one model: holding a slot, and waiting."""
 
@@ -351,6 +363,15 @@ class UnloadModel(Request[UnloadedModel], frozen=True, kw_only=True):
     model: str
 
 
+class DownloadModel(Request[DownloadedModel], frozen=True, kw_only=True):
+    """Download ``model`` (a catalog id or a Hugging Face URL) on the first LM Studio server; with ``wait``,
+    reply once it is over or the asker's time is nearly up, whichever is first."""
+
+    model: str
+    quantization: str | None = None
+    wait: bool = False
+
+
 class GetStatus(Request[BridgeStatus], frozen=True, kw_only=True):
     """Per-model queue/latency figures and per-server reachability."""
 
@@ -370,7 +391,17 @@ class ModelServersChanged(Request[None], frozen=True, kw_only=True):
 
 
 RegistryMessage = (
-    ListModels | ResolveModel | Chat | Complete | Embed | Respond | LoadModel | UnloadModel | GetStatus | CheckHealth
+    ListModels
+    | ResolveModel
+    | Chat
+    | Complete
+    | Embed
+    | Respond
+    | LoadModel
+    | UnloadModel
+    | DownloadModel
+    | GetStatus
+    | CheckHealth
 )
 WorkerMessage = Chat | Complete | Embed | Respond | GetWorkerStats | ModelServersChanged
 
@@ -508,7 +539,22 @@ class CallChildTool(Request[ChildToolResult], frozen=True, kw_only=True):
     timeout: float | None = None
 
 
-ChildServersMessage = ListChildServers | ListChildTools | CallChildTool
+class StartChildServer(Request[str], frozen=True, kw_only=True):
+    """A standard child server for this session (the compat tools' filesystem, memory, fetch, github): the
+    name of a configured one that runs ``package`` (and, for a filesystem server, lists every one of ``roots``),
+    else of one started now from ``command`` and ``args``, under the same supervision and trust rules as any
+    child; it runs until the session ends. ``env`` and ``env_passthrough``: the few variables it needs (a token)."""
+
+    name: str
+    package: str
+    command: str
+    args: list[str]
+    roots: list[str] = msgspec.field(default_factory=list)
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    env_passthrough: list[str] = msgspec.field(default_factory=list)
+
+
+ChildServersMessage = ListChildServers | ListChildTools | CallChildTool | StartChildServer
 
 
 # ---------------------------------------------------------------------------
@@ -587,7 +633,27 @@ class RunTask(Request[RunResult], frozen=True, kw_only=True):
     tool_concurrency: int = 4
 
 
-PlannerMessage = RunTask
+class SeriesItem(Reply, frozen=True, kw_only=True):
+    """One task of a series: its run, or the error that kept it from running."""
+
+    task: str
+    run: RunResult | None = None
+    error: ErrorInfo | None = None
+
+
+class SeriesResult(Reply, frozen=True, kw_only=True):
+    items: list[SeriesItem]
+    elapsed_s: float = 0.0
+
+
+class RunSeries(Request[SeriesResult], frozen=True, kw_only=True):
+    """Several autonomous tasks one after another, in one job: each sees what the ones before it left
+    (files, a memory graph). A task that fails is reported in its place and the next one runs."""
+
+    tasks: list[RunTask]
+
+
+PlannerMessage = RunTask | RunSeries
 
 
 # ---------------------------------------------------------------------------
@@ -617,14 +683,14 @@ class BatchResult(Reply, frozen=True, kw_only=True):
     elapsed_s: float = 0.0
 
 
-JobWork = Chat | Complete | RunTask | RunBatch
+JobWork = Chat | Complete | RunTask | RunSeries | RunBatch
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
 class JobView(Reply, frozen=True, kw_only=True):
     """A job as a caller sees it: its state, progress so far, and once finished its outcome.
 
-    Exactly one of ``chat``, ``completion``, ``run``, ``batch`` or ``error`` is set once it
+    Exactly one of ``chat``, ``completion``, ``run``, ``series``, ``batch`` or ``error`` is set once it
     finished (``error`` also for a cancelled one). ``raw``: the chat asked for structured output.
     """
 
@@ -645,6 +711,7 @@ class JobView(Reply, frozen=True, kw_only=True):
     chat: ChatResult | None = None
     completion: CompletionResult | None = None
     run: RunResult | None = None
+    series: SeriesResult | None = None
     batch: BatchResult | None = None
     error: ErrorInfo | None = None
 

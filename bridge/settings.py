@@ -182,6 +182,8 @@ class BridgeSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     children: ChildSettings = ChildSettings()
     jobs: JobSettings = JobSettings()
     images: ImageSettings = ImageSettings()
+    tools: Literal["default", "compat"] = "default"
+    """``compat`` adds the older LM Studio bridge's remaining tools, as aliases (docs/migrating.md)."""
     log_level: str = "INFO"
     log_format: str = "plain"
     idle_exit: float = 600.0

@@ -27,6 +27,7 @@ from bridge.messages import (
     Progress,
     RunBatch,
     RunResult,
+    SeriesResult,
     SubmitJob,
 )
 from bridge.runtime import ProgressSink, RequestContext
@@ -141,6 +142,9 @@ class Job:
             case RunResult():
                 self.outcome = {"run": result}
                 self.rounds = result.rounds
+            case SeriesResult():
+                self.outcome = {"series": result}
+                self.rounds = sum(item.run.rounds for item in result.items if item.run is not None)
             case BatchResult():
                 self.outcome = {"batch": result}
                 self.items_done = len(result.items)

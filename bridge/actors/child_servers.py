@@ -51,6 +51,7 @@ from bridge.errors import (
     ActorUnavailableError,
     BadRequestError,
     BridgeError,
+    BusyError,
     ChildServerDownError,
     ConfigError,
     ErrorInfo,
@@ -70,6 +71,7 @@ from bridge.messages import (
     ListTools,
     Request,
     SessionMessage,
+    StartChildServer,
 )
 from bridge.runtime import (
     Actor,
@@ -137,6 +139,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
         self._routes: dict[str, ActorRef[SessionMessage]] = {}
         self._generations: dict[str, int] = {}
         self._start_errors: dict[str, BridgeError] = {}
+        self._started: dict[str, ServerConfig] = {}  # standard servers started for a compat tool
 
     @property
     def config(self) -> ChildrenConfig:
@@ -324,6 +327,8 @@ class ChildServersActor(Actor[ChildServersMessage]):
                 return await self._list_tools(message, ctx)
             case ListChildServers():
                 return await self._list_servers(ctx)
+            case StartChildServer():
+                return await self._standard_server(message)
 
     def _route(self, name: str) -> ActorRef[SessionMessage]:
         """The session of server ``name``, or the error that says why there is none."""
@@ -413,6 +418,41 @@ class ChildServersActor(Actor[ChildServersMessage]):
                 task_group.start_soon(list_one, name)
         return ChildToolCatalog(servers=[found[name] for name in names if name in found], errors=errors)
 
+    async def _standard_server(self, wanted: StartChildServer) -> str:
+        """A configured server that runs the package (and covers the roots), else one started for it."""
+        args, env = tuple(wanted.args), dict(wanted.env)
+        for name, server in {**self._config.enabled(), **self._started}.items():
+            same = name in self._started and (server.command, server.args, server.env) == (wanted.command, args, env)
+            fits = _runs(server, wanted.package) and _covers(server, wanted.roots) and (not env or server.env == env)
+            if (same or fits) and name in self._routes:
+                return name
+        if len(self._started) >= MAX_STARTED_SERVERS:
+            raise BusyError(
+                f"this session already runs {len(self._started)} standard child servers that compat tools "
+                f"started (at most {MAX_STARTED_SERVERS}); reuse a working directory, or configure the server "
+                "in .mcp.json",
+                details={"servers": sorted(self._started)},
+            )
+        taken = set(self._config.servers) | set(self._started)
+        name = next(n for n in (wanted.name, *(f"{wanted.name}-{i}" for i in range(2, 100))) if n not in taken)
+        server = ServerConfig(
+            name=name,
+            transport="stdio",
+            command=wanted.command,
+            args=args,
+            env=env,
+            env_passthrough=tuple(wanted.env_passthrough),
+            cwd=self._working_dir,
+            inherited_env=dict(self._environ) if self._environ is not None else None,
+            source=f"started by the bridge for a compat tool ({wanted.package})",
+        )
+        self._started[name] = server
+        if not await self._start_session(server):
+            del self._started[name]
+            self._route(name)  # raises the start error
+        log.info("started the standard child server %r: %s %s", name, wanted.command, " ".join(wanted.args))
+        return name
+
     async def _list_servers(self, ctx: RequestContext) -> ChildServerList:
         config = self._config
         rows: dict[str, ChildServerInfo] = {}
@@ -424,7 +464,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
                 rows[name] = _row(server, state=_actor_state(ref), last_error=exc.message)
 
         async with anyio.create_task_group() as task_group:
-            for name, server in config.servers.items():
+            for name, server in {**config.servers, **self._started}.items():
                 ref = self._routes.get(name)
                 if server.disabled:
                     rows[name] = _row(server, state="disabled", note=f'"disabled": true in {server.source}')
@@ -453,6 +493,26 @@ class ChildServersActor(Actor[ChildServersMessage]):
             )
         errors = [*config.errors, *(f"{name}: {error.message}" for name, error in self._start_errors.items())]
         return ChildServerList(servers=[rows[name] for name in sorted(rows)], errors=errors)
+
+
+MAX_STARTED_SERVERS: Final = 8
+"""Standard child servers one session's compat tools may start (each a process)."""
+
+
+def _runs(server: ServerConfig, package: str) -> bool:
+    """Whether ``server`` runs ``package`` (``npx -y @scope/pkg``, ``uvx pkg``, ``pkg`` itself, a pinned version)."""
+    words = [server.command or "", *server.args]
+    return any(w == package or w.startswith(package + "@") or w.endswith("/" + package) for w in words)
+
+
+def _covers(server: ServerConfig, roots: Sequence[str]) -> bool:
+    """Whether a filesystem server's directory arguments include every one of ``roots``."""
+    if not roots:
+        return True
+    base = Path(server.cwd or ".")
+    paths = [arg for arg in server.args if not arg.startswith(("-", "@")) and ("/" in arg or arg in (".", "~"))]
+    dirs = [(base / Path(arg).expanduser()).resolve() for arg in paths]
+    return all(any(Path(root).resolve().is_relative_to(d) for d in dirs) for root in roots)
 
 
 def _row(

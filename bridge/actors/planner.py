@@ -31,7 +31,10 @@ from bridge.messages import (
     RegistryMessage,
     ResolveModel,
     RunResult,
+    RunSeries,
     RunTask,
+    SeriesItem,
+    SeriesResult,
     ToolCallRecord,
 )
 from bridge.planner import (
@@ -148,6 +151,18 @@ class PlannerActor(Actor[PlannerMessage]):
         match message:
             case RunTask():
                 return await self._run(message, ctx)
+            case RunSeries():
+                return await self._series(message, ctx)
+
+    async def _series(self, series: RunSeries, ctx: RequestContext) -> SeriesResult:
+        started = anyio.current_time()
+        items: list[SeriesItem] = []
+        for task in series.tasks:
+            try:
+                items.append(SeriesItem(task=task.task, run=await self._run(task, ctx)))
+            except BridgeError as error:
+                items.append(SeriesItem(task=task.task, error=error.to_info()))
+        return SeriesResult(items=items, elapsed_s=round(anyio.current_time() - started, 4))
 
     async def _run(self, task: RunTask, ctx: RequestContext) -> RunResult:
         if not task.task.strip():

@@ -39,6 +39,8 @@ from bridge.messages import (
     Chat,
     CheckHealth,
     Complete,
+    DownloadedModel,
+    DownloadModel,
     Embed,
     GateStats,
     GetGateStats,
@@ -102,6 +104,7 @@ class _Listing:
         self.error: BridgeError | None = None
 
 
+_DOWNLOAD_POLL = 1.0  # seconds between looks at a download's status while a caller waits for it
 _ROUTER_POLL = 0.25  # seconds between looks at llama.cpp's router listing while a model loads
 _LISTING_TURN_WAIT = 1.0
 """Seconds a listing waits for a turn on a server with ``max_concurrent`` (at most half of ``listing_timeout``):
@@ -188,6 +191,8 @@ class ModelRegistryActor(Actor[RegistryMessage]):
                 return await self._route(entry, msgspec.structs.replace(message, model=entry.id), ctx)
             case LoadModel():
                 return await self._load(message, ctx)
+            case DownloadModel():
+                return await self._download(message, ctx)
             case UnloadModel():
                 return await self._unload(message)
             case GetStatus():
@@ -496,6 +501,33 @@ class ModelRegistryActor(Actor[RegistryMessage]):
         await self._update_listing(force=True, wait=True)
         return LoadedModel(
             model=entry.id, server=name, instance_id=result.instance_id, load_time_s=result.load_time_seconds
+        )
+
+    async def _download(self, message: DownloadModel, ctx: RequestContext) -> DownloadedModel:
+        await self._update_listing(force=False, wait=True)
+        native = [name for name, listing in self.listings.items() if listing.native]
+        if not native:
+            raise UnsupportedEndpointError(
+                "no server here downloads models: the bridge downloads them through LM Studio's native API "
+                "(0.4 or newer), and none of the configured servers is LM Studio. Download the model with the "
+                "server's own tools",
+                details={"servers": list(self.listings)},
+            )
+        name = native[0]
+        client = self.clients[name]
+        status = await client.download_model(message.model, quantization=message.quantization)
+        while message.wait and not status.over and status.job_id and ctx.remaining() > _DOWNLOAD_POLL + 1.0:
+            await anyio.sleep(_DOWNLOAD_POLL)
+            status = await client.download_status(status.job_id)
+        if status.status == "completed":
+            await self._update_listing(force=True, wait=True)
+        return DownloadedModel(
+            model=message.model,
+            server=name,
+            status=status.status,
+            job_id=status.job_id,
+            total_size_bytes=status.total_size_bytes,
+            downloaded_bytes=status.downloaded_bytes,
         )
 
     async def _unload(self, message: UnloadModel) -> UnloadedModel:

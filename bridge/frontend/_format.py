@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import msgspec
 
-from bridge.errors import BridgeError, error_fields, error_text
+from bridge.errors import BridgeError, error_fields, error_from_info, error_text
 from bridge.messages import (
     WITHHELD_TOOLS_HOW,
     BridgeStatus,
@@ -30,6 +30,7 @@ from bridge.messages import (
     ModelList,
     ResponseResult,
     RunResult,
+    SeriesResult,
     ServerState,
     UnloadedModel,
 )
@@ -675,3 +676,21 @@ def run_output(result: RunResult, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutp
         return ToolOutput(text=text, structured=structured)
 
     return fit(build, [result.answer], limit)
+
+
+def series_output(result: SeriesResult, limit: int = DEFAULT_OUTPUT_LIMIT) -> ToolOutput:
+    """Several runs, one after another: each task's result in its place, sharing the room."""
+    share = max(1000, limit // max(1, len(result.items)) - 200)
+    texts: list[str] = []
+    results: list[dict[str, Any]] = []
+    for number, item in enumerate(result.items, 1):
+        if item.run is not None:
+            shown = run_output(item.run, share)
+        else:
+            assert item.error is not None
+            shown = error_output(error_from_info(item.error), share)
+        texts.append(f"## task {number}: {item.task[:80]}\n{shown.text}")
+        results.append({"task": item.task, "ok": not shown.is_error, **shown.structured})
+    failed = sum(1 for r in results if not r["ok"])
+    text = "\n\n".join([*texts, f"[{len(results)} tasks, {failed} failed, {result.elapsed_s:.1f} s in all]"])
+    return _fit_listing(text, {"results": results, "elapsed_s": result.elapsed_s}, limit)

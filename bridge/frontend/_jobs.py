@@ -23,6 +23,7 @@ from bridge.frontend._format import (
     completion_output,
     error_output,
     run_output,
+    series_output,
 )
 from bridge.frontend._frontend import Ctx, Frontend
 from bridge.frontend._job_format import continuing_output, job_ticket_output
@@ -87,6 +88,8 @@ async def finished_output(fe: Frontend, view: JobView, *, explain_budget: bool =
         return completion_output(view.completion, fe.limit)
     if view.run is not None:
         return run_output(view.run, fe.limit)
+    if view.series is not None:
+        return series_output(view.series, fe.limit)
     if view.batch is not None:
         return await _batch_output(fe, view.batch, explain_budget=explain_budget)
     raise AssertionError(f"job {view.job_id} finished with nothing to show")

@@ -19,15 +19,34 @@ is abandoned in turn, down to the LLM stream.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
-from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from bridge._diagnostics import task_count
 from bridge.errors import BadRequestError
+from bridge.frontend._args import (
+    AUTONOMOUS,
+    DESTRUCTIVE,
+    MAX_RUN_ROUNDS,
+    READ_ONLY,
+    STATEFUL,
+    Images,
+    MaxTokens,
+    RunAllow,
+    RunBudget,
+    RunDeny,
+    RunModel,
+    RunReasoning,
+    RunRounds,
+    RunTaskText,
+    RunTokens,
+    token_count,
+)
 from bridge.frontend._batch import BatchItem, batch_work, chat_messages, none_if_blank
+from bridge.frontend._compat import register_compat_tools
+from bridge.frontend._compat_runs import register_compat_runs
 from bridge.frontend._format import (
     DEFAULT_OUTPUT_LIMIT,
     ToolOutput,
@@ -78,31 +97,6 @@ Long work (long generations, big batches, autonomous runs) can take background: 
 at once; fetch it with job_result. A call that runs out of time goes on as a job and says which.
 Errors start with a code (model_not_found, busy, timeout, backend_unavailable, ...) and say what to do;
 retryable ones say when to retry."""
-
-Images = Annotated[
-    list[str] | None,
-    Field(
-        description="Images for a vision model, each a file path (under the working directory), an http(s) URL, "
-        "base64 or a data: URI."
-    ),
-]
-
-MaxTokens = Annotated[
-    Annotated[int, Field(gt=0)] | Literal["auto"] | None,
-    Field(description='Most tokens to generate; omit or "auto" for the room the model\'s context leaves.'),
-]
-
-
-def _token_count(max_tokens: int | str | None) -> int | None:
-    """``max_tokens`` as sent: ``"auto"`` is the same as leaving it out (the worker fits it to the context)."""
-    return max_tokens if isinstance(max_tokens, int) else None
-
-
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
-"""Status and listing tools, and inference: they change nothing a caller could see afterwards."""
-STATEFUL = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
-
 
 # --------------------------------------------------------------------------- arguments
 
@@ -169,6 +163,9 @@ def create_server(
     _register_child_tools(server, frontend)
     _register_autonomous_tools(server, frontend)
     register_job_tools(server, frontend)
+    if settings.tools == "compat":
+        register_compat_tools(server, frontend)
+        register_compat_runs(server, frontend)
     return server
 
 
@@ -229,7 +226,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             model=model,
             messages=chat_messages(prompt, none_if_blank(system_prompt)),
             temperature=temperature,
-            max_tokens=_token_count(max_tokens),
+            max_tokens=token_count(max_tokens),
             response_format=_response_format(response_format),
             include_reasoning=include_reasoning,
         )
@@ -240,7 +237,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             tool="chat_completion",
             work=message,
             model=model,
-            total=_token_count(max_tokens),
+            total=token_count(max_tokens),
             background=background,
             raw=response_format is not None,
         )
@@ -257,7 +254,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
     ) -> ToolOutput:
         """Continue a piece of text with a local model (raw completion, no chat template)."""
 
-        tokens = _token_count(max_tokens)
+        tokens = token_count(max_tokens)
         message = Complete(model=model, prompt=prompt, temperature=temperature, max_tokens=tokens, stop=stop_sequences)
         return await run_as_job(
             frontend, ctx, tool="text_completion", work=message, model=model, total=tokens, background=background
@@ -330,7 +327,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             items,
             system_prompt=system_prompt,
             temperature=temperature,
-            max_tokens=_token_count(max_tokens),
+            max_tokens=token_count(max_tokens),
         )
         batch = RunBatch(items=[await frontend.with_images(message, images) for images, message in work])
         return await run_as_job(frontend, ctx, tool="batch_chat", work=batch, background=background)
@@ -381,23 +378,6 @@ def _register_child_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
     del list_available_mcps
 
 
-RunTaskText = Annotated[str, Field(description="What the local model should do, in plain words.")]
-RunModel = Annotated[str | None, Field(description="Model id; omit for the default model.")]
-RunRounds = Annotated[int, Field(description="Most model turns (each may call tools).", ge=1, le=100)]
-RunTokens = Annotated[Annotated[int, Field(gt=0)] | str, Field(description='Most tokens per model turn, or "auto".')]
-"""A positive count, checked here: the planner reports an error of the model's turn as the run's, not the call's."""
-RunBudget = Annotated[
-    float | None, Field(description="Seconds the run may take (default: jobs.time_budget, an hour).", gt=0)
-]
-RunAllow = Annotated[list[str] | None, Field(description="Only tools matching these patterns (tool or server__tool).")]
-RunDeny = Annotated[list[str] | None, Field(description="Never tools matching these patterns.")]
-RunReasoning = Annotated[bool, Field(description="Include the model's reasoning in the result.")]
-
-
-AUTONOMOUS = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
-"""A local model calls other servers' tools: anything those tools do can happen."""
-
-
 def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
     async def start(
         ctx: Ctx,
@@ -420,7 +400,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
             task=task,
             servers=servers,
             model=none_if_blank(model),
-            max_rounds=max_rounds,
+            max_rounds=min(max_rounds, MAX_RUN_ROUNDS),
             max_tokens=max_tokens if isinstance(max_tokens, int) else None,
             time_budget=time_budget,
             allow=allow_tools or [],

@@ -13,6 +13,7 @@ from bridge.llm._client import LLMClient, ProgressCallback
 from bridge.llm._outcome import (
     ChatOutcome,
     CompletionOutcome,
+    DownloadStatus,
     EmbeddingsOutcome,
     LoadResult,
     ModelInfo,
@@ -59,6 +60,7 @@ __all__ = [
     # results
     "ChatOutcome",
     "CompletionOutcome",
+    "DownloadStatus",
     "EmbeddingsOutcome",
     "ResponsesOutcome",
     "StreamProgress",

@@ -43,6 +43,7 @@ from bridge.llm._models import models_from_openai, models_from_v0, models_from_v
 from bridge.llm._outcome import (
     ChatOutcome,
     CompletionOutcome,
+    DownloadStatus,
     EmbeddingsOutcome,
     LoadResult,
     ModelInfo,
@@ -680,6 +681,25 @@ class LLMClient:
         unloaded = payload.get("instance_id") if isinstance(payload, dict) else None
         return unloaded if isinstance(unloaded, str) and unloaded else instance_id
 
+    async def download_model(
+        self, model: str, *, quantization: str | None = None, budgets: Budgets | None = None
+    ) -> DownloadStatus:
+        """Start downloading ``model`` via ``POST /api/v1/models/download`` (LM Studio 0.4+).
+
+        Raises:
+            UnsupportedEndpointError: not LM Studio 0.4 or newer.
+        """
+        body: dict[str, Any] = {"model": model}
+        if quantization is not None:
+            body["quantization"] = quantization
+        ctx = self._ctx("/api/v1/models/download", model=model)
+        return _download_status(ctx, await self._json(ctx, msgspec.json.encode(body), budgets=budgets, quick=True))
+
+    async def download_status(self, job_id: str, *, budgets: Budgets | None = None) -> DownloadStatus:
+        """``GET /api/v1/models/download/status/<job_id>``: how a download started by :meth:`download_model` goes."""
+        ctx = self._ctx(f"/api/v1/models/download/status/{job_id}", method="GET")
+        return _download_status(ctx, await self._json(ctx, None, budgets=budgets, quick=True))
+
     # -- llama.cpp's router (llama-server started without a model) ---------------------------------
 
     async def router_load_model(self, model: str, *, budgets: Budgets | None = None) -> None:
@@ -695,6 +715,13 @@ class LLMClient:
         """Ask llama.cpp's router to unload ``model`` (``POST /models/unload``)."""
         ctx = self._ctx("/models/unload", model=model)
         await self._json(ctx, msgspec.json.encode({"model": model}), budgets=budgets, quick=True)
+
+
+def _download_status(ctx: CallContext, payload: Any) -> DownloadStatus:
+    try:
+        return msgspec.convert(payload, DownloadStatus)
+    except msgspec.ValidationError as exc:
+        raise bad_shape(ctx, exc) from None
 
 
 def _vector(embedding: list[float] | str) -> list[float]:

@@ -134,6 +134,19 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
         return None if self.load_state is None else self.load_state == "loaded"
 
 
+class DownloadStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """An LM Studio model download: ``status`` is downloading, paused, completed, failed or already_downloaded."""
+
+    job_id: str | None = None
+    status: str = "downloading"
+    total_size_bytes: int | None = None
+    downloaded_bytes: int | None = None
+
+    @property
+    def over(self) -> bool:
+        return self.status in ("completed", "failed", "already_downloaded")
+
+
 class ServerProps(msgspec.Struct, frozen=True, kw_only=True):
     """What llama.cpp's server says of itself (``GET /props``); ``None`` where it does not say."""
 

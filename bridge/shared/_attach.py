@@ -31,6 +31,7 @@ class Attach(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         environ: The relay's environment, for ``${VAR}`` expansion in its child-server files.
         children: Its child-server settings; ``None``: no child servers (``--no-child-servers``).
         output_limit: Characters allowed in one tool result of this session (``None``: the default).
+        tools: The session's tool profile (``default`` or ``compat``).
         pid: The relay's pid, for ``daemon status``.
     """
 
@@ -39,6 +40,7 @@ class Attach(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     environ: dict[str, str] = msgspec.field(default_factory=dict)
     children: ChildSettings | None = None
     output_limit: int | None = None
+    tools: Literal["default", "compat"] = "default"
     pid: int = 0
 
 

@@ -39,6 +39,7 @@ def run_relay(settings: BridgeSettings, *, child_servers: bool, output_limit: in
         environ=dict(os.environ),
         children=settings.children if child_servers else None,
         output_limit=output_limit,
+        tools=settings.tools,
         pid=os.getpid(),
     )
     try:

@@ -17,7 +17,7 @@ from bridge.settings import BridgeSettings
 
 __all__ = ["shared_name", "shared_settings_digest"]
 
-_PER_SESSION = ("children", "log_level", "log_format")
+_PER_SESSION = ("children", "log_level", "log_format", "tools")
 
 
 def shared_settings_digest(settings: BridgeSettings) -> str:

@@ -134,7 +134,7 @@ class SharedBridge:
         with self._attached(number, attach):
             await stream.send(msgspec.json.encode({"attached": number, "pid": os.getpid()}) + b"\n")
             log.info("session %d attached (pid %d, %s)", number, attach.pid, attach.cwd)
-            server, slot = self._take_server(attach.output_limit or DEFAULT_OUTPUT_LIMIT)
+            server, slot = self._take_server(attach.output_limit or DEFAULT_OUTPUT_LIMIT, attach.tools)
             lines, wire = SocketLines(buffered), SocketWire(stream)
             serving = anyio.CancelScope()
             ended = anyio.Event()
@@ -166,13 +166,14 @@ class SharedBridge:
             log.exception("session %d: its actors did not start", number)
             slot.fail(exc)
 
-    def _take_server(self, output_limit: int) -> tuple[BridgeMCPServer, BridgeSlot]:
+    def _take_server(self, output_limit: int, tools: str) -> tuple[BridgeMCPServer, BridgeSlot]:
         """The spare MCP server if it fits, else a new one (building one takes tens of milliseconds)."""
         spare, self._spare = self._spare, None
         self._spare_taken.set()
-        if spare is not None and spare[0].output_limit == output_limit:
+        settings = self.bridge.settings
+        if spare is not None and spare[0].output_limit == output_limit and settings.tools == tools:
             return spare
-        return _new_server(self.bridge.settings, output_limit)
+        return _new_server(msgspec.structs.replace(settings, tools=tools), output_limit)
 
     async def keep_a_spare_server(self) -> None:
         """Build the next session's MCP server ahead, once the session that took the last one is under way."""

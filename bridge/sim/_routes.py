@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from bridge.sim import _downloads as downloads
 from bridge.sim import _llama_router as llama_router
 from bridge.sim._chat import Collected, chat_completions, completions, prelude
 from bridge.sim._config import SimModel
@@ -292,6 +293,7 @@ _ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/api/v1/models"): _list_native_v1,
     ("POST", "/api/v1/models/load"): _load,
     ("POST", "/api/v1/models/unload"): _unload,
+    ("POST", "/api/v1/models/download"): downloads.download,
 }
 
 
@@ -394,6 +396,8 @@ class Router:
         handler = _ROUTES.get(key)
         if handler is None and request.method == "GET" and path.startswith("/api/v0/models/"):
             handler = _one_v0
+        if handler is None and request.method == "GET" and path.startswith("/api/v1/models/download/status/"):
+            handler = downloads.download_status
         if handler is None:
             return unexpected_endpoint(request.method, request.path)
         return await handler(self._state, request)

@@ -116,6 +116,7 @@ class ServerState:
         self.ids = Ids(config.seed)
         self.unresponsive = config.unresponsive
         self.responses: dict[str, list[dict[str, Any]]] = {}
+        self.downloads: dict[str, dict[str, Any]] = {}  # LM Studio's download jobs, by id
         self._log: dict[str, deque[RecordedRequest]] = {}
 
     # --- requests ------------------------------------------------------------------
