@@ -186,6 +186,7 @@ def load_config(flags: CliFlags | None = None, *, environ: Mapping[str, str] | N
     _inherit_model_limits(merged)
     settings = _convert(merged, "the merged configuration", origins)
     settings = _check_values(settings, origins)
+    _warn_of_old_variables(env, settings)
     return LoadedConfig(settings=settings, file=path if file_label else None, origins=origins)
 
 
@@ -273,6 +274,23 @@ def _env_layer(env: Mapping[str, str]) -> tuple[Tree, dict[str, str]]:
         tree["log_format"] = fmt
         origins["log_format"] = "env LMSTUDIO_BRIDGE_LOG_FORMAT"
     return tree, origins
+
+
+def _warn_of_old_variables(env: Mapping[str, str], settings: BridgeSettings) -> None:
+    """The older bridge's variables that mean less here, said on stderr (logging is not set up yet: the
+    last-resort handler writes warnings there, never to stdout)."""
+    log = logging.getLogger("bridge.config")
+    old_model, new_model = env.get("DEFAULT_MODEL", "").strip(), env.get("LMSTUDIO_BRIDGE_DEFAULT_MODEL", "").strip()
+    if old_model and new_model and old_model != new_model:
+        log.warning("DEFAULT_MODEL=%s is not used: LMSTUDIO_BRIDGE_DEFAULT_MODEL=%s is set too", old_model, new_model)
+    if env.get("WORKING_DIR", "").strip() and settings.tools != "compat":
+        log.warning(
+            "WORKING_DIR is set, the older bridge's directory for its filesystem tools: here only the compat "
+            "profile's filesystem tools read it. Add --tools compat (LMSTUDIO_BRIDGE_TOOLS=compat), or unset it"
+        )
+    for name in ("MCP_WORKING_DIR", "MCP_FILESYSTEM_ROOT", "LMS_MAX_RETRIES", "LMS_EXTRA_NUMERIC_PARAMS"):
+        if env.get(name, "").strip():
+            log.warning("%s is set but not read by this bridge (the older bridge's; see docs/migrating.md)", name)
 
 
 def _flag_layer(flags: CliFlags) -> tuple[Tree, dict[str, str]]:

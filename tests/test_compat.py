@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
@@ -257,3 +258,28 @@ async def test_the_compat_profile_from_the_environment_over_stdio(
         current = await call(session, "get_current_model", {})
     assert names >= COMPAT_TOOLS
     assert data(current)["id"] == VL
+
+
+def test_old_variables_that_mean_less_here_are_warned_of(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="bridge.config"):
+        load_config(environ={"WORKING_DIR": "/srv", "LMS_MAX_RETRIES": "5"})
+        lean = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        load_config(environ={"WORKING_DIR": "/srv", "LMSTUDIO_BRIDGE_TOOLS": "compat"})
+        compat = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        load_config(environ={"DEFAULT_MODEL": "a/b", "LMSTUDIO_BRIDGE_DEFAULT_MODEL": "c/d"})
+        both = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("WORKING_DIR is set") and "--tools compat" in m for m in lean)
+    assert any(m.startswith("LMS_MAX_RETRIES is set but not read") for m in lean)
+    assert compat == []
+    assert both == ["DEFAULT_MODEL=a/b is not used: LMSTUDIO_BRIDGE_DEFAULT_MODEL=c/d is set too"]
+
+
+async def test_the_warnings_go_to_stderr_and_stdout_stays_json_rpc(tmp_path: Path) -> None:
+    env = {**clean_env(tmp_path), "WORKING_DIR": str(tmp_path)}
+    done = await anyio.run_process(
+        [sys.executable, "-m", "bridge", "serve", "--no-child-servers"], input=b"", env=env, check=False
+    )
+    assert b"WORKING_DIR is set" in done.stderr
+    assert done.stdout == b""

@@ -420,6 +420,20 @@ async def test_each_session_sees_its_own_child_servers(sim: SimProcess, home: Sh
     await stop_daemon(home, sim.url)
 
 
+async def test_each_session_has_its_own_tool_profile_on_one_shared_bridge(sim: SimProcess, home: SharedHome) -> None:
+    """--tools is the session's: a compat session and a default one attach to the same shared bridge, and each
+    sees its own tools."""
+    async with home.session(sim.url) as lean, home.session(sim.url, "--tools", "compat") as compat:
+        lean_tools = {t.name for t in (await lean.list_tools()).tools}
+        compat_tools = {t.name for t in (await compat.list_tools()).tools}
+        loaded = await call(compat, "lms_list_loaded_models", {})
+    assert len(home.pids()) == 1
+    assert "lms_list_loaded_models" not in lean_tools
+    assert compat_tools - lean_tools >= {"lms_list_loaded_models", "vision_analyze", "autonomous_filesystem_full"}
+    assert not loaded.is_error
+    await stop_daemon(home, sim.url)
+
+
 # --------------------------------------------------------------------------- the private directory
 
 
