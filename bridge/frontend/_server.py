@@ -93,10 +93,16 @@ INSTRUCTIONS: Final = """\
 Local LLMs served by LM Studio (or another OpenAI-compatible server) on this machine.
 Use list_models to see what is available; every tool that runs a model takes an optional `model`
 (omit it for the default model). batch_chat runs many prompts across one or many models at once.
+The autonomous_* tools hand a whole task to a local model that uses other MCP servers' tools
+(list_available_mcps). Images go to vision models with `images`.
 Long work (long generations, big batches, autonomous runs) can take background: true and return a job_id
 at once; fetch it with job_result. A call that runs out of time goes on as a job and says which.
 Errors start with a code (model_not_found, busy, timeout, backend_unavailable, ...) and say what to do;
 retryable ones say when to retry."""
+COMPAT_INSTRUCTIONS: Final = (
+    INSTRUCTIONS
+    + "\nThe older LM Studio bridge's tool names (vision tools, lms_*, autonomous_*_full) are aliases of these."
+)
 
 # --------------------------------------------------------------------------- arguments
 
@@ -156,7 +162,8 @@ def create_server(
     else:
         slot = BridgeSlot(bridge)
         settings = settings or bridge.settings
-    server = BridgeMCPServer(name, instructions=INSTRUCTIONS, version=str(package.__version__), log_level="WARNING")
+    instructions = COMPAT_INSTRUCTIONS if settings.tools == "compat" else INSTRUCTIONS
+    server = BridgeMCPServer(name, instructions=instructions, version=str(package.__version__), log_level="WARNING")
     server.output_limit = output_limit
     frontend = Frontend(slot, settings, output_limit=output_limit, batch_dir=batch_dir)
     _register_llm_tools(server, frontend)
