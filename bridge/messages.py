@@ -766,12 +766,13 @@ class ListJobs(Request[JobList], frozen=True, kw_only=True):
 
 
 class AwaitSessionJobs(Request[int], frozen=True, kw_only=True):
-    """Reply once no job uses the actors of ``session`` (its planner): when the session may stop them.
+    """Reply once no job uses the actors of ``session`` (its planner): when the session may stop them;
+    ``None``: once every job running now has ended (when an idle shared bridge may exit).
 
     The reply is how many jobs were waited for.
     """
 
-    session: str
+    session: str | None = None
 
 
 JobsMessage = SubmitJob | GetJob | AwaitJob | CancelJob | ListJobs | AwaitSessionJobs

@@ -23,7 +23,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from bridge.errors import ConfigError
 from bridge.shared import shared_paths
 from bridge.sim.testing import SimProcess, sim_process
-from tests._util import eventually
+from tests._util import eventually, eventually_async
 from tests.test_frontend_stdio import (
     INITIALIZE,
     INITIALIZED,
@@ -263,6 +263,29 @@ async def test_the_shared_bridge_exits_when_idle(sim: SimProcess, home: SharedHo
         assert status is not None
     await eventually(lambda: not alive(status["pid"]), within=20)
     assert home.sockets() == []
+
+
+async def test_an_idle_shared_bridge_waits_for_the_jobs_a_session_left_running(
+    sim: SimProcess, home: SharedHome
+) -> None:
+    """The only session ends with a background job streaming: the bridge stays past idle_exit until the job
+    has finished (the stream completes, nothing is cut), then exits."""
+    async with home.session(sim.url, "--idle-exit", "0.2") as session:
+        ticket = await call(
+            session, "chat_completion", {"prompt": "a", "model": SLOW, "max_tokens": 80, "background": True}
+        )
+        assert not ticket.is_error
+        status = home.status(sim.url, "--idle-exit", "0.2")
+        assert status is not None
+
+    async def finished() -> bool:
+        model = (await stats_of(sim))["models"][SLOW]
+        return bool(model["completed"] + model["errors"] + model["disconnects"])
+
+    await eventually_async(finished, within=60)
+    model = (await stats_of(sim))["models"][SLOW]
+    await eventually(lambda: not alive(status["pid"]), within=30)
+    assert (model["completed"], model["disconnects"]) == (1, 0)
 
 
 async def test_daemon_status_and_stop(sim: SimProcess, home: SharedHome) -> None:

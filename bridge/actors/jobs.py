@@ -89,7 +89,11 @@ class JobsActor(Actor[JobsMessage]):
                 views = [self._view(job) for job in self.jobs.values() if job.detached]
                 return JobList(jobs=views, active=self.active, kept=len(self.kept), kept_bytes=self.kept_bytes)
             case AwaitSessionJobs(session=session):
-                using = [j for j in self.jobs.values() if not j.finished and j.route.startswith(f"{session}/")]
+                using = [
+                    j
+                    for j in self.jobs.values()
+                    if not j.finished and (session is None or j.route.startswith(f"{session}/"))
+                ]
                 for job in using:
                     await job.done.wait()
                 return len(using)

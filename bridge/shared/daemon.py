@@ -25,8 +25,10 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from bridge.app import Bridge, open_bridge, open_session
 from bridge.children.process import ProcessGroups
+from bridge.errors import BridgeError
 from bridge.frontend import DEFAULT_OUTPUT_LIMIT, BridgeMCPServer, BridgeSlot, create_server
 from bridge.frontend._stdio import EOF_GRACE, stop_signal_receiver
+from bridge.messages import AwaitSessionJobs
 from bridge.settings import BridgeSettings
 from bridge.shared._attach import ATTACH_LIMIT, Attach, decode_attach
 from bridge.shared._lines import SocketLines, SocketWire
@@ -85,7 +87,7 @@ class SharedBridge:
         }
 
     async def idle_exit(self, seconds: float) -> None:
-        """Set :attr:`stop` once no session has been attached for ``seconds``."""
+        """Set :attr:`stop` once no session has been attached, and no job has run, for ``seconds``."""
         while True:
             changed = self._changed
             if self._sessions:
@@ -94,9 +96,32 @@ class SharedBridge:
             with anyio.move_on_after(seconds):
                 await changed.wait()
                 continue
+            if await self._outwait_jobs(changed):
+                continue  # the idle clock starts again from the last job's end
             log.info("no session for %g s: the shared bridge stops", seconds)
             self.stop.set()
             return
+
+    async def _outwait_jobs(self, changed: anyio.Event) -> bool:
+        """Wait for the jobs still running (a session may have left one behind) or for a session to attach;
+        whether there was anything to wait for."""
+        jobs = self.bridge.jobs
+        if jobs is None:
+            return False
+        waited = 0
+        async with anyio.create_task_group() as tg:
+
+            async def until_a_session_attaches() -> None:
+                await changed.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(until_a_session_attaches)
+            with contextlib.suppress(BridgeError):
+                waited = await jobs.ask(AwaitSessionJobs(), timeout=self.bridge.settings.jobs.time_budget)
+            tg.cancel_scope.cancel()
+        if waited:
+            log.info("no session, and %d job(s) were running: the shared bridge stayed until they ended", waited)
+        return bool(waited) or changed.is_set()
 
     async def handle(self, stream: SocketStream) -> None:
         """One connection: read what it is for, then answer it; nothing it sends can stop the bridge."""
