@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from bridge.errors import ConfigError
 
-__all__ = ["check_api_key", "has_credentials", "normalize_base_url", "redact_url"]
+__all__ = ["check_api_key", "has_credentials", "normalize_base_url", "public_url", "redact_url"]
 
 _ENDPOINTS = ("/chat/completions", "/completions", "/embeddings", "/responses", "/models")
 
@@ -28,6 +28,14 @@ def redact_url(text: str) -> str:
     if "@" not in rest:
         return text
     return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+
+
+def public_url(url: str) -> str:
+    """``url`` to show: no credentials, and no query or fragment (where tokens travel), only that there was one."""
+    shown = redact_url(url)
+    base, sep, _ = shown.partition("?")
+    base, hash_sep, _ = base.partition("#")
+    return base + ("?…" if sep else "#…" if hash_sep else "")
 
 
 def has_credentials(base_url: str) -> bool:

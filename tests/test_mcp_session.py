@@ -9,6 +9,7 @@ a failure.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -23,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import psutil
 import pytest
 
 from bridge.actors.mcp_session import MCPSessionActor, SessionPolicy
 from bridge.children import ServerConfig
-from bridge.errors import ChildServerDownError, DeadlineExceededError
+from bridge.errors import BridgeError, ChildServerDownError, DeadlineExceededError
 from bridge.messages import CallTool, ChildServerInfo, DescribeSession, ListTools, SessionMessage
 from bridge.runtime import ActorRef, ChildSpec, Supervisor, open_supervisor
 from bridge.settings import ChildSettings
@@ -486,3 +488,46 @@ async def test_stopping_the_session_lets_calls_in_flight_finish(process_leak_che
             await eventually(lambda: supervisor.which_children()[0].in_flight == 1)
             await supervisor.stop_child("echo")
         assert results == ["slept 0.5"]
+
+
+@asynccontextmanager
+async def answering(status: int) -> AsyncIterator[str]:
+    """A loopback HTTP server that answers every request with ``status``; its ``host:port``."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+
+    async def answer(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                await stream.receive()
+                if status == 0:
+                    return  # closes the connection without an answer
+                await stream.send(
+                    f"HTTP/1.1 {status} Refused\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+                )
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, answer)
+        yield f"127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}"
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("status", [None, 401, 0], ids=["nothing-listens", "401", "closes"])
+async def test_a_remote_childs_errors_show_its_url_without_credentials_or_query(status: int | None) -> None:
+    """A child's URL may carry a password or a token in its query: its errors name the server and the URL's
+    host and path, never those."""
+    async with contextlib.AsyncExitStack() as stack:
+        if status is None:
+            with socket.socket() as probe:  # a port nothing listens on
+                probe.bind(("127.0.0.1", 0))
+                where = f"127.0.0.1:{probe.getsockname()[1]}"
+        else:
+            where = await stack.enter_async_context(answering(status))
+        url = f"http://user:hunter2@{where}/mcp?token=sekrit"
+        async with running(ServerConfig(name="remote", transport="http", url=url)) as (ref, _):
+            with pytest.raises(BridgeError) as caught:
+                await call(ref, "anything")
+            info = await describe(ref)
+    shown = f"{caught.value.message} {caught.value.details} {info.last_error}"
+    assert "hunter2" not in shown
+    assert "sekrit" not in shown
+    assert "remote" in caught.value.message

@@ -75,6 +75,7 @@ from bridge.messages import (
 )
 from bridge.runtime import Actor, RequestContext
 from bridge.runtime.errors import single_cause
+from bridge.server_address import public_url
 from bridge.settings import ChildSettings
 
 __all__ = ["MCPSessionActor", "SessionPolicy", "SessionState"]
@@ -604,8 +605,8 @@ class MCPSessionActor(Actor[SessionMessage]):
         if connection.child is not None:
             return connection.child.down_error()
         return ChildServerDownError(
-            f"the connection to child {self.server!r} ({self.config.url}) closed",
-            details={"server": self.server, "url": self.config.url},
+            f"the connection to child {self.server!r} ({public_url(self.config.url or '')}) closed",
+            details={"server": self.server, "url": public_url(self.config.url or "")},
         )
 
     def _startup_error(self, exc: Exception, connection: ChildConnection) -> ChildServerDownError:
