@@ -14,9 +14,13 @@ from typing import Any, TextIO
 
 import anyio
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 
+from bridge.app import open_bridge
 from bridge.config import load_config
+from bridge.frontend import create_server
+from bridge.settings import BridgeSettings, ServerSettings
+from bridge.sim import SimConfig, SimModel, SimServer
 from bridge.sim.testing import SimProcess, sim_process
 from tests.test_frontend_stdio import call, clean_env, data, errlog, sim_stats, text
 
@@ -283,3 +287,24 @@ async def test_the_warnings_go_to_stderr_and_stdout_stays_json_rpc(tmp_path: Pat
     )
     assert b"WORKING_DIR is set" in done.stderr
     assert done.stdout == b""
+
+
+async def test_a_server_without_lm_studios_api_answers_the_lms_tools_unsupported() -> None:
+    """llama.cpp's server, vLLM, Ollama: no model downloads or loads through an API the bridge knows."""
+    model = SimModel(id="plain/model", loaded=True)
+    async with SimServer(SimConfig(models=(model,), api="openai")) as sim:
+        settings = BridgeSettings(servers=[ServerSettings(url=sim.url, name="plain")], tools="compat")
+        async with (
+            open_bridge(settings, child_servers=False) as bridge,
+            Client(create_server(bridge), mode="legacy") as client,
+        ):
+            download = await client.call_tool("lms_download_model", {"model_key": "x/y"})
+            load = await client.call_tool("lms_load_model", {"model_name": model.id})
+            listed = await client.call_tool("lms_list_downloaded_models", {})
+    assert download.is_error
+    assert load.is_error
+    assert download.structured_content is not None
+    assert load.structured_content is not None
+    assert download.structured_content["code"] == "unsupported"
+    assert load.structured_content["code"] == "unsupported"
+    assert not listed.is_error
