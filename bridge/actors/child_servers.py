@@ -140,6 +140,7 @@ class ChildServersActor(Actor[ChildServersMessage]):
         self._generations: dict[str, int] = {}
         self._start_errors: dict[str, BridgeError] = {}
         self._started: dict[str, ServerConfig] = {}  # standard servers started for a compat tool
+        self._starting = anyio.Lock()  # one at a time: two calls at once for one package start one server
 
     @property
     def config(self) -> ChildrenConfig:
@@ -420,6 +421,10 @@ class ChildServersActor(Actor[ChildServersMessage]):
 
     async def _standard_server(self, wanted: StartChildServer) -> str:
         """A configured server that runs the package (and covers the roots), else one started for it."""
+        async with self._starting:
+            return await self._find_or_start(wanted)
+
+    async def _find_or_start(self, wanted: StartChildServer) -> str:
         args, env = tuple(wanted.args), dict(wanted.env)
         for name, server in {**self._config.enabled(), **self._started}.items():
             same = name in self._started and (server.command, server.args, server.env) == (wanted.command, args, env)
