@@ -14,11 +14,14 @@ from typing import Any, TextIO
 
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 
 from bridge.app import open_bridge
 from bridge.config import load_config
 from bridge.frontend import create_server
+from bridge.frontend._compat import _schema_report
 from bridge.settings import BridgeSettings, ServerSettings
 from bridge.sim import SimConfig, SimModel, SimServer
 from bridge.sim.testing import SimProcess, sim_process
@@ -308,3 +311,20 @@ async def test_a_server_without_lm_studios_api_answers_the_lms_tools_unsupported
     assert download.structured_content["code"] == "unsupported"
     assert load.structured_content["code"] == "unsupported"
     assert not listed.is_error
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+SCHEMA_KEYS = st.sampled_from(["type", "properties", "items", "required", "anyOf", "enum", "minItems", "$ref"])
+
+
+@given(schema=st.dictionaries(SCHEMA_KEYS | st.text(max_size=6), JSON, max_size=5))
+def test_validate_json_schema_answers_any_object_with_a_report(schema: dict[str, Any]) -> None:
+    """Whatever object it is given, the report says valid or not, and an invalid one has its errors."""
+    report = _schema_report(schema).structured
+    assert isinstance(report["valid"], bool)
+    assert report["valid"] == (report["errors"] == [])
+    assert len(report["errors"]) == len(set(report["errors"]))

@@ -313,10 +313,11 @@ def _download_output(reply: DownloadedModel) -> ToolOutput:
 def _schema_report(schema: dict[str, Any]) -> ToolOutput:
     """jsonschema's meta-schema check (errors), and what weakens a schema as structured output (warnings)."""
     meta = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    errors = [
+    found = [
         f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
-        for error in sorted(meta(meta.META_SCHEMA).iter_errors(schema), key=lambda e: list(e.absolute_path))
+        for error in sorted(meta(meta.META_SCHEMA).iter_errors(schema), key=lambda e: [str(p) for p in e.absolute_path])
     ]
+    errors = list(dict.fromkeys(found))  # the meta-schema's vocabularies say some twice
     warnings: list[str] = []
     if "type" not in schema and not any(k in schema for k in ("$ref", "anyOf", "oneOf", "allOf", "enum", "const")):
         warnings.append("(root): no type; structured output wants one (usually object)")
