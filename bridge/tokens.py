@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ANSWER_START_TOKENS", "FEWEST_CHARS_PER_TOKEN", "MOST_CHARS_PER_TOKEN", "TURN_TOKENS"]
+__all__ = ["ANSWER_START_TOKENS", "FEWEST_CHARS_PER_TOKEN", "IMAGE_TOKENS", "MOST_CHARS_PER_TOKEN", "TURN_TOKENS"]
 
 FEWEST_CHARS_PER_TOKEN: Final = 2.5
 """Code and non-English text run near 2.5-3 characters a token: the pessimistic ratio, for making room."""
@@ -19,3 +19,6 @@ TURN_TOKENS: Final = (2, 8)
 """Template tokens a turn adds, at least and at most (role markers, separators)."""
 ANSWER_START_TOKENS: Final = 8
 """Template tokens that open the answer's turn, at most."""
+IMAGE_TOKENS: Final = (0, 1280)
+"""Tokens an image takes, at least and at most within reason: Gemma 3 takes 256, LLaVA 576, Qwen2.5-VL about
+1,200 for a 1,000-pixel square (more for larger images, which LM Studio scales down)."""

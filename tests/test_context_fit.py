@@ -21,7 +21,7 @@ from bridge.llm import ChatMessage, LLMClient
 from bridge.messages import Chat, Complete
 from bridge.planner import default_reply_tokens, trim_messages
 from bridge.sim import SimConfig, SimModel, SimServer
-from bridge.tokens import ANSWER_START_TOKENS
+from bridge.tokens import ANSWER_START_TOKENS, IMAGE_TOKENS
 from tests.test_llm_path import settings_for, user
 
 MODEL = "small/context"
@@ -180,3 +180,16 @@ async def test_max_tokens_auto_is_the_room_that_is_left_on_every_tool() -> None:
     assert asked[:2] == [("/v1/chat/completions", room), ("/v1/completions", 512 - prompt_size(text).high)]
     assert sorted(m for _, m in asked[2:]) == sorted([room, 7])
     assert wrong.is_error
+
+
+async def test_an_image_takes_room_from_the_answer_but_never_causes_a_refusal() -> None:
+    """Without max_tokens, each image is counted as a large one when sizing the answer; a refusal counts it as
+    nothing (an image the model takes as a few tokens must never be refused)."""
+    pixel = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    text_only = [ChatMessage(role="user", content=[{"type": "text", "text": "what is it?"}])]
+    with_images = [ChatMessage(role="user", content=[{"type": "text", "text": "what is it?"}, pixel, pixel])]
+    plain, seeing = prompt_size(text_only), prompt_size(with_images)
+    assert seeing.low == plain.low
+    assert seeing.high == plain.high + 2 * IMAGE_TOKENS[1]
+    assert fitted_max_tokens(seeing, None, 4096, MODEL) == 4096 - seeing.high
+    assert fitted_max_tokens(seeing, None, 1024, MODEL) is None  # no room left by the estimate: the server's default

@@ -5,7 +5,8 @@ so a request that cannot fit is refused here, with the numbers, and one that nam
 the room that is left. The prompt's size is estimated from its characters with two calibrated ratios: an
 optimistic one (few tokens) decides a refusal, so a prompt that might fit is never refused; a pessimistic
 one (many tokens) sizes ``max_tokens``, so the room given is there. Where the two cannot decide (the prompt
-might not fit), the server's own tokenizer counts it if it has one (llama.cpp's server). Images are not counted.
+might not fit), the server's own tokenizer counts it if it has one (llama.cpp's server). An image counts as
+nothing for a refusal and as a large image for the room (``IMAGE_TOKENS``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import msgspec
 
 from bridge.errors import BridgeError, ContextOverflowError
 from bridge.llm import ChatMessage, LLMClient, Tool
-from bridge.tokens import ANSWER_START_TOKENS, FEWEST_CHARS_PER_TOKEN, MOST_CHARS_PER_TOKEN, TURN_TOKENS
+from bridge.tokens import ANSWER_START_TOKENS, FEWEST_CHARS_PER_TOKEN, IMAGE_TOKENS, MOST_CHARS_PER_TOKEN, TURN_TOKENS
 
 __all__ = ["PromptSize", "TokenCounter", "fitted_max_tokens", "prompt_size"]
 
@@ -37,9 +38,14 @@ class PromptSize:
 
     __slots__ = ("counted", "high", "low")
 
-    def __init__(self, chars: int, turns: int) -> None:
-        self.low = math.floor(chars / MOST_CHARS_PER_TOKEN) + TURN_TOKENS[0] * turns
-        self.high = math.ceil(chars / FEWEST_CHARS_PER_TOKEN) + TURN_TOKENS[1] * turns + ANSWER_START_TOKENS
+    def __init__(self, chars: int, turns: int, images: int = 0) -> None:
+        self.low = math.floor(chars / MOST_CHARS_PER_TOKEN) + TURN_TOKENS[0] * turns + IMAGE_TOKENS[0] * images
+        self.high = (
+            math.ceil(chars / FEWEST_CHARS_PER_TOKEN)
+            + TURN_TOKENS[1] * turns
+            + IMAGE_TOKENS[1] * images
+            + ANSWER_START_TOKENS
+        )
         self.counted = False
 
     @classmethod
@@ -71,7 +77,10 @@ def prompt_size(messages: list[ChatMessage] | str, tools: Sequence[Tool] | None 
     chars += sum(len(c.function.arguments) for m in messages for c in m.tool_calls or ())
     if tools:
         chars += len(msgspec.json.encode(tools))
-    return PromptSize(chars, len(messages))
+    images = sum(
+        1 for m in messages if isinstance(m.content, list) for part in m.content if part.get("type") == "image_url"
+    )
+    return PromptSize(chars, len(messages), images)
 
 
 def fitted_max_tokens(size: PromptSize, max_tokens: int | None, context_length: int | None, model: str) -> int | None:
