@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+from collections.abc import Callable
 from typing import Annotated, Final
 
 import anyio
@@ -139,35 +140,40 @@ def register_compat_runs(server: BridgeMCPServer, frontend: Frontend) -> None:
         work = task_of(task, name, model, max_rounds, max_tokens, allow_tools)
         return await run(ctx, "autonomous_filesystem_full", work, model, background)
 
-    @server.tool(annotations=AUTONOMOUS)
-    async def autonomous_memory_full(
-        ctx: Ctx,
-        task: Task,
-        max_rounds: RunRounds = MAX_RUN_ROUNDS,
-        max_tokens: MaxTokens = "auto",
-        model: RunModel = None,
-        allow_tools: RunAllow = None,
-        background: Background = False,
-    ) -> ToolOutput:
-        """A local model works through a task with the memory (knowledge graph) MCP server."""
-        name = await standard("memory", MEMORY, ["npx", "-y", MEMORY])
-        work = task_of(task, name, model, max_rounds, max_tokens, allow_tools)
-        return await run(ctx, "autonomous_memory_full", work, model, background)
+    def declare_run_on(tool: str, kind: str, package: str, command: Callable[[], list[str]], doc: str) -> None:
+        """A tool that runs a task on one standard server, with nothing else to say (memory, fetch)."""
 
-    @server.tool(annotations=AUTONOMOUS)
-    async def autonomous_fetch_full(
-        ctx: Ctx,
-        task: Task,
-        max_rounds: RunRounds = MAX_RUN_ROUNDS,
-        max_tokens: MaxTokens = "auto",
-        model: RunModel = None,
-        allow_tools: RunAllow = None,
-        background: Background = False,
-    ) -> ToolOutput:
-        """A local model works through a task with the fetch MCP server (web pages as markdown)."""
-        name = await standard("fetch", FETCH, _fetch_command())
-        work = task_of(task, name, model, max_rounds, max_tokens, allow_tools)
-        return await run(ctx, "autonomous_fetch_full", work, model, background)
+        async def run_on_standard_server(
+            ctx: Ctx,
+            task: Task,
+            max_rounds: RunRounds = MAX_RUN_ROUNDS,
+            max_tokens: MaxTokens = "auto",
+            model: RunModel = None,
+            allow_tools: RunAllow = None,
+            background: Background = False,
+        ) -> ToolOutput:
+            name = await standard(kind, package, command())
+            work = task_of(task, name, model, max_rounds, max_tokens, allow_tools)
+            return await run(ctx, tool, work, model, background)
+
+        run_on_standard_server.__name__ = run_on_standard_server.__qualname__ = tool
+        run_on_standard_server.__doc__ = doc
+        server.tool(annotations=AUTONOMOUS)(run_on_standard_server)
+
+    declare_run_on(
+        "autonomous_memory_full",
+        "memory",
+        MEMORY,
+        lambda: ["npx", "-y", MEMORY],
+        "A local model works through a task with the memory (knowledge graph) MCP server.",
+    )
+    declare_run_on(
+        "autonomous_fetch_full",
+        "fetch",
+        FETCH,
+        _fetch_command,
+        "A local model works through a task with the fetch MCP server (web pages as markdown).",
+    )
 
     @server.tool(annotations=AUTONOMOUS)
     async def autonomous_github_full(
@@ -214,7 +220,7 @@ def register_compat_runs(server: BridgeMCPServer, frontend: Frontend) -> None:
             runs.append(task_of(text, name, model, max_rounds, max_tokens, allow_tools))
         return await run(ctx, "autonomous_persistent_session", RunSeries(tasks=runs), model, background)
 
-    del autonomous_filesystem_full, autonomous_memory_full, autonomous_fetch_full, autonomous_github_full
+    del autonomous_filesystem_full, autonomous_github_full
     del autonomous_persistent_session
 
 
