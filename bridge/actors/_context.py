@@ -36,9 +36,10 @@ COUNT_TIMEOUT: Final = 5.0
 class PromptSize:
     """A prompt's tokens: ``low`` (at least) and ``high`` (at most, within reason); equal once ``counted``."""
 
-    __slots__ = ("counted", "high", "low")
+    __slots__ = ("counted", "high", "images", "low")
 
     def __init__(self, chars: int, turns: int, images: int = 0) -> None:
+        self.images = images
         self.low = math.floor(chars / MOST_CHARS_PER_TOKEN) + TURN_TOKENS[0] * turns + IMAGE_TOKENS[0] * images
         self.high = (
             math.ceil(chars / FEWEST_CHARS_PER_TOKEN)
@@ -114,12 +115,6 @@ def fitted_max_tokens(size: PromptSize, max_tokens: int | None, context_length: 
     return room if room >= MIN_ROOM else None
 
 
-def _has_images(messages: list[ChatMessage] | str) -> bool:
-    return not isinstance(messages, str) and any(
-        isinstance(m.content, list) and any(part.get("type") != "text" for part in m.content) for m in messages
-    )
-
-
 class TokenCounter:
     """Counts prompts with the model's servers' tokenizers, remembering which servers have none.
 
@@ -141,7 +136,7 @@ class TokenCounter:
     ) -> PromptSize:
         """The estimate, or the server's count where the estimate cannot decide and a server can count."""
         estimate = prompt_size(messages, tools)
-        if not estimate.undecided(context_length) or _has_images(messages):
+        if not estimate.undecided(context_length) or estimate.images:  # a template renders no image
             return estimate
         for server, client in clients:
             if server in self._without:

@@ -18,6 +18,7 @@ from bridge.frontend._args import DESTRUCTIVE, READ_ONLY, STATEFUL, MaxTokens, t
 from bridge.frontend._format import (
     ToolOutput,
     current_model_output,
+    download_output,
     health_output,
     loaded_output,
     models_output,
@@ -30,7 +31,6 @@ from bridge.llm import ChatMessage
 from bridge.messages import (
     Chat,
     CheckHealth,
-    DownloadedModel,
     DownloadModel,
     ListModels,
     LoadModel,
@@ -274,37 +274,10 @@ def _register_models(server: BridgeMCPServer, frontend: Frontend) -> None:
     ) -> ToolOutput:
         """Download a model on the LM Studio server (its native API); says how far the download is."""
         message = DownloadModel(model=model_key, quantization=quantization, wait=wait)
-        return _download_output(await frontend.ask(ctx, await registry(), message, model=model_key))
+        return download_output(await frontend.ask(ctx, await registry(), message, model=model_key))
 
     del lms_list_loaded_models, lms_list_downloaded_models, lms_load_model, lms_unload_model
     del lms_ensure_model_loaded, lms_server_status, lms_resolve_model, lms_search_models, lms_download_model
-
-
-def _download_output(reply: DownloadedModel) -> ToolOutput:
-    shown = {
-        "completed": "downloaded",
-        "already_downloaded": "already downloaded",
-        "failed": "failed to download (LM Studio's log says why)",
-    }.get(reply.status, reply.status)
-    text = f"{reply.model} on {reply.server}: {shown}"
-    if reply.status == "downloading" and reply.total_size_bytes:
-        done = reply.downloaded_bytes or 0
-        text += f" ({done / reply.total_size_bytes:.0%} of {reply.total_size_bytes / 1e9:.1f} GB)"
-    if reply.job_id and reply.status not in ("completed", "already_downloaded"):
-        text += f"; download job {reply.job_id}: call lms_download_model again with wait=true to follow it"
-    structured = {
-        k: v
-        for k, v in {
-            "model": reply.model,
-            "server": reply.server,
-            "status": reply.status,
-            "job_id": reply.job_id,
-            "total_size_bytes": reply.total_size_bytes,
-            "downloaded_bytes": reply.downloaded_bytes,
-        }.items()
-        if v is not None
-    }
-    return ToolOutput(text=text, structured=structured)
 
 
 # --------------------------------------------------------------------------- schemas

@@ -24,6 +24,7 @@ from bridge.messages import (
     ChatResult,
     ChildServerList,
     CompletionResult,
+    DownloadedModel,
     EmbeddingResult,
     LoadedModel,
     ModelEntry,
@@ -564,6 +565,22 @@ def batch_fits(items: Sequence[BatchOutcome], elapsed: float, limit: int = DEFAU
 def loaded_output(reply: LoadedModel) -> ToolOutput:
     took = f" in {reply.load_time_s:.1f} s" if reply.load_time_s is not None else ""
     text = f"Loaded {reply.model} on {reply.server} as instance {reply.instance_id}{took}."
+    return ToolOutput(text=text, structured=_compact(_builtins(reply)))
+
+
+def download_output(reply: DownloadedModel) -> ToolOutput:
+    """How far a model download is, and how to follow it while it goes on."""
+    shown = {
+        "completed": "downloaded",
+        "already_downloaded": "already downloaded",
+        "failed": "failed to download (LM Studio's log says why)",
+    }.get(reply.status, reply.status)
+    text = f"{reply.model} on {reply.server}: {shown}"
+    if reply.status == "downloading" and reply.total_size_bytes:
+        done = reply.downloaded_bytes or 0
+        text += f" ({done / reply.total_size_bytes:.0%} of {reply.total_size_bytes / 1e9:.1f} GB)"
+    if reply.job_id and reply.status not in ("completed", "already_downloaded"):
+        text += f"; download job {reply.job_id}: call lms_download_model again with wait=true to follow it"
     return ToolOutput(text=text, structured=_compact(_builtins(reply)))
 
 
