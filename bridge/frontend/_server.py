@@ -18,6 +18,7 @@ is abandoned in turn, down to the LLM stream.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -385,11 +386,34 @@ def _register_child_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
     del list_available_mcps
 
 
+async def _run_parameters(
+    ctx: Ctx,
+    task: RunTaskText,
+    model: RunModel = None,
+    max_rounds: RunRounds = 20,
+    max_tokens: RunTokens = "auto",
+    time_budget: RunBudget = None,
+    allow_tools: RunAllow = None,
+    deny_tools: RunDeny = None,
+    include_reasoning: RunReasoning = False,
+    background: Background = False,
+    images: Images = None,
+) -> ToolOutput:
+    """The parameters the three autonomous tools share: their schema, written once and never called."""
+    raise NotImplementedError
+
+
+MCPName = Annotated[str, Field(description="The child MCP server whose tools the model may use.")]
+MCPNames = Annotated[list[str], Field(description="The child MCP servers to use.", min_length=1)]
+
+
 def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
     async def start(
         ctx: Ctx,
-        task: str,
+        tool: str,
         servers: list[str],
+        *,
+        task: str,
         model: str | None,
         max_rounds: int,
         max_tokens: int | str,
@@ -399,7 +423,6 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         include_reasoning: bool,
         background: bool,
         images: list[str] | None,
-        tool: str,
     ) -> ToolOutput:
         if isinstance(max_tokens, str) and max_tokens.strip().lower() != "auto":
             raise BadRequestError(f'max_tokens must be a number of tokens or "auto", got {max_tokens!r}')
@@ -418,100 +441,40 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         route = await frontend.planner_route()
         return await run_as_job(frontend, ctx, tool=tool, work=message, route=route, model=model, background=background)
 
-    @server.tool(annotations=AUTONOMOUS)
-    async def autonomous_with_mcp(
-        ctx: Ctx,
-        mcp_name: Annotated[str, Field(description="The child MCP server whose tools the model may use.")],
-        task: RunTaskText,
-        model: RunModel = None,
-        max_rounds: RunRounds = 20,
-        max_tokens: RunTokens = "auto",
-        time_budget: RunBudget = None,
-        allow_tools: RunAllow = None,
-        deny_tools: RunDeny = None,
-        include_reasoning: RunReasoning = False,
-        background: Background = False,
-        images: Images = None,
-    ) -> ToolOutput:
+    def declare(tool: str, doc: str, servers: tuple[str, Any] | None) -> None:
+        """A tool with the shared parameters and, after ``ctx``, the one that names its servers (if any).
+
+        The signature is composed rather than written out three times; the SDK reads the schema from it.
+        """
+        shared = inspect.signature(_run_parameters, eval_str=True)
+        parameters = list(shared.parameters.values())
+        if servers is not None:
+            name, hint = servers
+            parameters.insert(1, inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hint))
+
+        async def run_on_servers(ctx: Ctx, **arguments: Any) -> ToolOutput:
+            named = arguments.pop(servers[0]) if servers is not None else []
+            return await start(ctx, tool, [named] if isinstance(named, str) else list(named), **arguments)
+
+        run_on_servers.__name__ = run_on_servers.__qualname__ = tool
+        run_on_servers.__doc__ = doc
+        run_on_servers.__signature__ = shared.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run_on_servers.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": ToolOutput}
+        server.tool(annotations=AUTONOMOUS)(run_on_servers)
+
+    declare(
+        "autonomous_with_mcp",
         """Hand a task to a local model that works through it with the tools of one child MCP server (see
-        list_available_mcps). Returns the answer, why it stopped, and a trace of every tool call."""
-        return await start(
-            ctx,
-            task,
-            [mcp_name],
-            model,
-            max_rounds,
-            max_tokens,
-            time_budget,
-            allow_tools,
-            deny_tools,
-            include_reasoning,
-            background,
-            images,
-            "autonomous_with_mcp",
-        )
-
-    @server.tool(annotations=AUTONOMOUS)
-    async def autonomous_with_multiple_mcps(
-        ctx: Ctx,
-        mcp_names: Annotated[list[str], Field(description="The child MCP servers to use.", min_length=1)],
-        task: RunTaskText,
-        model: RunModel = None,
-        max_rounds: RunRounds = 20,
-        max_tokens: RunTokens = "auto",
-        time_budget: RunBudget = None,
-        allow_tools: RunAllow = None,
-        deny_tools: RunDeny = None,
-        include_reasoning: RunReasoning = False,
-        background: Background = False,
-        images: Images = None,
-    ) -> ToolOutput:
-        """Like autonomous_with_mcp with several child servers; the model sees their tools as server__tool."""
-        return await start(
-            ctx,
-            task,
-            list(mcp_names),
-            model,
-            max_rounds,
-            max_tokens,
-            time_budget,
-            allow_tools,
-            deny_tools,
-            include_reasoning,
-            background,
-            images,
-            "autonomous_with_multiple_mcps",
-        )
-
-    @server.tool(annotations=AUTONOMOUS)
-    async def autonomous_discover_and_execute(
-        ctx: Ctx,
-        task: RunTaskText,
-        model: RunModel = None,
-        max_rounds: RunRounds = 20,
-        max_tokens: RunTokens = "auto",
-        time_budget: RunBudget = None,
-        allow_tools: RunAllow = None,
-        deny_tools: RunDeny = None,
-        include_reasoning: RunReasoning = False,
-        background: Background = False,
-        images: Images = None,
-    ) -> ToolOutput:
-        """Like autonomous_with_mcp with every enabled child server (never the bridge itself)."""
-        return await start(
-            ctx,
-            task,
-            [],
-            model,
-            max_rounds,
-            max_tokens,
-            time_budget,
-            allow_tools,
-            deny_tools,
-            include_reasoning,
-            background,
-            images,
-            "autonomous_discover_and_execute",
-        )
-
-    del autonomous_with_mcp, autonomous_with_multiple_mcps, autonomous_discover_and_execute
+        list_available_mcps). Returns the answer, why it stopped, and a trace of every tool call.""",
+        ("mcp_name", MCPName),
+    )
+    declare(
+        "autonomous_with_multiple_mcps",
+        "Like autonomous_with_mcp with several child servers; the model sees their tools as server__tool.",
+        ("mcp_names", MCPNames),
+    )
+    declare(
+        "autonomous_discover_and_execute",
+        "Like autonomous_with_mcp with every enabled child server (never the bridge itself).",
+        None,
+    )
