@@ -250,12 +250,9 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
         schema = response_schema(body)
         ttl = opt_number(body, "ttl")
         _sampling(body)
+        spec, instance_id, requested = state.resolve(body, "llm")
     except Invalid as exc:
         return exc.response
-    resolved = state.resolve(body, "llm")
-    if isinstance(resolved, Response):
-        return resolved
-    spec, instance_id, requested = resolved
     state.record(request, spec, requested, body, messages)
     images = count_images(messages)
     if images and not spec.vision:
@@ -418,12 +415,9 @@ async def completions(state: ServerState, request: HttpRequest) -> Response | St
         limit = max_tokens(body, "max_tokens")
         ttl = opt_number(body, "ttl")
         _sampling(body)
+        spec, instance_id, requested = state.resolve(body, "llm")
     except Invalid as exc:
         return exc.response
-    resolved = state.resolve(body, "llm")
-    if isinstance(resolved, Response):
-        return resolved
-    spec, instance_id, requested = resolved
     messages = [{"role": "user", "content": prompt}]
     state.record(request, spec, requested, body, messages)
     tracker = Tracker(state.stats, spec.id, request)

@@ -12,7 +12,7 @@ from typing import Any
 
 from bridge.sim._config import SimModel
 from bridge.sim._http import HttpRequest, Response, json_response
-from bridge.sim._params import Invalid, json_object, required, wrong_type
+from bridge.sim._params import Invalid, json_object, required_string, wrong_type
 from bridge.sim._state import ServerState
 from bridge.sim._wire import invalid_request
 
@@ -23,11 +23,8 @@ _SIZE = 4_683_073_536  # bytes: a 7B model at Q4_K_M
 
 async def download(state: ServerState, request: HttpRequest) -> Response:
     try:
-        body = json_object(request)
-        model = body.get("model")
-        if model is None:
-            raise required("model")
-        if not isinstance(model, str) or not model.strip():
+        model = required_string(json_object(request), "model")
+        if not model.strip():
             raise wrong_type("model", "string", model)
     except Invalid as exc:
         return exc.response

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from bridge.sim._http import HttpRequest, Response, json_response
-from bridge.sim._params import Invalid, json_object, required, wrong_type
+from bridge.sim._params import Invalid, json_object, required_string
 from bridge.sim._state import ServerState
 
 __all__ = ["list_models", "load", "not_found", "unload"]
@@ -52,13 +52,7 @@ async def list_models(state: ServerState, request: HttpRequest) -> Response:
 
 
 def _model_named(request: HttpRequest) -> str:
-    body = json_object(request)
-    model = body.get("model")
-    if model is None:
-        raise required("model")
-    if not isinstance(model, str):
-        raise wrong_type("model", "string", model)
-    return model
+    return required_string(json_object(request), "model")
 
 
 async def load(state: ServerState, request: HttpRequest) -> Response:

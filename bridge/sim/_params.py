@@ -56,6 +56,16 @@ def required(param: str) -> Invalid:
     return Invalid(invalid_request("Required", param=param, code="missing_required_parameter"))
 
 
+def required_string(body: dict[str, Any], param: str) -> str:
+    """A parameter that must be there and be a string (LM Studio's zod checks, in that order)."""
+    value = body.get(param)
+    if value is None:
+        raise required(param)
+    if not isinstance(value, str):
+        raise wrong_type(param, "string", value)
+    return value
+
+
 def json_object(request: HttpRequest) -> dict[str, Any]:
     try:
         body = request.json()

@@ -96,6 +96,16 @@ def _reasoning_on(body: dict[str, Any]) -> bool:
     return not (isinstance(reasoning, dict) and reasoning.get("effort") == "none")
 
 
+def _history(state: ServerState, previous: object) -> list[dict[str, Any]]:
+    """The conversation a ``previous_response_id`` continues (none without one)."""
+    if previous is None:
+        return []
+    if not isinstance(previous, str) or previous not in state.responses:
+        message = f"Previous response with id '{previous}' not found."
+        raise Invalid(invalid_request(message, param="previous_response_id", code="previous_response_not_found"))
+    return state.responses[previous]
+
+
 async def responses(state: ServerState, request: HttpRequest) -> Response | StreamingResponse:
     """``POST /v1/responses``."""
     try:
@@ -111,19 +121,11 @@ async def responses(state: ServerState, request: HttpRequest) -> Response | Stre
         ttl = opt_number(body, "ttl")
         opt_number(body, "temperature")
         opt_number(body, "top_p")
+        previous = body.get("previous_response_id")
+        history = _history(state, previous)
+        spec, instance_id, requested = state.resolve(body, "llm")
     except Invalid as exc:
         return exc.response
-    previous = body.get("previous_response_id")
-    history: list[dict[str, Any]] = []
-    if previous is not None:
-        if not isinstance(previous, str) or previous not in state.responses:
-            message = f"Previous response with id '{previous}' not found."
-            return invalid_request(message, param="previous_response_id", code="previous_response_not_found")
-        history = state.responses[previous]
-    resolved = state.resolve(body, "llm")
-    if isinstance(resolved, Response):
-        return resolved
-    spec, instance_id, requested = resolved
     conversation = [*history, *new_messages]
     instructions = body.get("instructions")
     prompt = conversation

@@ -28,7 +28,7 @@ from bridge.sim._faults import EMBEDDING_FAULTS
 from bridge.sim._generate import Plan, embed, estimate_tokens, message_text
 from bridge.sim._http import HttpRequest, Response, StreamingResponse, json_response
 from bridge.sim._models import Instance
-from bridge.sim._params import Invalid, json_object, required, wrong_type
+from bridge.sim._params import Invalid, json_object, required, required_string, wrong_type
 from bridge.sim._responses import responses
 from bridge.sim._script import decode_turns
 from bridge.sim._state import ServerState, Tracker
@@ -151,11 +151,7 @@ async def _list_native_v1(state: ServerState, request: HttpRequest) -> Response:
 async def _load(state: ServerState, request: HttpRequest) -> Response:
     try:
         body = json_object(request)
-        model = body.get("model")
-        if model is None:
-            raise required("model")
-        if not isinstance(model, str):
-            raise wrong_type("model", "string", model)
+        model = required_string(body, "model")
         context_length = body.get("context_length")
         if context_length is not None and (isinstance(context_length, bool) or not isinstance(context_length, int)):
             raise wrong_type("context_length", "integer", context_length)
@@ -182,12 +178,7 @@ async def _load(state: ServerState, request: HttpRequest) -> Response:
 
 async def _unload(state: ServerState, request: HttpRequest) -> Response:
     try:
-        body = json_object(request)
-        instance_id = body.get("instance_id")
-        if instance_id is None:
-            raise required("instance_id")
-        if not isinstance(instance_id, str):
-            raise wrong_type("instance_id", "string", instance_id)
+        instance_id = required_string(json_object(request), "instance_id")
     except Invalid as exc:
         return exc.response
     instance = state.registry.find_instance(instance_id)
@@ -207,12 +198,9 @@ async def _embeddings(state: ServerState, request: HttpRequest) -> Response:
         texts = [value] if isinstance(value, str) else value
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise wrong_type("input", "string or array of strings", value)
+        spec, instance_id, requested = state.resolve(body, "embeddings")
     except Invalid as exc:
         return exc.response
-    resolved = state.resolve(body, "embeddings")
-    if isinstance(resolved, Response):
-        return resolved
-    spec, instance_id, requested = resolved
     state.record(request, spec, requested, body, [{"role": "user", "content": t} for t in texts])
     tracker = Tracker(state.stats, spec.id, request)
     try:

@@ -19,6 +19,7 @@ from bridge.sim._faults import FaultPicker
 from bridge.sim._generate import Ids
 from bridge.sim._http import HttpRequest, Response
 from bridge.sim._models import ModelRegistry, UnknownModel
+from bridge.sim._params import Invalid
 from bridge.sim._script import Fault, ScriptBook, Turn
 from bridge.sim._stats import SimStats, disconnect_record
 from bridge.sim._wire import invalid_request, model_not_found, no_models_loaded
@@ -137,11 +138,17 @@ class ServerState:
         self._log.clear()
 
     # --- resolution ----------------------------------------------------------------
-    def resolve(self, body: dict[str, Any], want: str) -> tuple[SimModel, str | None, str] | Response:
-        """The model a request names (or the loaded one, if it names none), or the error reply.
+    def resolve(self, body: dict[str, Any], want: str) -> tuple[SimModel, str | None, str]:
+        """The model a request names (or the loaded one, if it names none); :class:`Invalid` with the error reply.
 
         ``want`` is ``llm`` or ``embeddings``. Returns ``(spec, instance_id, requested)``.
         """
+        resolved = self._resolve(body, want)
+        if isinstance(resolved, Response):
+            raise Invalid(resolved)
+        return resolved
+
+    def _resolve(self, body: dict[str, Any], want: str) -> tuple[SimModel, str | None, str] | Response:
         requested = body.get("model")
         if requested is None or requested == "":
             spec = self.registry.first_loaded(want)
