@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pkgutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -17,11 +21,58 @@ MODULES = sorted(
 )
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_module_imports_alone(module: str) -> None:
-    """Importing the module first, before anything else of the bridge, works."""
-    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False)
+# One interpreter imports every module in turn, each after forgetting every ``bridge`` module imported
+# before it: each import starts from no bridge module, as in a fresh interpreter (the third-party
+# packages stay loaded, which is what makes this one process instead of one per module).
+_IMPORT_EACH_ALONE = """
+import importlib, json, sys, traceback
+failures = {}
+for module in sys.argv[1:]:
+    for name in [m for m in sys.modules if m == "bridge" or m.startswith("bridge.")]:
+        del sys.modules[name]
+    try:
+        importlib.import_module(module)
+    except BaseException:
+        failures[module] = traceback.format_exc()[-2000:]
+print(json.dumps(failures))
+"""
+
+
+@pytest.fixture(scope="module")
+def import_failures() -> dict[str, str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORT_EACH_ALONE, *MODULES], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    failures: dict[str, str] = json.loads(proc.stdout)
+    return failures
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_imports_alone(module: str, import_failures: dict[str, str]) -> None:
+    """Importing the module first, before anything else of the bridge, works."""
+    assert module not in import_failures, import_failures.get(module)
+
+
+def test_importing_each_module_alone_finds_a_cycle() -> None:
+    """The check itself: two modules that import each other's names at import time fail it."""
+    with tempfile.TemporaryDirectory() as root:
+        package = Path(root, "bridge")
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        (package / "a.py").write_text("from bridge.b import B\nA = 1\n")
+        (package / "b.py").write_text("from bridge.a import A\nB = 2\n")
+        proc = subprocess.run(
+            [sys.executable, "-c", _IMPORT_EACH_ALONE, "bridge.a", "bridge.b"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": root},
+        )
+    failures = json.loads(proc.stdout)
+    assert sorted(failures) == ["bridge.a", "bridge.b"]
+    assert "ImportError" in failures["bridge.a"]
 
 
 RUNTIME_MUST_NOT_LOAD = ("httpx", "stamina", "mcp", "bridge.llm", "bridge.messages", "bridge.errors", "bridge.actors")
