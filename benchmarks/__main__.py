@@ -17,9 +17,6 @@ from typing import Any
 
 from benchmarks import _report
 
-Figures = dict[str, Any]
-Row = tuple[str, str, str, str]
-
 
 def _run_backends(module: str, quick: bool) -> dict[str, dict[str, Any]]:
     """One fresh interpreter per backend, one after the other; ``--quick`` runs one backend (see
@@ -30,263 +27,151 @@ def _run_backends(module: str, quick: bool) -> dict[str, dict[str, Any]]:
     return _report.with_not_run(ran)
 
 
-def _formatter(a: Figures, t: Figures) -> Callable[[str, str], tuple[str, str]]:
-    """One figure formatted for both backend columns."""
+# Each group's table, a row a line: figure | cell | goal (see benchmarks._report.parse_specs).
 
-    def both(key: str, fmt: str) -> tuple[str, str]:
-        return fmt.format(a[key]), fmt.format(t[key])
+_RUNTIME = _report.parse_specs(
+    """
+ask round trip, median | {ask_rtt_median_us:.1f} µs | < 30 µs (asyncio)
+ask round trip, p99 | {ask_rtt_p99_us:.1f} µs |
+asks/s, 64 callers, 1 actor | {ask_throughput_per_s_64_callers:,.0f} |
+{queued_in_flight_asks:,.0f} asks across 10 actors (64 served each, rest queued): completed / lost | \
+{queued_in_flight_completed:,.0f} / {queued_in_flight_lost:.0f} | all / 0
+  ... memory per ask (sample of {queued_memory_asks:,.0f}, same share queued) | \
+{queued_bytes_per_in_flight_ask_bridge:,.0f} B | < 2 KB
+{in_flight_asks:,.0f} asks all accepted at once (a task each): completed / lost | \
+{in_flight_completed:,.0f} / {in_flight_lost:.0f} | all / 0
+  ... memory per ask (bridge only / incl. caller task) | \
+{bytes_per_in_flight_ask_bridge:,.0f} / {bytes_per_in_flight_ask_total:,.0f} B |
+crash -> serving again, median | {restart_to_serving_median_us:.1f} µs | < 1 ms
+crash -> serving again, p99 | {restart_to_serving_p99_us:.1f} µs |
+"""
+)
 
-    return both
+_LLM = _report.parse_specs(
+    """
+4 models x 4 slots @ 50 ms, 256 callers: req/s | {throughput_req_per_s:,.0f} | 320 = server-bound limit
+  ... as share of the server-bound limit | {throughput_ratio:.1%} | >= 95 %
+  ... as share of bare httpx on the same workload | {throughput_ratio_to_bare_httpx:.1%} |
+  ... failed requests | {throughput_failures:.0f} | 0
+cold cache, 100 concurrent validations: listings | {cold_cache_listing_requests:.0f} | 1
+cached validation inside the registry, median | {validation_in_registry_median_us:.1f} µs | < 20 µs
+cached validation as an ask, median | {validation_ask_median_us:.1f} µs |
+cancel -> server sees disconnect, p50 | {cancel_to_disconnect_p50_ms:.2f} ms |
+cancel -> server sees disconnect, p99 | {cancel_to_disconnect_p99_ms:.2f} ms | < 20 ms
+registry + worker added over bare httpx, median | {added_median_us:.0f} µs | < 300 µs
+server down, breaker open: call answered, p50 | {fail_fast_p50_ms:.2f} ms | < 50 ms
+server down, breaker open: call answered, p99 | {fail_fast_p99_ms:.2f} ms |
+1 model, 1 server x 4 slots @ 100 ms, 128 callers: req/s | {one_server_req_per_s:.0f} | 40 = limit
+  ... on 2 servers x 4 slots: req/s | {two_servers_req_per_s:.0f} | 80 = limit
+  ... 2 servers over 1 | {two_servers_speedup:.2f} x | >= 1.8 x
+  ... failed calls | {two_servers_failures:.0f} | 0
+"""
+)
 
+_PLANNER = _report.parse_specs(
+    """
+loop's own time per round, median | {loop_overhead_per_round_median_ms:.2f} ms | < 1 ms
+loop's own time per round, p99 | {loop_overhead_per_round_p99_ms:.2f} ms |
+runs x rounds (tool calls) | {runs:.0f} x {rounds_per_run:.1f} ({tool_calls:.0f}) |
+total time | {total_s:.2f} s |
+bound set by the model slots | {slot_bound_s:.2f} s |
+share not spent in the model (bridge + tools) | {bridge_share:.1%} |
+failed tool calls | {failed_tool_calls:.0f} | 0
+"""
+)
 
-def _ran(a: Figures, t: Figures) -> Figures:
-    """The figures of a backend that ran, for what both share (sizes, counts)."""
-    return t if isinstance(a, _report.NotRun) else a
+_CHILDREN = _report.parse_specs(
+    """
+child killed mid-call -> caller has its error, median | {crash_to_error_ms_median:.1f} ms | < 100 ms
+  ... worst | {crash_to_error_ms_max:.1f} ms | < 100 ms
+restart -> next call succeeds (0.1 s backoff + start) | {restart_to_call_ok_ms_median:.0f} ms |
+kill-and-restart cycles | {kill_cycles:.0f} | 100
+  ... leftover processes / lost replies | {kill_cycles_leftover_processes} / {kill_cycles_lost_replies} | 0 / 0
+config written -> added server callable, median | {reload_to_callable_ms_median:.0f} ms | < 1 s
+64 concurrent call_tool on one child: calls/s (bridge) | {concurrent_throughput_per_s_bridge:,.0f} |
+  ... calls/s, plain SDK session (direct) | {concurrent_throughput_per_s_direct:,.0f} |
+  ... latency the bridge adds, median | {concurrent_bridge_added_ms_median:.1f} ms |
+"""
+)
 
+_FRONTEND = _report.parse_specs(
+    """
+initialize from process start, median (no LLM server) | {initialize_no_server_median_s:.2f} s | <= 1.0 s
+  ... worst | {initialize_no_server_max_s:.2f} s |
+added over bare httpx at 64 concurrent | stress table | < 2 / 10 ms
+8 models x 4 slots @ 100 ms, 64 callers: req/s | {throughput_req_per_s:.0f} |
+  ... as share of the server-bound limit | {throughput_ratio:.1%} | >= 90 %
+  ... failed calls | {throughput_failures:.0f} | 0
+"""
+)
 
-def _runtime_rows(a: Figures, t: Figures) -> list[Row]:
-    ran = _ran(a, t)
+_SHARED = _report.parse_specs(
+    """
+initialize through a relay, warm (attach), median | {initialize_warm_median_ms:.0f} ms | < 100 ms
+  ... worst | {initialize_warm_max_ms:.0f} ms |
+initialize through a relay, cold (starts the bridge) | {initialize_cold_median_s:.2f} s |
+latency a relay adds (bridge_status, p50) | {relay_added_p50_ms:.2f} ms | < 0.5 ms
+4 sessions x 64 callers, 8 models x 4 slots @ 100 ms: req/s | {throughput_req_per_s:.0f} |
+  ... as share of the server-bound limit (320/s) | {throughput_ratio:.1%} | >= 90 %
+  ... most generating at once per model (simulator) | {sim_max_generating_per_model:.0f} | <= 4
+  ... most waiting in the simulator's own queue | {sim_max_queued_per_model:.0f} | 0
+  ... failed calls | {throughput_failures:.0f} | 0
+fairness: session B's wait while A floods a batch, p50 | {fairness_b_wait_p50_service_times:.2f} service times | about 1
+  ... worst | {fairness_b_wait_max_service_times:.2f} service times |
+  ... first come first served would wait | {fairness_fifo_wait_estimate_service_times:.0f} |
+"""
+)
 
-    def us(key: str) -> tuple[str, str]:
-        return f"{a[key]:.1f} µs", f"{t[key]:.1f} µs"
+_REAL_LLAMA = _report.parse_specs(
+    """
+bridge's LLMClient: req/s | {bridge_req_per_s:.2f} | within 5 % of bare httpx
+  ... bare httpx: req/s | {bare_httpx_req_per_s:.2f} |
+bridge's LLMClient: generated tokens/s | {bridge_tokens_per_s:.0f} |
+  ... bare httpx: generated tokens/s | {bare_httpx_tokens_per_s:.0f} |
+bridge's LLMClient: client CPU per request | {bridge_bridge_cpu_ms_per_req:.1f} ms |
+  ... bare httpx: client CPU per request | {bare_httpx_bridge_cpu_ms_per_req:.1f} ms |
+failed requests (bridge / bare httpx) | {bridge_failures:.0f} / {bare_httpx_failures:.0f} | 0 / 0
+"""
+)
 
-    return [
-        ("ask round trip, median", *us("ask_rtt_median_us"), "< 30 µs (asyncio)"),
-        ("ask round trip, p99", *us("ask_rtt_p99_us"), ""),
-        (
-            "asks/s, 64 callers, 1 actor",
-            f"{a['ask_throughput_per_s_64_callers']:,.0f}",
-            f"{t['ask_throughput_per_s_64_callers']:,.0f}",
-            "",
-        ),
-        (
-            f"{ran['queued_in_flight_asks']:,.0f} asks across 10 actors (64 served each, rest queued): "
-            "completed / lost",
-            f"{a['queued_in_flight_completed']:,.0f} / {a['queued_in_flight_lost']:.0f}",
-            f"{t['queued_in_flight_completed']:,.0f} / {t['queued_in_flight_lost']:.0f}",
-            "all / 0",
-        ),
-        (
-            f"  ... memory per ask (sample of {ran['queued_memory_asks']:,.0f}, same share queued)",
-            f"{a['queued_bytes_per_in_flight_ask_bridge']:,.0f} B",
-            f"{t['queued_bytes_per_in_flight_ask_bridge']:,.0f} B",
-            "< 2 KB",
-        ),
-        (
-            f"{ran['in_flight_asks']:,.0f} asks all accepted at once (a task each): completed / lost",
-            f"{a['in_flight_completed']:,.0f} / {a['in_flight_lost']:.0f}",
-            f"{t['in_flight_completed']:,.0f} / {t['in_flight_lost']:.0f}",
-            "all / 0",
-        ),
-        (
-            "  ... memory per ask (bridge only / incl. caller task)",
-            f"{a['bytes_per_in_flight_ask_bridge']:,.0f} / {a['bytes_per_in_flight_ask_total']:,.0f} B",
-            f"{t['bytes_per_in_flight_ask_bridge']:,.0f} / {t['bytes_per_in_flight_ask_total']:,.0f} B",
-            "",
-        ),
-        ("crash -> serving again, median", *us("restart_to_serving_median_us"), "< 1 ms"),
-        ("crash -> serving again, p99", *us("restart_to_serving_p99_us"), ""),
-    ]
+_JOBS = _report.parse_specs(
+    """
+{jobs:,.0f} background chats at once over {models:.0f} models: finished / lost | \
+{finished_with_result:,.0f} / {lost:.0f} | all / 0
+  ... all submitted (each answered with its job id) | {submit_all_s:.2f} s |
+  ... all finished (server-bound limit 3.1 s) | {all_done_s:.2f} s |
+job_status under that load, p50 | {status_p50_ms:.1f} ms |
+job_status under that load, p99 | {status_p99_ms:.1f} ms |
+memory per finished job retained | {retained_bytes_per_job:,.0f} B |
+  ... left per job once they expired (pools) | {after_ttl_bytes_per_job:,.0f} B |
+"""
+)
 
-
-def _llm_rows(a: Figures, t: Figures) -> list[Row]:
-    both = _formatter(a, t)
-    return [
-        (
-            "4 models x 4 slots @ 50 ms, 256 callers: req/s",
-            *both("throughput_req_per_s", "{:,.0f}"),
-            "320 = server-bound limit",
-        ),
-        ("  ... as share of the server-bound limit", *both("throughput_ratio", "{:.1%}"), ">= 95 %"),
-        ("  ... as share of bare httpx on the same workload", *both("throughput_ratio_to_bare_httpx", "{:.1%}"), ""),
-        ("  ... failed requests", *both("throughput_failures", "{:.0f}"), "0"),
-        ("cold cache, 100 concurrent validations: listings", *both("cold_cache_listing_requests", "{:.0f}"), "1"),
-        (
-            "cached validation inside the registry, median",
-            *both("validation_in_registry_median_us", "{:.1f} µs"),
-            "< 20 µs",
-        ),
-        ("cached validation as an ask, median", *both("validation_ask_median_us", "{:.1f} µs"), ""),
-        ("cancel -> server sees disconnect, p50", *both("cancel_to_disconnect_p50_ms", "{:.2f} ms"), ""),
-        ("cancel -> server sees disconnect, p99", *both("cancel_to_disconnect_p99_ms", "{:.2f} ms"), "< 20 ms"),
-        ("registry + worker added over bare httpx, median", *both("added_median_us", "{:.0f} µs"), "< 300 µs"),
-        ("server down, breaker open: call answered, p50", *both("fail_fast_p50_ms", "{:.2f} ms"), "< 50 ms"),
-        ("server down, breaker open: call answered, p99", *both("fail_fast_p99_ms", "{:.2f} ms"), ""),
-        (
-            "1 model, 1 server x 4 slots @ 100 ms, 128 callers: req/s",
-            *both("one_server_req_per_s", "{:.0f}"),
-            "40 = limit",
-        ),
-        ("  ... on 2 servers x 4 slots: req/s", *both("two_servers_req_per_s", "{:.0f}"), "80 = limit"),
-        ("  ... 2 servers over 1", *both("two_servers_speedup", "{:.2f} x"), ">= 1.8 x"),
-        ("  ... failed calls", *both("two_servers_failures", "{:.0f}"), "0"),
-    ]
-
-
-def _planner_rows(a: Figures, t: Figures) -> list[Row]:
-    both = _formatter(a, t)
-    return [
-        ("loop's own time per round, median", *both("loop_overhead_per_round_median_ms", "{:.2f} ms"), "< 1 ms"),
-        ("loop's own time per round, p99", *both("loop_overhead_per_round_p99_ms", "{:.2f} ms"), ""),
-        (
-            "runs x rounds (tool calls)",
-            f"{a['runs']:.0f} x {a['rounds_per_run']:.1f} ({a['tool_calls']:.0f})",
-            f"{t['runs']:.0f} x {t['rounds_per_run']:.1f} ({t['tool_calls']:.0f})",
-            "",
-        ),
-        ("total time", *both("total_s", "{:.2f} s"), ""),
-        ("bound set by the model slots", *both("slot_bound_s", "{:.2f} s"), ""),
-        ("share not spent in the model (bridge + tools)", *both("bridge_share", "{:.1%}"), ""),
-        ("failed tool calls", *both("failed_tool_calls", "{:.0f}"), "0"),
-    ]
-
-
-def _children_rows(a: Figures, t: Figures) -> list[Row]:
-    both = _formatter(a, t)
-    return [
-        (
-            "child killed mid-call -> caller has its error, median",
-            *both("crash_to_error_ms_median", "{:.1f} ms"),
-            "< 100 ms",
-        ),
-        ("  ... worst", *both("crash_to_error_ms_max", "{:.1f} ms"), "< 100 ms"),
-        (
-            "restart -> next call succeeds (0.1 s backoff + start)",
-            *both("restart_to_call_ok_ms_median", "{:.0f} ms"),
-            "",
-        ),
-        ("kill-and-restart cycles", *both("kill_cycles", "{:.0f}"), "100"),
-        (
-            "  ... leftover processes / lost replies",
-            f"{a['kill_cycles_leftover_processes']} / {a['kill_cycles_lost_replies']}",
-            f"{t['kill_cycles_leftover_processes']} / {t['kill_cycles_lost_replies']}",
-            "0 / 0",
-        ),
-        (
-            "config written -> added server callable, median",
-            *both("reload_to_callable_ms_median", "{:.0f} ms"),
-            "< 1 s",
-        ),
-        (
-            "64 concurrent call_tool on one child: calls/s (bridge)",
-            *both("concurrent_throughput_per_s_bridge", "{:,.0f}"),
-            "",
-        ),
-        ("  ... calls/s, plain SDK session (direct)", *both("concurrent_throughput_per_s_direct", "{:,.0f}"), ""),
-        ("  ... latency the bridge adds, median", *both("concurrent_bridge_added_ms_median", "{:.1f} ms"), ""),
-    ]
-
-
-def _frontend_rows(a: Figures, t: Figures) -> list[Row]:
-    both = _formatter(a, t)
-    return [
-        (
-            "initialize from process start, median (no LLM server)",
-            *both("initialize_no_server_median_s", "{:.2f} s"),
-            "<= 1.0 s",
-        ),
-        ("  ... worst", *both("initialize_no_server_max_s", "{:.2f} s"), ""),
-        ("added over bare httpx at 64 concurrent", "stress table", "stress table", "< 2 / 10 ms"),
-        ("8 models x 4 slots @ 100 ms, 64 callers: req/s", *both("throughput_req_per_s", "{:.0f}"), ""),
-        ("  ... as share of the server-bound limit", *both("throughput_ratio", "{:.1%}"), ">= 90 %"),
-        ("  ... failed calls", *both("throughput_failures", "{:.0f}"), "0"),
-    ]
-
-
-def _shared_rows(a: Figures, t: Figures) -> list[Row]:
-    both = _formatter(a, t)
-    return [
-        (
-            "initialize through a relay, warm (attach), median",
-            *both("initialize_warm_median_ms", "{:.0f} ms"),
-            "< 100 ms",
-        ),
-        ("  ... worst", *both("initialize_warm_max_ms", "{:.0f} ms"), ""),
-        ("initialize through a relay, cold (starts the bridge)", *both("initialize_cold_median_s", "{:.2f} s"), ""),
-        ("latency a relay adds (bridge_status, p50)", *both("relay_added_p50_ms", "{:.2f} ms"), "< 0.5 ms"),
-        ("4 sessions x 64 callers, 8 models x 4 slots @ 100 ms: req/s", *both("throughput_req_per_s", "{:.0f}"), ""),
-        ("  ... as share of the server-bound limit (320/s)", *both("throughput_ratio", "{:.1%}"), ">= 90 %"),
-        (
-            "  ... most generating at once per model (simulator)",
-            *both("sim_max_generating_per_model", "{:.0f}"),
-            "<= 4",
-        ),
-        ("  ... most waiting in the simulator's own queue", *both("sim_max_queued_per_model", "{:.0f}"), "0"),
-        ("  ... failed calls", *both("throughput_failures", "{:.0f}"), "0"),
-        (
-            "fairness: session B's wait while A floods a batch, p50",
-            *both("fairness_b_wait_p50_service_times", "{:.2f} service times"),
-            "about 1",
-        ),
-        ("  ... worst", *both("fairness_b_wait_max_service_times", "{:.2f} service times"), ""),
-        ("  ... first come first served would wait", *both("fairness_fifo_wait_estimate_service_times", "{:.0f}"), ""),
-    ]
-
-
-def _real_llama_rows(a: Figures, t: Figures) -> list[Row]:
-    both = _formatter(a, t)
-    return [
-        ("bridge's LLMClient: req/s", *both("bridge_req_per_s", "{:.2f}"), "within 5 % of bare httpx"),
-        ("  ... bare httpx: req/s", *both("bare_httpx_req_per_s", "{:.2f}"), ""),
-        ("bridge's LLMClient: generated tokens/s", *both("bridge_tokens_per_s", "{:.0f}"), ""),
-        ("  ... bare httpx: generated tokens/s", *both("bare_httpx_tokens_per_s", "{:.0f}"), ""),
-        ("bridge's LLMClient: client CPU per request", *both("bridge_bridge_cpu_ms_per_req", "{:.1f} ms"), ""),
-        ("  ... bare httpx: client CPU per request", *both("bare_httpx_bridge_cpu_ms_per_req", "{:.1f} ms"), ""),
-        (
-            "failed requests (bridge / bare httpx)",
-            f"{a['bridge_failures']:.0f} / {a['bare_httpx_failures']:.0f}",
-            f"{t['bridge_failures']:.0f} / {t['bare_httpx_failures']:.0f}",
-            "0 / 0",
-        ),
-    ]
-
-
-def _jobs_rows(a: Figures, t: Figures) -> list[Row]:
-    both = _formatter(a, t)
-    ran = _ran(a, t)
-    return [
-        (
-            f"{ran['jobs']:,.0f} background chats at once over {ran['models']:.0f} models: finished / lost",
-            f"{a['finished_with_result']:,.0f} / {a['lost']:.0f}",
-            f"{t['finished_with_result']:,.0f} / {t['lost']:.0f}",
-            "all / 0",
-        ),
-        ("  ... all submitted (each answered with its job id)", *both("submit_all_s", "{:.2f} s"), ""),
-        ("  ... all finished (server-bound limit 3.1 s)", *both("all_done_s", "{:.2f} s"), ""),
-        ("job_status under that load, p50", *both("status_p50_ms", "{:.1f} ms"), ""),
-        ("job_status under that load, p99", *both("status_p99_ms", "{:.1f} ms"), ""),
-        ("memory per finished job retained", *both("retained_bytes_per_job", "{:,.0f} B"), ""),
-        ("  ... left per job once they expired (pools)", *both("after_ttl_bytes_per_job", "{:,.0f} B"), ""),
-    ]
-
-
-def _real_llama_title(ran: Figures) -> str:
-    return (
-        f"Real llama.cpp server (SmolLM2-135M, {ran['slots']:.0f} slots; {ran['requests']:.0f} requests x "
-        f"{ran['tokens_per_request']:.0f} tokens, median of {ran['rounds']:.0f} interleaved rounds)"
-    )
-
-
-GROUPS: dict[str, tuple[str | Callable[[Figures], str], Callable[[Figures, Figures], list[Row]]]] = {
-    "frontend": ("MCP front end (real stdio: client -> serve -> actors -> HTTP)", _frontend_rows),
-    "runtime": ("Actor runtime", _runtime_rows),
-    "llm": ("LLM path (registry + workers + client, simulator out of process)", _llm_rows),
-    "planner": ("Autonomous runs (4 models x 4 slots @ 100 ms, 2 real stdio child servers)", _planner_rows),
-    "children": ("Child MCP servers (real stdio children)", _children_rows),
-    "real_llama": (_real_llama_title, _real_llama_rows),
-    "shared": ("Shared mode (serve --shared relays into one shared bridge)", _shared_rows),
-    "jobs": ("Jobs (in-process bridge, MCP in-memory client; 8 models x 4 slots @ 100 ms)", _jobs_rows),
+GROUPS: dict[str, tuple[str, list[_report.Spec]]] = {
+    "frontend": ("MCP front end (real stdio: client -> serve -> actors -> HTTP)", _FRONTEND),
+    "runtime": ("Actor runtime", _RUNTIME),
+    "llm": ("LLM path (registry + workers + client, simulator out of process)", _LLM),
+    "planner": ("Autonomous runs (4 models x 4 slots @ 100 ms, 2 real stdio child servers)", _PLANNER),
+    "children": ("Child MCP servers (real stdio children)", _CHILDREN),
+    "real_llama": (
+        "Real llama.cpp server (SmolLM2-135M, {slots:.0f} slots; {requests:.0f} requests x "
+        "{tokens_per_request:.0f} tokens, median of {rounds:.0f} interleaved rounds)",
+        _REAL_LLAMA,
+    ),
+    "shared": ("Shared mode (serve --shared relays into one shared bridge)", _SHARED),
+    "jobs": ("Jobs (in-process bridge, MCP in-memory client; 8 models x 4 slots @ 100 ms)", _JOBS),
 }
-"""Each group but stress: its table's title (or how to make it from the figures) and rows."""
+"""Each group but stress: its table's title and rows (``{fields}`` in the title and a row's figure are filled in
+from a backend that ran, in a row's cell from each backend's figures)."""
 
 
 def _group(name: str, quick: bool) -> str:
     """Run one group's module on its backends, write its JSON and return its table."""
     results = _run_backends(f"benchmarks.{name}", quick)
     _report.write_json(name, {"machine": _report.machine(), "quick": quick, "figures": results})
-    title, rows = GROUPS[name]
+    title, specs = GROUPS[name]
     a, t = results["asyncio"], results["trio"]
-    return _report.table(title if isinstance(title, str) else title(_ran(a, t)), rows(a, t), results)
+    return _report.table(title.format_map(_report.ran(a, t)), _report.filled_rows(specs, a, t), results)
 
 
 def stress(quick: bool, only: list[str] | None = None) -> str:

@@ -101,7 +101,60 @@ def child_main(
     return 0
 
 
-def table(title: str, rows: list[tuple[str, str, str, str]], figures: dict[str, Any] | None = None) -> str:
+def client_main(
+    prog: str,
+    description: str,
+    run_all: Callable[[bool, str], Awaitable[dict[str, Any]]],
+    argv: list[str] | None,
+    *,
+    backend_help: str,
+    log_level: int | None = None,
+) -> int:
+    """``main`` of a module that starts the bridge in processes of their own, on the loop ``--backend``
+    names (asyncio unless given); this process, the MCP client and load generator, runs on asyncio
+    whichever it is, as in the stress suite."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--backend", choices=list(BACKENDS), default="asyncio", help=backend_help)
+    parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs, not speed")
+    args = parser.parse_args(argv)
+    if log_level is not None:
+        logging.basicConfig(level=log_level)
+    emit(anyio.run(run_all, args.quick, args.backend, backend="asyncio"))
+    return 0
+
+
+Figures = dict[str, Any]
+Row = tuple[str, str, str, str]
+"""A table's row: figure, asyncio's cell, trio's cell, goal."""
+Spec = tuple[str, str, str]
+"""A row to fill in: the figure, its cell and its goal, with ``{fields}`` named after figures."""
+
+
+def parse_specs(text: str) -> list[Spec]:
+    """A table's rows written one a line as ``figure | cell | goal`` (the goal may be empty; a long row
+    goes on with a backslash at the end of the source line). The figure keeps its indent: ``  ...``
+    marks a row that details the one above."""
+    parsed: list[Spec] = []
+    for line in text.strip("\n").splitlines():
+        figure, cell, goal = line.split("|")
+        parsed.append((figure.rstrip(), cell.strip(), goal.strip()))
+    return parsed
+
+
+def ran(a: Figures, t: Figures) -> Figures:
+    """The figures of a backend that ran, for what both share (sizes, counts)."""
+    return t if isinstance(a, NotRun) else a
+
+
+def filled_rows(
+    specs: list[Spec], a: Figures, t: Figures, cell: Callable[[str, Figures], str] = str.format_map
+) -> list[Row]:
+    """Rows filled in: a figure's fields from a backend that ran, a cell's by ``cell`` from each backend's."""
+    both = ran(a, t)
+    return [(figure.format_map(both), cell(c, a), cell(c, t), goal) for figure, c, goal in specs]
+
+
+def table(title: str, rows: list[Row], figures: dict[str, Any] | None = None) -> str:
     """rows: (figure, asyncio, trio, goal); a backend whose ``figures`` are :class:`NotRun` reads "not run"."""
     header = ("figure", "asyncio", "trio", "goal")
     skipped = [i + 1 for i, b in enumerate(BACKENDS) if figures is not None and isinstance(figures.get(b), NotRun)]

@@ -22,8 +22,8 @@ whatever ``serve``'s backend.
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -186,16 +186,14 @@ async def run_all(quick: bool, backend: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.frontend", description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help="serve's event loop")
-    parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs, not speed")
-    args = parser.parse_args(argv)
-    import logging
-
-    logging.basicConfig(level=logging.ERROR)
-    # The load generator runs on asyncio whichever backend serve has, as in the stress suite.
-    _report.emit(anyio.run(run_all, args.quick, args.backend, backend="asyncio"))
-    return 0
+    return _report.client_main(
+        "python -m benchmarks.frontend",
+        __doc__.splitlines()[0],
+        run_all,
+        argv,
+        backend_help="serve's event loop",
+        log_level=logging.ERROR,
+    )
 
 
 if __name__ == "__main__":

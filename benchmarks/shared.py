@@ -21,7 +21,6 @@ Scenarios:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -284,13 +283,9 @@ async def run_all(quick: bool, backend: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.shared", description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help="relay's and bridge's loop")
-    parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs, not speed")
-    args = parser.parse_args(argv)
-    # The load generator runs on asyncio whichever backend the relays and bridge have, as in the stress suite.
-    _report.emit(anyio.run(run_all, args.quick, args.backend, backend="asyncio"))
-    return 0
+    return _report.client_main(
+        "python -m benchmarks.shared", __doc__.splitlines()[0], run_all, argv, backend_help="relay's and bridge's loop"
+    )
 
 
 if __name__ == "__main__":

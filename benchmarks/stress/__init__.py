@@ -22,6 +22,7 @@ line of figures. :func:`stress_table` runs them all, writes ``benchmarks/results
 from __future__ import annotations
 
 import math
+import string
 import sys
 import time
 from collections.abc import Callable
@@ -33,18 +34,35 @@ from benchmarks import _report
 __all__ = ["SCENARIOS", "format_tables", "stress_table"]
 
 BACKENDS = _report.BACKENDS
-Figures = dict[str, Any]
-Row = tuple[str, str, str, str]
+Figures = _report.Figures
+Row = _report.Row
+
+
+def _absent(value: Any) -> bool:
+    """A figure missing (an older ``stress.json``, a backend left out) or NaN (too few samples)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _both(a: Figures, t: Figures, key: str, fmt: str) -> tuple[str, str]:
     def one(f: Figures) -> str:
         value = f.get(key)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "n/a"
-        return fmt.format(value)
+        return "n/a" if _absent(value) else fmt.format(value)
 
     return one(a), one(t)
+
+
+def _cell(template: str, f: Figures) -> str:
+    """A cell of a scenario's table filled in: one of a single figure reads n/a where that is absent, as in
+    :func:`_both`; one of several figures, as :func:`_filled`."""
+    fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    return "n/a" if len(fields) == 1 and _absent(f.get(fields[0])) else template.format_map(f)
+
+
+def _rows(specs: str) -> Callable[[Figures, Figures], list[Row]]:
+    """A scenario's rows from its table, a row a line: figure | cell | goal (see
+    :func:`benchmarks._report.parse_specs`)."""
+    parsed = _report.parse_specs(specs)
+    return lambda a, t: _report.filled_rows(parsed, a, t, _cell)
 
 
 def _sweep(f: Figures, suffix: str) -> list[tuple[int, float]]:
@@ -89,19 +107,20 @@ def _throughput_rows(a: Figures, t: Figures) -> list[Row]:
     ]
 
 
-def _latency_rows(a: Figures, t: Figures) -> list[Row]:
-    return [
-        ("1 caller: bare httpx p50 / p99", *_pair(a, t, "c1_bare_p50_ms", "c1_bare_p99_ms"), ""),
-        ("1 caller: added p50", *_both(a, t, "c1_added_p50_ms", "{:.2f} ms"), "< 2 ms"),
-        ("1 caller: added p99", *_both(a, t, "c1_added_p99_ms", "{:.2f} ms"), "< 10 ms"),
-        ("64 callers @ 500 ms: bridge p50 / p99", *_pair(a, t, "c64_bridge_p50_ms", "c64_bridge_p99_ms"), ""),
-        ("64 callers: bare httpx p50 / p99", *_pair(a, t, "c64_bare_p50_ms", "c64_bare_p99_ms"), ""),
-        ("64 callers: added over bare httpx, p50", *_both(a, t, "c64_added_p50_ms", "{:.1f} ms"), "< 2 ms"),
-        ("64 callers: added over bare httpx, p99", *_both(a, t, "c64_added_p99_ms", "{:.1f} ms"), "< 10 ms"),
-        ("64 callers: over the model's 500 ms, p50", *_both(a, t, "c64_over_floor_p50_ms", "{:.1f} ms"), ""),
-        ("64 callers: over the model's 500 ms, p99", *_both(a, t, "c64_over_floor_p99_ms", "{:.1f} ms"), ""),
-        ("lost", *_both(a, t, "lost", "{:.0f}"), "0"),
-    ]
+_latency_rows = _rows(
+    """
+1 caller: bare httpx p50 / p99 | {c1_bare_p50_ms:.1f} / {c1_bare_p99_ms:.1f} ms |
+1 caller: added p50 | {c1_added_p50_ms:.2f} ms | < 2 ms
+1 caller: added p99 | {c1_added_p99_ms:.2f} ms | < 10 ms
+64 callers @ 500 ms: bridge p50 / p99 | {c64_bridge_p50_ms:.1f} / {c64_bridge_p99_ms:.1f} ms |
+64 callers: bare httpx p50 / p99 | {c64_bare_p50_ms:.1f} / {c64_bare_p99_ms:.1f} ms |
+64 callers: added over bare httpx, p50 | {c64_added_p50_ms:.1f} ms | < 2 ms
+64 callers: added over bare httpx, p99 | {c64_added_p99_ms:.1f} ms | < 10 ms
+64 callers: over the model's 500 ms, p50 | {c64_over_floor_p50_ms:.1f} ms |
+64 callers: over the model's 500 ms, p99 | {c64_over_floor_p99_ms:.1f} ms |
+lost | {lost:.0f} | 0
+"""
+)
 
 
 def _each(a: Figures, t: Figures, fn: Callable[[Figures], str]) -> tuple[str, str]:
@@ -113,26 +132,16 @@ def _filled(a: Figures, t: Figures, template: str) -> tuple[str, str]:
     return template.format_map(a), template.format_map(t)
 
 
-def _pair(a: Figures, t: Figures, k1: str, k2: str) -> tuple[str, str]:
-    return _each(a, t, lambda f: f"{f[k1]:.1f} / {f[k2]:.1f} ms")
-
-
-def _cancel_rows(a: Figures, t: Figures) -> list[Row]:
-    return [
-        (
-            "calls cancelled / completed / typed error / lost",
-            *_filled(a, t, "{cancelled:.0f} / {completed:.0f} / {typed_errors:.0f} / {lost:.0f}"),
-            "lost 0",
-        ),
-        ("simulator: streams closed by the client", *_both(a, t, "sim_disconnects", "{:.0f}"), ""),
-        ("simulator: requests still open afterwards", *_both(a, t, "sim_open_after", "{:.0f}"), "0"),
-        ("last cancel -> nothing running or queued", *_both(a, t, "quiesce_ms", "{:.0f} ms"), ""),
-        (
-            "afterwards, 32 calls at once (1 per slot): ok, time",
-            *_filled(a, t, "{after_ok:.0f}, {after_all_slots_s:.2f} s"),
-            "32, ~0.35 s",
-        ),
-    ]
+_cancel_rows = _rows(
+    """
+calls cancelled / completed / typed error / lost | \
+{cancelled:.0f} / {completed:.0f} / {typed_errors:.0f} / {lost:.0f} | lost 0
+simulator: streams closed by the client | {sim_disconnects:.0f} |
+simulator: requests still open afterwards | {sim_open_after:.0f} | 0
+last cancel -> nothing running or queued | {quiesce_ms:.0f} ms |
+afterwards, 32 calls at once (1 per slot): ok, time | {after_ok:.0f}, {after_all_slots_s:.2f} s | 32, ~0.35 s
+"""
+)
 
 
 def _backpressure_rows(a: Figures, t: Figures) -> list[Row]:
@@ -224,27 +233,20 @@ def _chaos_rows(a: Figures, t: Figures) -> list[Row]:
     ]
 
 
-def _restart_rows(a: Figures, t: Figures) -> list[Row]:
-    return [
-        (
-            "calls ok / typed error (actor_crashed) / lost",
-            *_filled(a, t, "{ok:,.0f} / {typed_errors:.0f} / {lost:.0f}"),
-            "lost 0",
-        ),
-        ("workers crashed", *_both(a, t, "crashes", "{:.0f}"), ""),
-        ("crash -> model serving again, p50", *_both(a, t, "recovery_p50_ms", "{:.0f} ms"), ""),
-        ("crash -> model serving again, max", *_both(a, t, "recovery_max_ms", "{:.0f} ms"), ""),
-        (
-            "afterwards, 32 calls at once: ok / lost",
-            *_filled(a, t, "{after_ok:.0f} / {after_lost:.0f}"),
-            "lost 0",
-        ),
-    ]
+_restart_rows = _rows(
+    """
+calls ok / typed error (actor_crashed) / lost | {ok:,.0f} / {typed_errors:.0f} / {lost:.0f} | lost 0
+workers crashed | {crashes:.0f} |
+crash -> model serving again, p50 | {recovery_p50_ms:.0f} ms |
+crash -> model serving again, max | {recovery_max_ms:.0f} ms |
+afterwards, 32 calls at once: ok / lost | {after_ok:.0f} / {after_lost:.0f} | lost 0
+"""
+)
 
 
 def _verdict(value: Any) -> str:
     """A soak verdict figure: 1.0 flat, 0.0 grows, None/NaN too few samples to judge (quick runs)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _absent(value):
         return "too short to judge"
     return "flat" if value else "GROWS"
 
