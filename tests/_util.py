@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import anyio
+
+CHILDREN = Path(__file__).parent / "_children"
+"""The small MCP servers and scripts the tests start as child processes."""
 
 
 async def eventually(predicate: Callable[[], bool], *, within: float = 10.0) -> None:
@@ -22,3 +27,11 @@ async def eventually_async(predicate: Callable[[], Awaitable[bool]], *, within: 
     with anyio.fail_after(within):
         while not await predicate():
             await anyio.sleep(0.01)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (bound once, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

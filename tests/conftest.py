@@ -10,6 +10,11 @@ profile: reproducible in CI (derandomized, no example database), no per-example 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -23,3 +28,10 @@ settings.register_profile(
 settings.load_profile("bridge")
 
 pytest_plugins = ["tests.peers", "tests.peers_llama_cpp_python"]
+
+
+@pytest.fixture
+def errlog(tmp_path: Path) -> Iterator[TextIO]:
+    """Where a server subprocess's stderr goes (a real file: the child process writes to it)."""
+    with open(tmp_path / "serve-stderr.log", "w", encoding="utf-8") as log:
+        yield log

@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import TaskGroup
 
 from bridge.errors import (
     ActorCrashedError,
@@ -32,6 +33,25 @@ from tests._util import eventually
 
 def counter(journal: Journal, name: str = "counter", **kwargs: object) -> ChildSpec[object]:
     return ChildSpec(name, lambda: CounterActor(journal), **kwargs)  # type: ignore[arg-type]
+
+
+async def block_in_flight(tg: TaskGroup, ref: Any, journal: Journal, key: str) -> anyio.Event:
+    """Ask ``ref`` for ``Block(key=key)`` in ``tg`` and wait until its handler runs; the event that releases it."""
+    entered, release = journal.gate(key)
+    tg.start_soon(ref.ask, Block(key=key))
+    await entered.wait()
+    return release
+
+
+def serial_counter(journal: Journal, *, mailbox_size: int) -> ChildSpec[object]:
+    """A counter that handles one request at a time, the rest waiting in a mailbox of ``mailbox_size``."""
+
+    def start() -> CounterActor:
+        actor = CounterActor(journal)
+        actor.max_concurrent_requests = 1
+        return actor
+
+    return ChildSpec("counter", start, mailbox_size=mailbox_size)  # type: ignore[arg-type]
 
 
 async def test_ask_returns_the_handlers_reply() -> None:
@@ -73,10 +93,8 @@ async def test_cancelled_asker_cancels_the_work_it_asked_for() -> None:
     journal = Journal()
     async with open_supervisor(children=[counter(journal)]) as sup:
         ref = sup.lookup("counter")
-        entered, _ = journal.gate("work")
         async with anyio.create_task_group() as tg:
-            tg.start_soon(ref.ask, Block(key="work"))
-            await entered.wait()
+            await block_in_flight(tg, ref, journal, "work")
             tg.cancel_scope.cancel()
         await eventually(lambda: journal.cancelled == ["work"])
         assert ref.restarts == 0
@@ -88,10 +106,8 @@ async def test_slow_request_does_not_block_the_mailbox() -> None:
     journal = Journal()
     async with open_supervisor(children=[counter(journal)]) as sup:
         ref = sup.lookup("counter")
-        entered, release = journal.gate("slow")
         async with anyio.create_task_group() as tg:
-            tg.start_soon(ref.ask, Block(key="slow"))
-            await entered.wait()
+            release = await block_in_flight(tg, ref, journal, "slow")
             assert await ref.ask(Increment()) == Count(value=1)
             assert journal.finished == []
             release.set()
@@ -144,18 +160,10 @@ async def test_progress_reports_reach_the_asker() -> None:
 async def test_full_mailbox_applies_backpressure() -> None:
     """A saturated actor stops reading; its bounded mailbox fills and refuses, it does not grow."""
     journal = Journal()
-
-    def start() -> CounterActor:
-        actor = CounterActor(journal)
-        actor.max_concurrent_requests = 1
-        return actor
-
-    async with open_supervisor(children=[ChildSpec("counter", start, mailbox_size=2)]) as sup:
+    async with open_supervisor(children=[serial_counter(journal, mailbox_size=2)]) as sup:
         ref = sup.lookup("counter")
-        entered, release = journal.gate("hold")
         async with anyio.create_task_group() as tg:
-            tg.start_soon(ref.ask, Block(key="hold"))
-            await entered.wait()
+            release = await block_in_flight(tg, ref, journal, "hold")
             tg.start_soon(ref.ask, Increment())
             tg.start_soon(ref.ask, Increment())
             await eventually(lambda: ref.queued() == 2)
@@ -170,13 +178,7 @@ async def test_full_mailbox_applies_backpressure() -> None:
 async def test_queued_messages_survive_a_restart() -> None:
     """Messages waiting in the mailbox when the actor crashes are served by the next incarnation."""
     journal = Journal()
-
-    def start() -> CounterActor:
-        actor = CounterActor(journal)
-        actor.max_concurrent_requests = 1
-        return actor
-
-    async with open_supervisor(children=[ChildSpec("counter", start, mailbox_size=4)]) as sup:
+    async with open_supervisor(children=[serial_counter(journal, mailbox_size=4)]) as sup:
         ref = sup.lookup("counter")
         results: list[Count] = []
 

@@ -25,9 +25,9 @@ from bridge.children import (
     load_children_config,
     open_stdio_child,
 )
+from tests._util import CHILDREN
 from tests.peers import ProcessLeakCheck
 
-CHILDREN = Path(__file__).parent / "_children"
 DEADLINE = 20  # a safety net against hangs only
 CANARY = "canary-secret"
 BASE = {

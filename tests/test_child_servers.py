@@ -32,9 +32,9 @@ from bridge.messages import (
 )
 from bridge.runtime import ActorRef, ChildSpec, SupervisorRef, SupervisorSpec, open_supervisor
 from bridge.settings import ChildSettings
+from tests._util import CHILDREN
 from tests.peers import ProcessLeakCheck
 
-CHILDREN = Path(__file__).parent / "_children"
 DEADLINE = 30  # a safety net against hangs only
 POLICY = SessionPolicy(ping_interval=60.0, backoff_initial=0.02, backoff_max=0.1, max_restarts=2)
 
@@ -111,16 +111,25 @@ async def child_servers(tmp_path: Path, servers: dict[str, Any], *, watch: bool 
     write(config, servers)
     settings = ChildSettings(call_timeout=20.0, startup_timeout=15.0, stop_grace=2.0, watch=watch)
     sources = [ConfigSource(path=config, origin="explicit", required=True)]
+    async with child_servers_actor(settings, sources, {}) as (actor, sessions):
+        yield Harness(actor, sessions, config)
+
+
+@asynccontextmanager
+async def child_servers_actor(
+    settings: ChildSettings, sources: list[ConfigSource], environ: dict[str, str]
+) -> AsyncIterator[tuple[ActorRef[ChildServersMessage], SupervisorRef]]:
+    """A ChildServersActor under a test supervisor, with the supervisor of its sessions (within DEADLINE)."""
     with anyio.fail_after(DEADLINE):
         async with open_supervisor("test") as supervisor:
             sessions = await supervisor.start_child(SupervisorSpec("sessions", intensity=10, period=1.0))
             spec: ChildSpec[ChildServersMessage] = ChildSpec(
                 "children",
                 lambda: ChildServersActor(
-                    settings, sessions, sources=sources, environ={}, policy=POLICY, watch_interval=0.05
+                    settings, sessions, sources=sources, environ=environ, policy=POLICY, watch_interval=0.05
                 ),
             )
-            yield Harness(await supervisor.start_child(spec), sessions, config)
+            yield await supervisor.start_child(spec), sessions
 
 
 @pytest.fixture(autouse=True)

@@ -32,8 +32,8 @@ from bridge.children import (
     open_stdio_child,
 )
 from bridge.errors import ChildServerDownError, ConfigError
+from tests._util import CHILDREN
 
-CHILDREN = Path(__file__).parent / "_children"
 DEADLINE = 20  # a safety net against hangs only: no test asserts a duration
 FAST = {"grace": 0.2, "term_timeout": 0.2}
 
@@ -41,6 +41,17 @@ FAST = {"grace": 0.2, "term_timeout": 0.2}
 def script(name: str, script_name: str, *args: str, **fields: Any) -> ServerConfig:
     return ServerConfig(
         name=name, transport="stdio", command=sys.executable, args=(str(CHILDREN / script_name), *args), **fields
+    )
+
+
+def wrapped(*args: str) -> ServerConfig:
+    """A child started through ``_children/wrapper.sh``, a shell that runs ``python *args`` as its own child."""
+    return ServerConfig(
+        name="wrapped",
+        transport="stdio",
+        command=str(CHILDREN / "wrapper.sh"),
+        args=args,
+        env={"CHILD_PYTHON": sys.executable},
     )
 
 
@@ -277,13 +288,7 @@ async def test_child_ignoring_eof_and_sigterm_is_killed() -> None:
 
 async def test_wrapper_script_leaves_no_grandchild() -> None:
     """A shell wrapper that does not exec: the real server (a grandchild) is stopped with it."""
-    config = ServerConfig(
-        name="wrapped",
-        transport="stdio",
-        command=str(CHILDREN / "wrapper.sh"),
-        args=("hang.py", "stubborn"),
-        env={"CHILD_PYTHON": sys.executable},
-    )
+    config = wrapped("hang.py", "stubborn")
     with anyio.fail_after(DEADLINE):
         async with open_stdio_child(config, **FAST) as child, ClientSession(*child.streams) as session:
             await session.initialize()
@@ -299,13 +304,7 @@ async def test_wrapper_script_leaves_no_grandchild() -> None:
 
 async def test_well_behaved_wrapper_exits_on_eof() -> None:
     """Through the wrapper, a normal server exits on stdin EOF, and so does the shell after it."""
-    config = ServerConfig(
-        name="wrapped",
-        transport="stdio",
-        command=str(CHILDREN / "wrapper.sh"),
-        args=("echo_server.py",),
-        env={"CHILD_PYTHON": sys.executable},
-    )
+    config = wrapped("echo_server.py")
     with anyio.fail_after(DEADLINE):
         async with open_stdio_child(config) as child, ClientSession(*child.streams) as session:
             await session.initialize()

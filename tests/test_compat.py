@@ -5,7 +5,6 @@ bridge's environment variables are honoured."""
 from __future__ import annotations
 
 import base64
-import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,10 +23,8 @@ from bridge.frontend import create_server
 from bridge.frontend._compat import _schema_report
 from bridge.settings import BridgeSettings, ServerSettings
 from bridge.sim import SimConfig, SimModel, SimServer
-from bridge.sim.testing import SimProcess, sim_process
-from tests.test_frontend_stdio import call, clean_env, data, errlog, sim_stats, text
-
-__all__ = ["errlog"]  # a fixture, used by name
+from bridge.sim.testing import SimProcess
+from tests._stdio import call, clean_env, data, sim_fixture, sim_stats, stdio_session, text
 
 VL = "qwen/qwen2.5-vl-7b"
 QWEN = "qwen/qwen3-coder-30b"
@@ -73,12 +70,7 @@ RUN_TOOLS = [
 COMPAT_TOOLS = {*VISION_TOOLS, *MODEL_TOOLS, *RUN_TOOLS, "validate_json_schema"}
 
 
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[SimProcess]:
-    config = tmp_path / "sim.json"
-    config.write_text(json.dumps(SIM_CONFIG))
-    async with sim_process(["--config", str(config)]) as process:
-        yield process
+sim = sim_fixture(SIM_CONFIG)
 
 
 @asynccontextmanager
@@ -91,11 +83,7 @@ async def serving(
         env={**clean_env(tmp_path), **(env or {})},
         cwd=str(cwd or tmp_path),
     )
-    async with (
-        stdio_client(params, errlog=errlog) as (read, write),
-        ClientSession(read, write, read_timeout_seconds=90) as session,
-    ):
-        await session.initialize()
+    async with stdio_session(params, errlog, read_timeout_seconds=90) as session:
         yield session
 
 

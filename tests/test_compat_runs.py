@@ -14,21 +14,14 @@ import msgspec
 import pytest
 
 from bridge.sim import CallTools, Say, ToolCallSpec
-from bridge.sim.testing import SimProcess, sim_process
+from bridge.sim.testing import SimProcess
+from tests._stdio import call, data, sim_fixture, text
 from tests.test_compat import serving
-from tests.test_frontend_stdio import call, data, errlog, text
-
-__all__ = ["errlog"]  # a fixture, used by name
 
 AGENT = "sim/agent"
 
 
-@pytest.fixture
-async def sim(tmp_path: Path) -> Any:
-    config = tmp_path / "sim.json"
-    config.write_text(json.dumps({"models": [{"id": AGENT, "loaded": True, "context_length": 32768}]}))
-    async with sim_process(["--config", str(config)]) as process:
-        yield process
+sim = sim_fixture({"models": [{"id": AGENT, "loaded": True, "context_length": 32768}]})
 
 
 async def script(sim: SimProcess, *turns: Any) -> None:

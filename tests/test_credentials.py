@@ -33,7 +33,8 @@ from bridge.server_address import normalize_base_url, redact_url
 from bridge.settings import BridgeSettings, ServerSettings, server_name
 from bridge.sim import CallTools, Say, SimConfig, SimModel, SimServer, ToolCallSpec
 from bridge.sim.testing import sim_process
-from tests.test_frontend_stdio import clean_env, errlog, free_port  # noqa: F401  (errlog: a fixture)
+from tests._stdio import clean_env
+from tests._util import CHILDREN, free_port
 
 QWEN = "qwen/qwen3-coder-30b"
 GEMMA = "google/gemma-3-12b"
@@ -45,7 +46,6 @@ BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 CANARY_KEY = "sk-cAnAry-key-5d41402abc4b2a76"
 SECRETS = ("cAnAry", quote(PASSWORD, safe=""), BASIC, CANARY_KEY)
 """Nothing the bridge shows or logs may hold one of these ("cAnAry" catches a piece of either secret)."""
-CHILDREN = Path(__file__).parent / "_children"
 
 
 def assert_no_secret(where: str, text: str) -> None:
@@ -291,7 +291,7 @@ CALLS: dict[str, list[tuple[dict[str, Any], bool]]] = {
 async def test_canary_credentials_appear_nowhere_when_every_tool_runs_at_debug(
     tmp_path: Path,
     anyio_backend_name: str,
-    errlog: TextIO,  # noqa: F811
+    errlog: TextIO,
 ) -> None:
     """``serve`` with a canary API key and a canary password in a URL, at DEBUG, runs every tool it lists (calls
     that succeed and calls that fail, a child server's tool included): the canaries are in no result, no progress

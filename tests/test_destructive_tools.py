@@ -15,8 +15,8 @@ from bridge.app import Bridge, open_bridge
 from bridge.errors import ChildServerDownError
 from bridge.frontend._format import run_output
 from bridge.messages import RunResult, RunTask
-from bridge.settings import BridgeSettings, ChildSettings, RetrySettings, ServerSettings
 from bridge.sim import CallTools, Say, SimConfig, SimModel, SimServer, ToolCallSpec
+from tests.test_planner_runs import planner_settings
 
 SERVER = [sys.executable, str(Path(__file__).parent / "_children" / "annotated_server.py")]
 MODEL = "sim/planner"
@@ -29,14 +29,8 @@ async def running(tmp_path: Path, **definition: Any) -> AsyncIterator[tuple[SimS
     server = {"command": SERVER[0], "args": SERVER[1:], **definition}
     path.write_text(json.dumps({"mcpServers": {"notes": server}}))
     config = SimConfig(models=(SimModel(id=MODEL, loaded=True, context_length=8192),))
-    async with SimServer(config) as sim:
-        settings = BridgeSettings(
-            servers=[ServerSettings(url=sim.url, name="sim")],
-            retry=RetrySettings(attempts=2, wait_initial=0.01, wait_max=0.05),
-            children=ChildSettings(config_paths=[str(path)], discover=False, watch=False, call_timeout=20),
-        )
-        async with open_bridge(settings) as bridge:
-            yield sim, bridge
+    async with SimServer(config) as sim, open_bridge(planner_settings(sim.url, path)) as bridge:
+        yield sim, bridge
 
 
 async def run(bridge: Bridge, **fields: Any) -> RunResult:

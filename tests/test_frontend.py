@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from bridge.app import open_bridge
 from bridge.frontend import DEFAULT_OUTPUT_LIMIT, MAX_BATCH_ITEMS, BridgeSlot, create_server
 from bridge.settings import BridgeSettings, JobSettings, ModelLimits, RetrySettings, ServerSettings
 from bridge.sim import Fault, FaultKind, SimConfig, SimModel, SimServer
-from tests._util import eventually
+from tests._util import eventually, free_port
 
 QWEN = "qwen/qwen3-coder-30b"
 GEMMA = "google/gemma-3-12b"
@@ -112,13 +111,6 @@ def assert_error(result: CallToolResult, code: str) -> dict[str, Any]:
     assert {"message", "retryable", "retry_after"} <= set(fields)
     assert "Traceback" not in text(result)
     return fields
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # --------------------------------------------------------------------------- the tool list

@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 import msgspec
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import StdioServerParameters
 from mcp.types import CallToolResult
 
 from bridge.sim import CallTools, Say, ToolCallSpec
-from bridge.sim.testing import sim_process
-from tests.test_frontend_stdio import clean_env
+from tests._stdio import clean_env, sim_with, stdio_session
 
 MODEL = "sim/agent"
-
-
-@pytest.fixture
-def errlog(tmp_path: Path) -> Iterator[TextIO]:
-    """Where serve's stderr goes (a real file: the child process writes to it)."""
-    with open(tmp_path / "serve-stderr.log", "w", encoding="utf-8") as log:
-        yield log
+SIM_CONFIG = {"models": [{"id": MODEL, "loaded": True}]}
 
 
 def config_files(tmp_path: Path, sim_url: str, time_server: list[str]) -> Path:
@@ -62,9 +54,7 @@ async def test_autonomous_tools_over_stdio(
     tmp_path: Path, time_server: list[str], errlog: TextIO, tool: str, args: dict[str, Any]
 ) -> None:
     """Each autonomous tool runs a local model over a child server's tools and returns answer + trace."""
-    sim_config = tmp_path / "sim.json"
-    sim_config.write_text(json.dumps({"models": [{"id": MODEL, "loaded": True}]}))
-    async with sim_process(["--config", str(sim_config)]) as sim:
+    async with sim_with(tmp_path, SIM_CONFIG) as sim:
         toml = config_files(tmp_path, sim.url, time_server)
         await script(
             sim.url,
@@ -77,11 +67,7 @@ async def test_autonomous_tools_over_stdio(
 
 
 async def _run(params: StdioServerParameters, errlog: TextIO, tool: str, args: dict[str, Any]) -> None:
-    async with (
-        stdio_client(params, errlog=errlog) as (read, write),
-        ClientSession(read, write, read_timeout_seconds=60) as session,
-    ):
-        await session.initialize()
+    async with stdio_session(params, errlog) as session:
         result = await session.call_tool(tool, {"task": "What time is it in UTC?", **args})
         assert isinstance(result, CallToolResult)
         assert not result.is_error, result.content
@@ -100,18 +86,12 @@ async def test_autonomous_tool_with_an_unknown_server_is_a_typed_error(
     tmp_path: Path, time_server: list[str], errlog: TextIO
 ) -> None:
     """Naming a child server that is not configured gives isError with a code, not a crash."""
-    sim_config = tmp_path / "sim.json"
-    sim_config.write_text(json.dumps({"models": [{"id": MODEL, "loaded": True}]}))
-    async with sim_process(["--config", str(sim_config)]) as sim:
+    async with sim_with(tmp_path, SIM_CONFIG) as sim:
         toml = config_files(tmp_path, sim.url, time_server)
         params = StdioServerParameters(
             command=sys.executable, args=["-m", "bridge", "serve", "--config", str(toml)], env=clean_env(tmp_path)
         )
-        async with (
-            stdio_client(params, errlog=errlog) as (read, write),
-            ClientSession(read, write, read_timeout_seconds=60) as session,
-        ):
-            await session.initialize()
+        async with stdio_session(params, errlog) as session:
             result = await session.call_tool("autonomous_with_mcp", {"mcp_name": "nope", "task": "x"})
             assert isinstance(result, CallToolResult)
             assert result.is_error

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
-import pytest
-from mcp import Client, ClientSession, StdioServerParameters, stdio_client
+from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 
 from bridge.app import open_bridge
 from bridge.frontend import create_server
 from bridge.settings import BridgeSettings, JobSettings, ServerSettings
+from tests._stdio import data, stdio_session, text
 from tests._util import eventually_async
 from tests.peers import LlamaServer
 
@@ -39,25 +39,6 @@ async def in_memory(server: LlamaServer, **overrides: Any) -> AsyncIterator[Clie
         Client(create_server(bridge), mode="legacy") as client,
     ):
         yield client
-
-
-@pytest.fixture
-def errlog(tmp_path: Path) -> Iterator[TextIO]:
-    """Where the server's stderr goes (a real file: the child process writes to it)."""
-    with open(tmp_path / "serve-stderr.log", "w", encoding="utf-8") as log:
-        yield log
-
-
-def text(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert block.type == "text"
-    return block.text
-
-
-def data(result: CallToolResult) -> dict[str, Any]:
-    assert result.structured_content is not None
-    structured: dict[str, Any] = result.structured_content
-    return structured
 
 
 async def test_every_llm_tool_against_llama_cpp(llama_server: LlamaServer) -> None:
@@ -165,11 +146,7 @@ async def test_stdio_against_llama_cpp(llama_server: LlamaServer, tmp_path: Path
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         heard.append(message or "")
 
-    async with (
-        stdio_client(params, errlog=errlog) as (read, write),
-        ClientSession(read, write, read_timeout_seconds=120) as session,
-    ):
-        await session.initialize()
+    async with stdio_session(params, errlog, read_timeout_seconds=120) as session:
         chat = await session.call_tool(
             "chat_completion", {"prompt": "Count to five.", "max_tokens": 40}, progress_callback=on_progress
         )

@@ -4,24 +4,37 @@ simulator running in another process: the path Claude Code takes."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
-import httpx
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
-from mcp.types import CallToolResult
+from mcp import StdioServerParameters
 
-from bridge.sim.testing import SimProcess, sim_process
-from tests._util import eventually
+from bridge.sim.testing import SimProcess
+from tests._stdio import (
+    INITIALIZE,
+    INITIALIZED,
+    call,
+    clean_env,
+    data,
+    drain,
+    initialize,
+    read_message,
+    send,
+    session_for,
+    sim_fixture,
+    sim_stats,
+    start_raw,
+    stdio_session,
+    text,
+    tool_call,
+)
+from tests._util import eventually, free_port
 from tests.peers import ProcessLeakCheck
 
 QWEN = "qwen/qwen3-coder-30b"
@@ -41,88 +54,9 @@ SIM_CONFIG = {
     "auto_evict": False,
 }
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-LONG_CALL = {
-    "jsonrpc": "2.0",
-    "id": 2,
-    "method": "tools/call",
-    "params": {"name": "chat_completion", "arguments": {"prompt": "long", "model": SLOW}},
-}
+LONG_CALL = tool_call(2, "chat_completion", {"prompt": "long", "model": SLOW})
 
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[SimProcess]:
-    config = tmp_path / "sim.json"
-    config.write_text(json.dumps(SIM_CONFIG))
-    async with sim_process(["--config", str(config)]) as process:
-        yield process
-
-
-def clean_env(tmp_path: Path) -> dict[str, str]:
-    """The environment without the user's LM Studio settings, with a home that has no config file."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSTUDIO", "MCP_JSON"))}
-    env["HOME"] = str(tmp_path)
-    env["XDG_CONFIG_HOME"] = str(tmp_path / ".config")
-    return env
-
-
-def serve_args(url: str, *extra: str) -> list[str]:
-    return ["-m", "bridge", "serve", "--base-url", url, "--no-child-servers", *extra]
-
-
-@pytest.fixture
-def errlog(tmp_path: Path) -> Iterator[TextIO]:
-    """Where the server's stderr goes (a real file: the child process writes to it)."""
-    with open(tmp_path / "serve-stderr.log", "w", encoding="utf-8") as log:
-        yield log
-
-
-@asynccontextmanager
-async def session_for(url: str, tmp_path: Path, errlog: TextIO, *extra: str) -> AsyncIterator[ClientSession]:
-    params = StdioServerParameters(command=sys.executable, args=serve_args(url, *extra), env=clean_env(tmp_path))
-    async with (
-        stdio_client(params, errlog=errlog) as (read, write),
-        ClientSession(read, write, read_timeout_seconds=60) as session,
-    ):
-        await session.initialize()
-        yield session
-
-
-async def call(session: ClientSession, name: str, args: dict[str, Any], **kw: Any) -> CallToolResult:
-    result = await session.call_tool(name, args, **kw)
-    assert isinstance(result, CallToolResult)
-    return result
-
-
-def text(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert block.type == "text"
-    return block.text
-
-
-def data(result: CallToolResult) -> dict[str, Any]:
-    assert result.structured_content is not None
-    structured: dict[str, Any] = result.structured_content
-    return structured
-
-
-async def sim_stats(sim: SimProcess) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=sim.url) as client:
-        stats: dict[str, Any] = (await client.get("/__sim/stats")).json()
-        return stats
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+sim = sim_fixture(SIM_CONFIG)
 
 
 # --------------------------------------------------------------------------- every tool over stdio
@@ -265,39 +199,6 @@ async def test_initialize_and_tools_without_any_llm_server(tmp_path: Path, errlo
     assert data(chat)["code"] == "backend_unavailable"
 
 
-async def read_message(stdout: Any, buffer: bytearray) -> dict[str, Any]:
-    while b"\n" not in buffer:
-        buffer += await stdout.receive()
-    line, _, rest = bytes(buffer).partition(b"\n")
-    buffer[:] = rest
-    message: dict[str, Any] = json.loads(line)
-    return message
-
-
-async def start_raw(url: str, tmp_path: Path, *extra: str) -> Any:
-    return await anyio.open_process(
-        [sys.executable, *serve_args(url, *extra)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=clean_env(tmp_path),
-    )
-
-
-async def send(process: Any, *messages: dict[str, Any]) -> None:
-    for message in messages:
-        await process.stdin.send(json.dumps(message).encode() + b"\n")
-
-
-async def drain(stream: Any) -> bytes:
-    out = bytearray()
-    try:
-        while True:
-            out += await stream.receive()
-    except (anyio.EndOfStream, anyio.ClosedResourceError):
-        return bytes(out)
-
-
 async def test_stdin_eof_shuts_down_with_a_call_in_flight(
     sim: SimProcess, tmp_path: Path, process_leak_check: ProcessLeakCheck
 ) -> None:
@@ -305,9 +206,7 @@ async def test_stdin_eof_shuts_down_with_a_call_in_flight(
     process = await start_raw(sim.url, tmp_path)
     async with process:
         buffer = bytearray()
-        await send(process, INITIALIZE)
-        reply = await read_message(process.stdout, buffer)
-        assert reply["id"] == 1
+        reply = await initialize(process, buffer)
         assert reply["result"]["serverInfo"]["name"] == "lmstudio-bridge"
         await send(process, INITIALIZED, LONG_CALL)
         process_leak_check.sample()
@@ -333,8 +232,7 @@ async def test_notifications_cancelled_stops_the_call(sim: SimProcess, tmp_path:
     process = await start_raw(sim.url, tmp_path)
     async with process:
         buffer = bytearray()
-        await send(process, INITIALIZE)
-        assert (await read_message(process.stdout, buffer))["id"] == 1
+        await initialize(process, buffer)
         await send(process, INITIALIZED, LONG_CALL)
         with anyio.fail_after(30):
             while (await sim_stats(sim))["models"][SLOW]["generating"] != 1:
@@ -412,8 +310,7 @@ async def test_sigterm_stops_an_idle_server(tmp_path: Path, process_leak_check: 
     process = await start_raw(f"http://127.0.0.1:{free_port()}", tmp_path)
     async with process:
         buffer = bytearray()
-        await send(process, INITIALIZE)
-        assert (await read_message(process.stdout, buffer))["id"] == 1
+        await initialize(process, buffer)
         process.send_signal(signal.SIGTERM)
         with anyio.fail_after(30):
             await process.wait()
@@ -448,11 +345,7 @@ async def test_the_bare_command_serves(sim: SimProcess, tmp_path: Path, errlog: 
     """`lmstudio-bridge` without a command is `serve` (what `claude mcp add … -- lmstudio-bridge` runs)."""
     env = {**clean_env(tmp_path), "LMSTUDIO_BASE_URL": sim.url}
     params = StdioServerParameters(command=sys.executable, args=["-m", "bridge"], env=env)
-    async with (
-        stdio_client(params, errlog=errlog) as (read, write),
-        ClientSession(read, write, read_timeout_seconds=60) as session,
-    ):
-        await session.initialize()
+    async with stdio_session(params, errlog) as session:
         result = await call(session, "list_models", {})
     assert QWEN in {m["id"] for m in data(result)["models"]}
 

@@ -35,8 +35,9 @@ from anyio.abc import Process
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from bridge.sim.testing import SimProcess, sim_process
-from tests.test_frontend_stdio import INITIALIZE, INITIALIZED, SIM_CONFIG, clean_env, serve_args
+from bridge.sim.testing import SimProcess
+from tests._stdio import INITIALIZE, INITIALIZED, clean_env, serve_args, sim_fixture
+from tests.test_frontend_stdio import SIM_CONFIG
 
 QWEN = "qwen/qwen3-coder-30b"
 
@@ -59,12 +60,7 @@ METHODS: Final = (
 # --------------------------------------------------------------------------- the server and its wire
 
 
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[SimProcess]:
-    config = tmp_path / "sim.json"
-    config.write_text(json.dumps(SIM_CONFIG))
-    async with sim_process(["--config", str(config)]) as process:
-        yield process
+sim = sim_fixture(SIM_CONFIG)
 
 
 class Wire:

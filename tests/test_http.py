@@ -22,7 +22,8 @@ from bridge.errors import ConfigError
 from bridge.frontend._http import parse_listen_address
 from bridge.http_token import http_token
 from bridge.sim.testing import SimProcess
-from tests.test_frontend_stdio import INITIALIZE, clean_env, data, sim  # noqa: F401  (sim: the simulator fixture)
+from tests._stdio import INITIALIZE, clean_env, data
+from tests.test_frontend_stdio import sim  # noqa: F401  (sim: the simulator fixture)
 
 JSON_RPC_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 

@@ -26,15 +26,12 @@ import pytest
 from bridge.frontend import _http
 from bridge.http_token import http_token
 from bridge.sim.testing import SimProcess
-from tests.test_frontend_stdio import INITIALIZE, QWEN, clean_env, free_port, sim, sim_stats  # noqa: F401
+from tests._stdio import INITIALIZE, clean_env, sim_stats, tool_call
+from tests._util import free_port
+from tests.test_frontend_stdio import QWEN, sim  # noqa: F401  (sim: the simulator fixture)
 
 JSON_RPC = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-CALL = {
-    "jsonrpc": "2.0",
-    "id": 2,
-    "method": "tools/call",
-    "params": {"name": "chat_completion", "arguments": {"prompt": "hi", "model": QWEN}},
-}
+CALL = tool_call(2, "chat_completion", {"prompt": "hi", "model": QWEN})
 
 
 @dataclass

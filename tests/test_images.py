@@ -18,6 +18,7 @@ import httpx
 import pytest
 from anyio.abc import SocketStream
 from mcp import Client
+from mcp.types import CallToolResult
 
 from bridge.app import open_bridge
 from bridge.frontend import create_server
@@ -223,24 +224,27 @@ async def test_autonomous_runs_take_images_with_their_task(tmp_path: Path, tool:
     assert images == len(parts)
 
 
+async def autonomous_run_with_an_image(tmp_path: Path, model: str, image: str) -> tuple[CallToolResult, list[Any]]:
+    """``autonomous_with_mcp`` on ``model`` with one image: its result, and the requests ``model`` got."""
+    arguments = {"mcp_name": "notes", "task": "describe it", "model": model, "images": [image]}
+    async with connected(tmp_path, notes=True) as (client, sim):
+        result = await client.call_tool("autonomous_with_mcp", arguments)
+        sent = sim.requests(model)
+    return result, sent
+
+
 async def test_an_autonomous_run_with_images_on_a_model_that_cannot_see_is_told_before_sending(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "pixel.png").write_bytes(PNG)
-    arguments = {"mcp_name": "notes", "task": "describe it", "model": QWEN, "images": ["pixel.png"]}
-    async with connected(tmp_path, notes=True) as (client, sim):
-        result = await client.call_tool("autonomous_with_mcp", arguments)
-        sent = sim.requests(QWEN)
+    result, sent = await autonomous_run_with_an_image(tmp_path, QWEN, "pixel.png")
     assert result.is_error
     assert data(result)["code"] == "unsupported"
     assert sent == []
 
 
 async def test_an_autonomous_run_with_an_unreadable_image_starts_nothing(tmp_path: Path) -> None:
-    arguments = {"mcp_name": "notes", "task": "describe it", "model": VL, "images": ["missing.png"]}
-    async with connected(tmp_path, notes=True) as (client, sim):
-        result = await client.call_tool("autonomous_with_mcp", arguments)
-        sent = sim.requests(VL)
+    result, sent = await autonomous_run_with_an_image(tmp_path, VL, "missing.png")
     assert result.is_error
     assert data(result)["code"] == "bad_request"
     assert sent == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import anyio
 import httpx
 import msgspec
@@ -23,6 +26,21 @@ async def _expire(body: Body, budgets: Budgets, request: ChatRequest | None = No
     return caught.value
 
 
+async def _never_answers(request: httpx.Request) -> httpx.Response:
+    """A server that does not even send headers."""
+    await anyio.sleep(LONG)
+    raise AssertionError("not reached")
+
+
+async def _budget_a_mute_server_runs_out(call: Callable[[Any], Awaitable[object]]) -> str:
+    """Which budget ran out when ``call(llm)`` went to a server that never answers."""
+    async with client(Recorder(_never_answers), budgets=Budgets(first_token=SHORT, total=LONG)) as llm:
+        with pytest.raises(LLMTimeoutError) as caught:
+            await call(llm)
+    budget: str = caught.value.details["budget"]
+    return budget
+
+
 async def test_first_token_budget_while_server_is_silent() -> None:
     """Headers but no token (JIT loading, queueing): the first-token budget runs out."""
     error = await _expire(Body(chunk(), LONG), Budgets(first_token=SHORT, idle=LONG, total=LONG))
@@ -36,15 +54,7 @@ async def test_first_token_budget_while_server_is_silent() -> None:
 
 async def test_first_token_budget_before_headers() -> None:
     """A server that does not even send headers is caught by the first-token budget."""
-
-    async def slow(request: httpx.Request) -> httpx.Response:
-        await anyio.sleep(LONG)
-        raise AssertionError("not reached")
-
-    async with client(Recorder(slow), budgets=Budgets(first_token=SHORT, total=LONG)) as llm:
-        with pytest.raises(LLMTimeoutError) as caught:
-            await llm.chat(ask())
-    assert caught.value.details["budget"] == "first_token"
+    assert await _budget_a_mute_server_runs_out(lambda llm: llm.chat(ask())) == "first_token"
 
 
 async def test_idle_budget_after_first_token() -> None:
@@ -141,15 +151,8 @@ async def test_connect_budget() -> None:
 
 async def test_quick_calls_use_first_token_budget() -> None:
     """An embeddings call that never answers runs out of the first-token budget."""
-
-    async def slow(request: httpx.Request) -> httpx.Response:
-        await anyio.sleep(LONG)
-        raise AssertionError("not reached")
-
-    async with client(Recorder(slow), budgets=Budgets(first_token=SHORT, total=LONG)) as llm:
-        with pytest.raises(LLMTimeoutError) as caught:
-            await llm.embed(EmbeddingRequest(model="e", input="x"))
-    assert caught.value.details["budget"] == "first_token"
+    embed = EmbeddingRequest(model="e", input="x")
+    assert await _budget_a_mute_server_runs_out(lambda llm: llm.embed(embed)) == "first_token"
 
 
 async def test_cancellation_closes_the_stream() -> None:

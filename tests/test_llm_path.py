@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,7 +32,7 @@ from bridge.messages import (
 )
 from bridge.settings import BreakerSettings, BridgeSettings, ModelLimits, RetrySettings, ServerSettings
 from bridge.sim import Fault, FaultKind, Say, SimConfig, SimModel, SimServer
-from tests._util import eventually
+from tests._util import eventually, free_port
 
 QWEN = "qwen/qwen3-coder-30b"
 GEMMA = "google/gemma-3-12b"
@@ -276,16 +275,9 @@ def _in_flight(bridge: Bridge) -> int:
     return sum(child.in_flight for child in sup.which_children())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_dead_server_opens_the_breaker_then_recovers() -> None:
     """Repeated connection failures open the breaker (fail fast); once the server is back, calls succeed."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = settings_for(
         url,

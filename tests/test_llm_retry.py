@@ -88,24 +88,26 @@ async def test_call_with_retries_recovers_after_transient_failures() -> None:
     assert all(isinstance(notice.error, LLMResponseError) for notice in notices)
 
 
+async def requests_until_raised(error: str, status: int, raised: type[Exception]) -> int:
+    """Three attempts against a server that answers every request with ``error``: ``raised`` comes out; how many
+    requests the server got."""
+    recorder = Recorder(lambda request: as_json({"error": error}, status))
+    async with client(recorder) as llm:
+        with pytest.raises(raised):
+            await call_with_retries(lambda: llm.chat(ask()), attempts=3, wait_initial=0.01, wait_max=0.1)
+    return len(recorder.requests)
+
+
 @pytest.mark.usefixtures("testing_mode")
 async def test_call_with_retries_gives_up_with_last_error() -> None:
     """When attempts run out, the last error comes out unchanged."""
-    recorder = Recorder(lambda request: as_json({"error": "Model unloaded."}, 500))
-    async with client(recorder) as llm:
-        with pytest.raises(ModelUnloadedError):
-            await call_with_retries(lambda: llm.chat(ask()), attempts=3, wait_initial=0.01, wait_max=0.1)
-    assert len(recorder.requests) == 3
+    assert await requests_until_raised("Model unloaded.", 500, ModelUnloadedError) == 3
 
 
 @pytest.mark.usefixtures("testing_mode")
 async def test_call_with_retries_does_not_retry_permanent_errors() -> None:
     """A context overflow is raised after one attempt."""
-    recorder = Recorder(lambda request: as_json({"error": "Context size has been exceeded."}, 400))
-    async with client(recorder) as llm:
-        with pytest.raises(ContextOverflowError):
-            await call_with_retries(lambda: llm.chat(ask()), attempts=3, wait_initial=0.01, wait_max=0.1)
-    assert len(recorder.requests) == 1
+    assert await requests_until_raised("Context size has been exceeded.", 400, ContextOverflowError) == 1
 
 
 @pytest.mark.usefixtures("testing_mode")

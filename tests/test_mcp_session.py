@@ -34,10 +34,10 @@ from bridge.errors import BridgeError, ChildServerDownError, DeadlineExceededErr
 from bridge.messages import CallTool, ChildServerInfo, DescribeSession, ListTools, SessionMessage
 from bridge.runtime import ActorRef, ChildSpec, Supervisor, open_supervisor
 from bridge.settings import ChildSettings
-from tests._util import eventually
+from tests._util import CHILDREN, eventually
 from tests.peers import ProcessLeakCheck, stop_process_group
+from tests.test_children_process import wrapped
 
-CHILDREN = Path(__file__).parent / "_children"
 DEADLINE = 30  # a safety net against hangs only
 # Well-behaved children exit as soon as their stdin closes; a grace short enough to SIGTERM them
 # first would orphan wrapper.sh's grandchild, and this container's init reaps orphans slowly.
@@ -455,13 +455,7 @@ async def test_a_child_that_never_initializes_fails_with_a_typed_error() -> None
 
 async def test_a_wrapper_script_leaves_no_grandchild(process_leak_check: ProcessLeakCheck) -> None:
     """wrapper.sh runs the real server as its child: stopping the session stops both."""
-    config = ServerConfig(
-        name="wrapped",
-        transport="stdio",
-        command=str(CHILDREN / "wrapper.sh"),
-        args=("echo_server.py",),
-        env={"CHILD_PYTHON": sys.executable},
-    )
+    config = wrapped("echo_server.py")
     async with running(config) as (ref, supervisor):
         assert (await call(ref, "echo", text="hi")).text == "hi"
         wrapper_pid = (await describe(ref)).pid

@@ -17,9 +17,8 @@ from bridge.llm import ChatMessage
 from bridge.messages import CallChildTool, Chat, ListChildServers, RunResult, RunTask
 from bridge.settings import BridgeSettings, ChildSettings, RetrySettings, ServerSettings
 from bridge.sim import CallTools, Raw, Say, SimConfig, SimModel, SimServer, ToolCallSpec
-from tests._util import eventually_async
+from tests._util import CHILDREN, eventually_async
 
-CHILDREN = Path(__file__).parent / "_children"
 MODEL = "sim/planner"
 
 
@@ -35,21 +34,24 @@ def echo_server() -> list[str]:
     return [sys.executable, str(CHILDREN / "echo_server.py")]
 
 
+def planner_settings(sim_url: str, mcp_json: Path) -> BridgeSettings:
+    """The simulator at ``sim_url`` (quick retries) and the child servers ``mcp_json`` configures."""
+    return BridgeSettings(
+        servers=[ServerSettings(url=sim_url, name="sim")],
+        retry=RetrySettings(attempts=2, wait_initial=0.01, wait_max=0.05),
+        children=ChildSettings(config_paths=[str(mcp_json)], discover=False, watch=False, call_timeout=20),
+    )
+
+
 @asynccontextmanager
 async def running(
     tmp_path: Path, servers: dict[str, list[str]], models: tuple[SimModel, ...] | None = None, **sim: Any
 ) -> AsyncIterator[tuple[SimServer, Bridge]]:
     config = SimConfig(models=models or (SimModel(id=MODEL, loaded=True, context_length=8192),), **sim)
     settings_path = mcp_json(tmp_path, servers)
-    async with SimServer(config) as sim:
-        settings = BridgeSettings(
-            servers=[ServerSettings(url=sim.url, name="sim")],
-            retry=RetrySettings(attempts=2, wait_initial=0.01, wait_max=0.05),
-            children=ChildSettings(config_paths=[str(settings_path)], discover=False, watch=False, call_timeout=20),
-        )
-        async with open_bridge(settings) as bridge:
-            assert bridge.planner is not None
-            yield sim, bridge
+    async with SimServer(config) as sim, open_bridge(planner_settings(sim.url, settings_path)) as bridge:
+        assert bridge.planner is not None
+        yield sim, bridge
 
 
 async def run(bridge: Bridge, task: str = "do it", **fields: Any) -> RunResult:

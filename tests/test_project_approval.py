@@ -16,11 +16,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
-from bridge.actors.child_servers import ChildServersActor
-from bridge.actors.mcp_session import SessionPolicy
 from bridge.children import (
     ApprovalRecords,
     ChildrenConfig,
@@ -31,13 +28,13 @@ from bridge.children import (
 )
 from bridge.errors import BadRequestError
 from bridge.messages import CallChildTool, ChildServerInfo, ChildServersMessage, ListChildServers
-from bridge.runtime import ActorRef, ChildSpec, SupervisorSpec, open_supervisor
+from bridge.runtime import ActorRef
 from bridge.settings import ChildSettings
 from tests._util import eventually, eventually_async
 from tests.peers import ProcessLeakCheck
+from tests.test_child_servers import child_servers_actor
 
 DEADLINE = 30  # a safety net against hangs only
-POLICY = SessionPolicy(ping_interval=60.0, backoff_initial=0.02, backoff_max=0.1, max_restarts=2)
 
 # A child that leaves a mark when it starts: what "the server was started" means here.
 MARKING_SERVER = textwrap.dedent(
@@ -264,16 +261,8 @@ async def running_bridge(machine: Machine, *approved: str) -> AsyncIterator[Brid
     )
     environ = {"HOME": str(machine.home)}
     sources: list[ConfigSource] = machine.sources(environ=environ)
-    with anyio.fail_after(DEADLINE):
-        async with open_supervisor("test") as supervisor:
-            sessions = await supervisor.start_child(SupervisorSpec("sessions", intensity=10, period=1.0))
-            spec: ChildSpec[ChildServersMessage] = ChildSpec(
-                "children",
-                lambda: ChildServersActor(
-                    settings, sessions, sources=sources, environ=environ, policy=POLICY, watch_interval=0.05
-                ),
-            )
-            yield Bridge(await supervisor.start_child(spec))
+    async with child_servers_actor(settings, sources, environ) as (actor, _):
+        yield Bridge(actor)
 
 
 @pytest.fixture(autouse=True)

@@ -27,9 +27,9 @@ from bridge.frontend import create_server
 from bridge.llm import ChatMessage, Tool
 from bridge.messages import Chat, ChatResult, Progress
 from bridge.settings import BridgeSettings, RetrySettings, ServerSettings
+from tests._stdio import data, text
 from tests.peers import GET_CURRENT_TIME_TOOL, LlamaServer
 from tests.peers_llama_cpp_python import CHATML_ALIAS, FUNCTION_CALLING_ALIAS, Served, served
-from tests.test_frontend_llama import data, text
 
 
 @asynccontextmanager

@@ -5,9 +5,9 @@ Each test here failed on the code before its fix (issue 15, items 1-7), on both 
 
 from __future__ import annotations
 
-import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +40,13 @@ from bridge.messages import (
     ResolveModel,
     WorkerStats,
 )
-from bridge.runtime import Actor, ChildSpec, RequestContext, open_supervisor
+from bridge.runtime import Actor, ActorRef, ChildSpec, RequestContext, open_supervisor
 from bridge.settings import BreakerSettings, BridgeSettings, ModelLimits, RetrySettings, ServerSettings
 from bridge.sim import Fault, FaultKind, SimModel, SimServer
+from tests._util import free_port
 from tests.test_child_servers import GATE_SERVER, child_servers
 from tests.test_frontend import connected, data
 from tests.test_llm_path import GEMMA, QWEN, running, settings_for, sim_config, user
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
 
 # --- 1. an open breaker answers at once ------------------------------------------------------------
 
@@ -64,7 +57,7 @@ async def test_open_breaker_answers_at_once_instead_of_waiting_out_its_cooldown(
     Before: the breaker's error carried the remaining cooldown as ``retry_after``, and the retry
     loop slept through it and tried the dead server again (4.8-6.0 s a call).
     """
-    port = _free_port()
+    port = free_port()
     settings = settings_for(
         f"http://127.0.0.1:{port}",
         breaker=BreakerSettings(failures=1, cooldown=3.0),
@@ -172,12 +165,18 @@ class GroupActor(Actor[GroupMessage]):
         raise AssertionError(message)
 
 
+@asynccontextmanager
+async def group_actor() -> AsyncIterator[tuple[ActorRef[GroupMessage], anyio.Event, anyio.Event]]:
+    """A running GroupActor; the events a ``Wait`` sets when it has entered and waits on to finish."""
+    entered, release = anyio.Event(), anyio.Event()
+    async with open_supervisor("t") as sup:
+        yield await sup.start_child(ChildSpec("group", lambda: GroupActor(entered, release))), entered, release
+
+
 @pytest.mark.parametrize("errors", [1, 3])
 async def test_typed_errors_from_a_handlers_task_group_are_an_answer_not_a_crash(errors: int) -> None:
     """The asker gets the ``BridgeError``; the actor's other requests and its restart count are untouched."""
-    entered, release = anyio.Event(), anyio.Event()
-    async with open_supervisor("t") as sup:
-        ref = await sup.start_child(ChildSpec("group", lambda: GroupActor(entered, release)))
+    async with group_actor() as (ref, entered, release):
         async with anyio.create_task_group() as tg:
             waited: list[Echo] = []
 
@@ -197,9 +196,7 @@ async def test_typed_errors_from_a_handlers_task_group_are_an_answer_not_a_crash
 
 async def test_a_crashed_background_task_fails_requests_in_flight_as_actor_crashed() -> None:
     """Background failures take the crash path: ``actor_crashed`` (retryable), not "shutdown grace ran out"."""
-    entered, release = anyio.Event(), anyio.Event()
-    async with open_supervisor("t") as sup:
-        ref = await sup.start_child(ChildSpec("group", lambda: GroupActor(entered, release)))
+    async with group_actor() as (ref, entered, _):
         async with anyio.create_task_group() as tg:
             failures: list[BaseException] = []
 

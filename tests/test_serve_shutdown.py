@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -31,28 +30,14 @@ import psutil
 import pytest
 from anyio.abc import Process
 
-from tests._util import eventually
+from tests._stdio import INITIALIZE, INITIALIZED, clean_env
+from tests._util import eventually, free_port
 
 CHILD = Path(__file__).with_name("_children") / "stay_alive.py"
 EXIT_WITHIN = 1.5
 """Seconds from stdin EOF or a signal until serve has exited (below the SDK client's 2.0 s)."""
 HANG_BOUND = 30.0
 """Seconds any other wait may take: only turns a hang into a failure."""
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -108,6 +93,19 @@ class Serve:
         message: dict[str, Any] = json.loads(bytes(buffer).partition(b"\n")[0])
         return message
 
+    async def session_with_ready_child(self) -> ChildIds:
+        """Initialize the MCP session, then wait for the child to have started and be ready; its ids."""
+        await self.send(INITIALIZE)
+        assert (await self.read_message())["id"] == 1
+        await self.send(INITIALIZED)
+        ids = await self.child()
+        await self.logged(r"child 'stay' ready")
+        return ids
+
+    async def close_stdin(self) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.aclose()
+
     async def exits(self) -> int:
         """Wait for serve to exit, within EXIT_WITHIN; its exit status."""
         try:
@@ -162,15 +160,12 @@ async def running_serve(tmp_path: Path, backend: str, *child_args: str) -> Async
     """Start serve with the stay_alive child; on the way out, kill whatever is left (a failed test leaks nothing)."""
     marker = tmp_path / "child-started"
     toml = write_config(tmp_path, marker, list(child_args))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSTUDIO", "MCP_JSON"))}
-    env["HOME"] = str(tmp_path)
-    env["XDG_CONFIG_HOME"] = str(tmp_path / ".config")
     process = await anyio.open_process(
         [sys.executable, "-m", "bridge", "serve", "--config", str(toml), "--backend", backend],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=env,
+        env=clean_env(tmp_path),
     )
     serve = Serve(process, marker)
 
@@ -214,13 +209,8 @@ async def test_stdin_eof_exits_and_leaves_no_child(
 ) -> None:
     """The client closes stdin: serve exits 0 before the SDK client would send SIGTERM, its child's group gone."""
     async with running_serve(tmp_path, anyio_backend_name, *child_args) as serve:
-        await serve.send(INITIALIZE)
-        assert (await serve.read_message())["id"] == 1
-        await serve.send(INITIALIZED)
-        ids = await serve.child()
-        await serve.logged(r"child 'stay' ready")
-        assert serve.process.stdin is not None
-        await serve.process.stdin.aclose()
+        ids = await serve.session_with_ready_child()
+        await serve.close_stdin()
         assert await serve.exits() == 0
         assert_child_gone(ids, serve)
 
@@ -242,11 +232,7 @@ async def test_sigterm_during_start_up_stops_the_child(tmp_path: Path, anyio_bac
 async def test_signal_while_serving_stops_the_child(tmp_path: Path, anyio_backend_name: str, signum: int) -> None:
     """SIGTERM or SIGINT with the session up and the child ready: every child process gone, serve exits 0."""
     async with running_serve(tmp_path, anyio_backend_name, "--ignore-term") as serve:
-        await serve.send(INITIALIZE)
-        assert (await serve.read_message())["id"] == 1
-        await serve.send(INITIALIZED)
-        ids = await serve.child()
-        await serve.logged(r"child 'stay' ready")
+        ids = await serve.session_with_ready_child()
         serve.process.send_signal(signum)
         assert await serve.exits() == 0
         assert_child_gone(ids, serve)
@@ -255,13 +241,8 @@ async def test_signal_while_serving_stops_the_child(tmp_path: Path, anyio_backen
 async def test_sigterm_during_shutdown_stops_the_child(tmp_path: Path, anyio_backend_name: str) -> None:
     """What the SDK client does to a slow server: stdin closed, then SIGTERM while serve shuts down."""
     async with running_serve(tmp_path, anyio_backend_name, "--ignore-term") as serve:
-        await serve.send(INITIALIZE)
-        assert (await serve.read_message())["id"] == 1
-        await serve.send(INITIALIZED)
-        ids = await serve.child()
-        await serve.logged(r"child 'stay' ready")
-        assert serve.process.stdin is not None
-        await serve.process.stdin.aclose()
+        ids = await serve.session_with_ready_child()
+        await serve.close_stdin()
         await serve.logged(r"stdin closed: shutting down")
         serve.process.send_signal(signal.SIGTERM)
         assert await serve.exits() == 0

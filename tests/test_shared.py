@@ -22,23 +22,12 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from bridge.errors import ConfigError
 from bridge.shared import shared_paths
-from bridge.sim.testing import SimProcess, sim_process
+from bridge.sim.testing import SimProcess
+from tests._stdio import INITIALIZED, call, clean_env, data, drain, initialize, send, sim_fixture, stdio_session
+from tests._stdio import sim_stats as stats_of
 from tests._util import eventually, eventually_async
-from tests.test_frontend_stdio import (
-    INITIALIZE,
-    INITIALIZED,
-    LONG_CALL,
-    SLOW,
-    call,
-    clean_env,
-    data,
-    drain,
-    read_message,
-    send,
-)
-from tests.test_frontend_stdio import sim_stats as stats_of
+from tests.test_frontend_stdio import LONG_CALL, QWEN, SLOW
 
-QWEN = "qwen/qwen3-coder-30b"
 JIT = "jit/model"
 FAIR = "one/slot"
 
@@ -54,12 +43,7 @@ SIM_CONFIG = {
 }
 
 
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[SimProcess]:
-    config = tmp_path / "sim.json"
-    config.write_text(json.dumps(SIM_CONFIG))
-    async with sim_process(["--config", str(config)]) as process:
-        yield process
+sim = sim_fixture(SIM_CONFIG)
 
 
 class SharedHome:
@@ -395,8 +379,7 @@ async def test_stdin_eof_ends_the_relay_and_its_session(sim: SimProcess, home: S
     )
     async with process:
         buffer = bytearray()
-        await send(process, INITIALIZE)
-        assert (await read_message(process.stdout, buffer))["id"] == 1
+        await initialize(process, buffer)
         await send(process, INITIALIZED, LONG_CALL)
 
         async def generating() -> bool:
@@ -432,11 +415,7 @@ async def test_each_session_sees_its_own_child_servers(sim: SimProcess, home: Sh
     listed = []
     for project in projects:
         params = StdioServerParameters(command=sys.executable, args=home_args, env=home.env, cwd=str(project))
-        async with (
-            stdio_client(params, errlog=home.errlog) as (read, write),
-            ClientSession(read, write, read_timeout_seconds=60) as session,
-        ):
-            await session.initialize()
+        async with stdio_session(params, home.errlog) as session:
             listing = data(await call(session, "list_available_mcps", {}))
             listed.append(sorted(s["name"] for s in listing["servers"]))
     assert listed == [["alpha-tools"], ["beta-tools"]]
@@ -575,11 +554,7 @@ async def test_a_sessions_children_run_in_its_directory_with_its_environment(
         (project / ".mcp.json").write_text(json.dumps({"mcpServers": {"probe": server}}))
         env = {**home.env, "SESSION_MARK": name}
         params = StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(project))
-        async with (
-            stdio_client(params, errlog=home.errlog) as (read, write),
-            ClientSession(read, write, read_timeout_seconds=60) as session,
-        ):
-            await session.initialize()
+        async with stdio_session(params, home.errlog):
             await eventually(lambda project=project: (project / "seen.txt").exists(), within=30)
     assert (tmp_path / "alpha" / "seen.txt").read_text() == "alpha"
     assert (tmp_path / "beta" / "seen.txt").read_text() == "beta"

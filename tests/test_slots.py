@@ -26,6 +26,11 @@ class Holders:
         self.release_next = anyio.Event()
         self.queue.release()
 
+    async def take_the_slot(self, tg: anyio.abc.TaskGroup, name: str, caller: str) -> None:
+        """Start a holder and wait until it has the (one) slot."""
+        tg.start_soon(self.hold, name, caller)
+        await eventually(lambda: self.queue.in_use == 1)
+
     async def queue_up(self, tg: anyio.abc.TaskGroup, names: list[str], caller: str) -> None:
         """Start a holder per name, each in line before the next starts."""
         for name in names:
@@ -43,8 +48,7 @@ async def test_a_freed_slot_goes_to_the_callers_in_turn() -> None:
     queue = SlotQueue(1, 64)
     holders = Holders(queue)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(holders.hold, "first", "A")
-        await eventually(lambda: queue.in_use == 1)
+        await holders.take_the_slot(tg, "first", "A")
         await holders.queue_up(tg, [f"a{n}" for n in range(1, 6)], "A")
         await holders.queue_up(tg, ["b1"], "B")
         assert queue.queued_by_caller() == {"A": 5, "B": 1}
@@ -60,8 +64,7 @@ async def test_one_caller_is_first_come_first_served() -> None:
     queue = SlotQueue(1, 64)
     holders = Holders(queue)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(holders.hold, "first", "")
-        await eventually(lambda: queue.in_use == 1)
+        await holders.take_the_slot(tg, "first", "")
         await holders.queue_up(tg, ["w1", "w2", "w3"], "")
         for granted in range(2, 5):
             await holders.let_go(granted)
@@ -75,8 +78,7 @@ async def test_a_cancelled_waiter_leaves_its_callers_line(cancelled: str) -> Non
     queue = SlotQueue(1, 64)
     holders = Holders(queue)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(holders.hold, "first", "A")
-        await eventually(lambda: queue.in_use == 1)
+        await holders.take_the_slot(tg, "first", "A")
         leaving = anyio.CancelScope()
         tg.start_soon(_hold_in, leaving, holders, "b1", "B")
         await eventually(lambda: queue.queued == 1)
@@ -109,8 +111,7 @@ async def test_positions_are_counted_within_the_callers_line() -> None:
         heard.append(position)
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(holders.hold, "first", "A")
-        await eventually(lambda: queue.in_use == 1)
+        await holders.take_the_slot(tg, "first", "A")
         await holders.queue_up(tg, ["a1", "a2", "a3"], "A")
 
         async def b() -> None:

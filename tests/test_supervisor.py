@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -151,21 +152,29 @@ async def test_shutdown_stops_children_in_reverse_start_order() -> None:
     assert journal.stopped == ["dynamic", "last", "inner", "first"]
 
 
+async def shut_down_during(
+    journal: Journal, key: str, job: Callable[[Any], Awaitable[None]], *, shutdown_grace: float, release: bool = False
+) -> None:
+    """Run ``job`` against child ``c``; once the handler of ``Block(key=key)`` runs, shut the supervisor down
+    (with ``release``, the block is released a moment later, while it shuts down)."""
+    async with anyio.create_task_group() as tg:
+        async with open_supervisor(children=[spec(journal, "c", shutdown_grace=shutdown_grace)]) as sup:
+            entered, released = journal.gate(key)
+            tg.start_soon(job, sup.lookup("c"))
+            await entered.wait()
+            if release:
+                tg.start_soon(_release_soon, released)
+
+
 async def test_shutdown_lets_in_flight_work_finish_within_grace() -> None:
     """A request in flight at shutdown completes if it finishes within the grace period."""
     journal = Journal()
     results: list[Count] = []
-    async with anyio.create_task_group() as tg:
-        async with open_supervisor(children=[spec(journal, "c", shutdown_grace=30)]) as sup:
-            ref = sup.lookup("c")
-            entered, release = journal.gate("job")
 
-            async def job() -> None:
-                results.append(await ref.ask(Block(key="job")))
+    async def job(ref: Any) -> None:
+        results.append(await ref.ask(Block(key="job")))
 
-            tg.start_soon(job)
-            await entered.wait()
-            tg.start_soon(_release_soon, release)
+    await shut_down_during(journal, "job", job, shutdown_grace=30, release=True)
     assert results == [Count(value=0)]
     assert journal.finished == ["job"]
 
@@ -179,19 +188,14 @@ async def test_shutdown_cancels_work_past_grace_and_tells_the_asker() -> None:
     """Past the grace period in-flight work is cancelled and its asker gets a typed error."""
     journal = Journal()
     errors: list[BaseException] = []
-    async with anyio.create_task_group() as tg:
-        async with open_supervisor(children=[spec(journal, "c", shutdown_grace=0.05)]) as sup:
-            ref = sup.lookup("c")
-            entered, _ = journal.gate("stuck")
 
-            async def job() -> None:
-                try:
-                    await ref.ask(Block(key="stuck"), timeout=30)
-                except ActorUnavailableError as exc:
-                    errors.append(exc)
+    async def job(ref: Any) -> None:
+        try:
+            await ref.ask(Block(key="stuck"), timeout=30)
+        except ActorUnavailableError as exc:
+            errors.append(exc)
 
-            tg.start_soon(job)
-            await entered.wait()
+    await shut_down_during(journal, "stuck", job, shutdown_grace=0.05)
     assert journal.cancelled == ["stuck"]
     assert len(errors) == 1
     assert "grace" in str(errors[0])
