@@ -298,14 +298,10 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
             handed_off = True
             usage = _include_usage(body) and state.config.stream_usage
             return StreamingResponse(partial(_stream_chat, state, job, tracker, usage))
-        sink = Collected()
-        finish: str | None
-        try:
-            finish = await run_generation(job, sink, state.registry, state.stats)
-        except GenerationFailed as exc:
-            if exc.kind != "interrupted":
-                return failure_response(exc, state)
-            finish = None
+        generated = await _generate(state, job)
+        if isinstance(generated, Response):
+            return generated
+        sink, finish = generated
         reply = _chat_reply(state, job, sink, finish)
         if request.path.startswith("/api/v0/"):
             reply.update(_v0_extras(job, finish))
@@ -314,6 +310,17 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
     finally:
         if not handed_off:
             tracker.close()
+
+
+async def _generate(state: ServerState, job: Job) -> tuple[Collected, str | None] | Response:
+    """The whole reply; an interrupted one is cut short (no finish reason), any other failure is its response."""
+    sink = Collected()
+    try:
+        return sink, await run_generation(job, sink, state.registry, state.stats)
+    except GenerationFailed as exc:
+        if exc.kind != "interrupted":
+            return failure_response(exc, state)
+        return sink, None
 
 
 def count_images(messages: list[dict[str, Any]]) -> int:
@@ -437,14 +444,10 @@ async def completions(state: ServerState, request: HttpRequest) -> Response | St
         if stream:
             handed_off = True
             return StreamingResponse(partial(_stream_text, state, job, tracker))
-        sink = Collected()
-        finish: str | None
-        try:
-            finish = await run_generation(job, sink, state.registry, state.stats)
-        except GenerationFailed as exc:
-            if exc.kind != "interrupted":
-                return failure_response(exc, state)
-            finish = None
+        generated = await _generate(state, job)
+        if isinstance(generated, Response):
+            return generated
+        sink, finish = generated
         reply = _envelope(state, job, "text_completion", state.ids.completion())
         del reply["system_fingerprint"]
         text = "".join(sink.content_parts)

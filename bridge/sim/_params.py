@@ -136,13 +136,19 @@ def chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
+def opt_array(body: dict[str, Any], name: str) -> list[Any]:
+    """An optional array parameter; absent is empty."""
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise wrong_type(name, "array", value)
+    return value
+
+
 def chat_tools(body: dict[str, Any]) -> list[ToolDef]:
     """Chat-format tools: ``{"type":"function","function":{"name", "parameters"}}``."""
-    tools = body.get("tools")
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise wrong_type("tools", "array", tools)
+    tools = opt_array(body, "tools")
     found: list[ToolDef] = []
     for i, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None

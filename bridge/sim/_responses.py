@@ -23,7 +23,7 @@ from bridge.sim._engine import GenerationFailed, Job, run_generation
 from bridge.sim._faults import CHAT_FAULTS
 from bridge.sim._generate import Ids, PlannedCall, ToolDef, estimate_prompt_tokens, message_text, plan_reply
 from bridge.sim._http import HttpRequest, Response, StreamingResponse, StreamWriter, json_response
-from bridge.sim._params import Invalid, json_object, max_tokens, opt_bool, opt_number, required, wrong_type
+from bridge.sim._params import Invalid, json_object, max_tokens, opt_array, opt_bool, opt_number, required, wrong_type
 from bridge.sim._state import ServerState, Tracker
 from bridge.sim._wire import error_frame, invalid_request
 
@@ -59,11 +59,7 @@ def _input_messages(value: object) -> list[dict[str, Any]]:
 
 
 def _tools(body: dict[str, Any]) -> list[ToolDef]:
-    tools = body.get("tools")
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise wrong_type("tools", "array", tools)
+    tools = opt_array(body, "tools")
     found: list[ToolDef] = []
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
