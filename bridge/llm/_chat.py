@@ -96,7 +96,8 @@ class StreamAccumulator:
         self.ctx = ctx
         self.started = anyio.current_time()
         self.first_token_at: float | None = None
-        self.tokens = 0
+        self.deltas = 0
+        """Output deltas seen: the token count when the server sends no usage."""
         self.done = False
         self.events = 0
         self.finish_reason: str | None = None
@@ -106,15 +107,28 @@ class StreamAccumulator:
         self.id = ""
         self.streamed = True
 
-    def _token(self) -> None:
-        self.tokens += 1
+    def _delta(self) -> None:
+        self.deltas += 1
         if self.first_token_at is None:
             self.first_token_at = anyio.current_time() - self.started
+
+    def _generation(self, usage: Usage | None) -> dict[str, Any]:
+        """What every outcome says of its generation: ``tokens`` is the server's count where it sent usage."""
+        counted = usage.completion_tokens if usage is not None else None
+        return {
+            "usage": usage,
+            "model": self.model,
+            "id": self.id,
+            "tokens": self.deltas if counted is None else counted,
+            "time_to_first_token": self.first_token_at,
+            "duration": anyio.current_time() - self.started,
+            "streamed": self.streamed,
+        }
 
     def feed(self, event: SSEEvent) -> bool:
         """Take one event; ``True`` if it carried generated output. Raises the server's typed error."""
         if event.event == "error":
-            raise decode_error_event(event, self.ctx, tokens=self.tokens)
+            raise decode_error_event(event, self.ctx, tokens=self.deltas)
         if event.data.strip() == "[DONE]":
             self.done = True
             return False
@@ -139,13 +153,13 @@ class StreamAccumulator:
         return LLMResponseError(
             f"{self.ctx.server} sent a stream chunk that is not valid JSON on {self.ctx.describe()}: {data[:200]!r}. "
             "The base URL may point at something that is not an OpenAI-compatible server.",
-            details=self.ctx.details(status=200, in_stream=True, tokens=self.tokens),
+            details=self.ctx.details(status=200, in_stream=True, tokens=self.deltas),
         )
 
     def _feed_data(self, data: str) -> bool:
         chunk = _chunk_decoder.decode(data)
         self.events += 1
-        failure = stream_error(chunk, self.ctx, tokens=self.tokens)
+        failure = stream_error(chunk, self.ctx, tokens=self.deltas)
         if failure is not None:
             raise failure
         return self.take(chunk)
@@ -173,7 +187,7 @@ class StreamAccumulator:
             self._text_at = now
             self._text_seen = self.text_so_far()
         return StreamProgress(
-            tokens=self.tokens,
+            tokens=self.deltas,
             elapsed=now - self.started,
             time_to_first_token=self.first_token_at,
             model=self.model,
@@ -196,12 +210,12 @@ class StreamAccumulator:
             return
         if self.done and self.events > 0:
             raise LLMResponseError(
-                f"{self.ctx.server} ended the stream for {self.ctx.describe()} after {self.tokens} tokens with "
+                f"{self.ctx.server} ended the stream for {self.ctx.describe()} after {self.deltas} tokens with "
                 "[DONE] but no finish reason, so the generation was cut, not finished. llama-cpp-python does this "
                 "when another request arrives (its interrupt_requests setting): start it with interrupt_requests "
                 "off, or send it one request at a time. Retrying is safe",
                 retryable=True,
-                details=self.ctx.details(status=200, in_stream=True, tokens=self.tokens, reason="interrupted"),
+                details=self.ctx.details(status=200, in_stream=True, tokens=self.deltas, reason="interrupted"),
             )
         if self.events == 0:
             raise LLMResponseError(
@@ -211,10 +225,10 @@ class StreamAccumulator:
                 details=self.ctx.details(status=200, in_stream=True, reason="empty_stream"),
             )
         raise LLMResponseError(
-            f"{self.ctx.server} closed the stream for {self.ctx.describe()} after {self.tokens} tokens "
+            f"{self.ctx.server} closed the stream for {self.ctx.describe()} after {self.deltas} tokens "
             "without finishing it. The server may have crashed or been restarted; check its log.",
             retryable=True,
-            details=self.ctx.details(status=200, in_stream=True, tokens=self.tokens),
+            details=self.ctx.details(status=200, in_stream=True, tokens=self.deltas),
         )
 
 
@@ -258,17 +272,17 @@ class ChatAccumulator(StreamAccumulator):
         if reasoning := reasoning_text(delta):
             self._reasoning.append(reasoning)
             self._in_reasoning = True
-            self._token()
+            self._delta()
             produced = True
         if content := content_text(delta.content):
             self._think.feed(content)
             self._in_reasoning = self._think.inside
-            self._token()
+            self._delta()
             produced = True
         if delta.tool_calls and self._tool_calls().feed(delta.tool_calls):
             self._in_reasoning = False
             if not produced:
-                self._token()
+                self._delta()
             produced = True
         return produced
 
@@ -285,22 +299,13 @@ class ChatAccumulator(StreamAccumulator):
         reasoning = "".join(self._reasoning)
         if inline_reasoning:
             reasoning = f"{reasoning}\n{inline_reasoning}" if reasoning else inline_reasoning
-        tokens = self.tokens
-        if self._usage is not None and self._usage.completion_tokens is not None:
-            tokens = self._usage.completion_tokens
         return ChatOutcome(
             content=content,
             reasoning=reasoning,
             tool_calls=self._tools.calls() if self._tools else [],
             finish_reason=self.finish_reason,
-            usage=self._usage,
-            model=self.model,
-            id=self.id,
-            tokens=tokens,
-            time_to_first_token=self.first_token_at,
-            duration=anyio.current_time() - self.started,
-            streamed=self.streamed,
             server_stats=self._stats or None,
+            **self._generation(self._usage),
         )
 
 
@@ -325,7 +330,7 @@ class CompletionAccumulator(StreamAccumulator):
                 self.finish_reason = choice.finish_reason
             if choice.text:
                 self._text.append(choice.text)
-                self._token()
+                self._delta()
                 produced = True
         return produced
 
@@ -333,19 +338,8 @@ class CompletionAccumulator(StreamAccumulator):
         return "".join(self._text)
 
     def outcome(self) -> CompletionOutcome:
-        tokens = self.tokens
-        if self._usage is not None and self._usage.completion_tokens is not None:
-            tokens = self._usage.completion_tokens
         return CompletionOutcome(
-            text="".join(self._text),
-            finish_reason=self.finish_reason,
-            usage=self._usage,
-            model=self.model,
-            id=self.id,
-            tokens=tokens,
-            time_to_first_token=self.first_token_at,
-            duration=anyio.current_time() - self.started,
-            streamed=self.streamed,
+            text="".join(self._text), finish_reason=self.finish_reason, **self._generation(self._usage)
         )
 
 

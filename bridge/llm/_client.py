@@ -378,13 +378,13 @@ class LLMClient:
                 finally:
                     await response.aclose()
         except httpx.TransportError as exc:
-            raise self._transport_failure(exc, ctx, clock, accumulator.tokens) from exc
+            raise self._transport_failure(exc, ctx, clock, accumulator.deltas) from exc
         if clock.scope.cancelled_caught:
             details = ctx.details()
             partial = _partial_text(accumulator)
             if partial:
                 details["partial_content"] = partial  # what the model wrote before the budget ran out
-            raise clock.timeout_error(what=ctx.describe(), details=details, tokens=accumulator.tokens)
+            raise clock.timeout_error(what=ctx.describe(), details=details, tokens=accumulator.deltas)
         return accumulator
 
     @staticmethod
@@ -736,7 +736,7 @@ def _vector(embedding: list[float] | str) -> list[float]:
 def _partial_text(accumulator: object) -> str:
     """The text generated so far by a call that is being cut off (empty if none or not text)."""
     outcome = getattr(accumulator, "outcome", None)
-    if outcome is None or not getattr(accumulator, "tokens", 0):
+    if outcome is None or not getattr(accumulator, "deltas", 0):
         return ""
     try:
         result = outcome()

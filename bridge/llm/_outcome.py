@@ -48,42 +48,41 @@ class StreamProgress(msgspec.Struct, frozen=True, kw_only=True):
     prefix of the final text, so a job can show it and a continuation can start from it."""
 
 
-class ChatOutcome(msgspec.Struct, frozen=True, kw_only=True):
+class Generation(msgspec.Struct, frozen=True, kw_only=True):
+    """What every finished generation says of itself.
+
+    ``tokens`` is ``usage.completion_tokens`` when the server sent usage, else the delta count. Times are
+    seconds; ``time_to_first_token`` is ``None`` when nothing was generated.
+    """
+
+    usage: Usage | None = None
+    model: str = ""
+    id: str = ""
+    tokens: int = 0
+    time_to_first_token: float | None = None
+    duration: float = 0.0
+    streamed: bool = False
+
+
+class ChatOutcome(Generation, frozen=True, kw_only=True):
     """A finished chat completion, streamed or not.
 
     ``reasoning`` gathers ``reasoning_content``, ``reasoning`` and inline
-    ``<think>…</think>``; ``content`` never contains think tags. ``tokens`` is
-    ``usage.completion_tokens`` when the server sent usage, else the delta
-    count. Times are seconds; ``time_to_first_token`` is ``None`` when nothing
-    was generated.
+    ``<think>…</think>``; ``content`` never contains think tags.
     """
 
     content: str
     reasoning: str = ""
     tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
     finish_reason: str | None = None
-    usage: Usage | None = None
-    model: str = ""
-    id: str = ""
-    tokens: int = 0
-    time_to_first_token: float | None = None
-    duration: float = 0.0
-    streamed: bool = False
     server_stats: dict[str, Any] | None = None
 
 
-class CompletionOutcome(msgspec.Struct, frozen=True, kw_only=True):
+class CompletionOutcome(Generation, frozen=True, kw_only=True):
     """A finished legacy text completion."""
 
     text: str
     finish_reason: str | None = None
-    usage: Usage | None = None
-    model: str = ""
-    id: str = ""
-    tokens: int = 0
-    time_to_first_token: float | None = None
-    duration: float = 0.0
-    streamed: bool = False
 
 
 class EmbeddingsOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,21 +94,14 @@ class EmbeddingsOutcome(msgspec.Struct, frozen=True, kw_only=True):
     duration: float = 0.0
 
 
-class ResponsesOutcome(msgspec.Struct, frozen=True, kw_only=True):
+class ResponsesOutcome(Generation, frozen=True, kw_only=True):
     """A finished ``/v1/responses`` call; ``output`` keeps the raw items for anything not normalized."""
 
-    id: str
     content: str
     reasoning: str = ""
     tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
     status: str | None = None
-    usage: Usage | None = None
-    model: str = ""
     output: list[dict[str, Any]] = msgspec.field(default_factory=list)
-    tokens: int = 0
-    time_to_first_token: float | None = None
-    duration: float = 0.0
-    streamed: bool = False
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import msgspec
 
 from bridge.errors import BridgeError
@@ -77,7 +76,7 @@ class ResponsesAccumulator(StreamAccumulator):
         found = server_error_from_payload(payload)
         if found is None:
             found = ServerError(message=str(event.message or event.code or "the response failed"))
-        return error_in_stream(found, self.ctx, tokens=self.tokens)
+        return error_in_stream(found, self.ctx, tokens=self.deltas)
 
     def _feed_data(self, data: str) -> bool:
         event = _event_decoder.decode(data)
@@ -101,7 +100,7 @@ class ResponsesAccumulator(StreamAccumulator):
             self._reasoning.append(event.delta)
         elif kind != "response.function_call_arguments.delta":
             return False
-        self._token()
+        self._delta()
         return True
 
     def take_whole(self, raw: bytes) -> None:
@@ -119,7 +118,7 @@ class ResponsesAccumulator(StreamAccumulator):
         self.finish_reason = response.status
         self.done = True
         if response.output:
-            self._token()
+            self._delta()
 
     def outcome(self) -> ResponsesOutcome:
         final = self._final
@@ -132,20 +131,11 @@ class ResponsesAccumulator(StreamAccumulator):
             reasoning = reasoning or "".join(self._reasoning)
         else:
             content, reasoning, tool_calls = "".join(self._content), "".join(self._reasoning), []
-        tokens = self.tokens
-        if usage is not None and usage.completion_tokens is not None:
-            tokens = usage.completion_tokens
         return ResponsesOutcome(
-            id=self.id,
             content=content,
             reasoning=reasoning,
             tool_calls=tool_calls,
             status=final.status if final is not None else self.finish_reason,
-            usage=usage,
-            model=self.model,
             output=final.output if final is not None else [],
-            tokens=tokens,
-            time_to_first_token=self.first_token_at,
-            duration=anyio.current_time() - self.started,
-            streamed=self.streamed,
+            **self._generation(usage),
         )
