@@ -61,7 +61,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -223,6 +223,25 @@ def _read_toml(path: Path) -> Tree:
     return tree
 
 
+_EnvValue = Callable[[str, str], object]
+# The settings one environment variable gives: (key, where the tree keeps it, the variables, the first set
+# wins; how the value is read, given the variable's name for its error).
+_ENV_SETTINGS: Final[tuple[tuple[str, str, tuple[str, ...], _EnvValue], ...]] = (
+    ("api_key", "_api_key", ("LMSTUDIO_API_KEY",), lambda value, _: value),
+    # DEFAULT_MODEL: the older bridge's name, same meaning.
+    ("default_model", "default_model", ("LMSTUDIO_BRIDGE_DEFAULT_MODEL", "DEFAULT_MODEL"), lambda value, _: value),
+    ("tools", "tools", ("LMSTUDIO_BRIDGE_TOOLS",), lambda value, _: value.lower()),
+    (
+        "call_budget",
+        "call_budget",
+        ("LMSTUDIO_BRIDGE_CALL_BUDGET",),
+        lambda value, name: _number(value, f"environment variable {name}"),
+    ),
+    ("log_level", "log_level", ("LMSTUDIO_BRIDGE_LOG_LEVEL",), lambda value, _: value),
+    ("log_format", "log_format", ("LMSTUDIO_BRIDGE_LOG_FORMAT",), lambda value, _: value),
+)
+
+
 def _env_layer(env: Mapping[str, str]) -> tuple[Tree, dict[str, str]]:
     tree: Tree = {}
     origins: dict[str, str] = {}
@@ -252,27 +271,12 @@ def _env_layer(env: Mapping[str, str]) -> tuple[Tree, dict[str, str]]:
     if urls:
         tree["servers"] = [{"url": u} for u in _dedupe(urls)]
         origins["servers"] = "env " + " + ".join(url_sources)
-    if key := get("LMSTUDIO_API_KEY"):
-        tree["_api_key"] = key
-        origins["api_key"] = "env LMSTUDIO_API_KEY"
-    if model := get("LMSTUDIO_BRIDGE_DEFAULT_MODEL"):
-        tree["default_model"] = model
-        origins["default_model"] = "env LMSTUDIO_BRIDGE_DEFAULT_MODEL"
-    elif model := get("DEFAULT_MODEL"):  # the older bridge's name, same meaning
-        tree["default_model"] = model
-        origins["default_model"] = "env DEFAULT_MODEL"
-    if tools := get("LMSTUDIO_BRIDGE_TOOLS"):
-        tree["tools"] = tools.lower()
-        origins["tools"] = "env LMSTUDIO_BRIDGE_TOOLS"
-    if budget := get("LMSTUDIO_BRIDGE_CALL_BUDGET"):
-        tree["call_budget"] = _number(budget, "environment variable LMSTUDIO_BRIDGE_CALL_BUDGET")
-        origins["call_budget"] = "env LMSTUDIO_BRIDGE_CALL_BUDGET"
-    if level := get("LMSTUDIO_BRIDGE_LOG_LEVEL"):
-        tree["log_level"] = level
-        origins["log_level"] = "env LMSTUDIO_BRIDGE_LOG_LEVEL"
-    if fmt := get("LMSTUDIO_BRIDGE_LOG_FORMAT"):
-        tree["log_format"] = fmt
-        origins["log_format"] = "env LMSTUDIO_BRIDGE_LOG_FORMAT"
+    for key, slot, names, convert in _ENV_SETTINGS:
+        for name in names:
+            if value := get(name):
+                tree[slot] = convert(value, name)
+                origins[key] = f"env {name}"
+                break
     return tree, origins
 
 
