@@ -29,7 +29,18 @@ class CallForm(enum.StrEnum):
     BARE_JSON = "bare_json"
 
 
-class ExtractedCall(msgspec.Struct, frozen=True, kw_only=True):
+class RawCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A call before its id, which is numbered once every block is found and in order (fields: ExtractedCall)."""
+
+    name: str
+    arguments: dict[str, Any] | str
+    error: str | None = None
+    truncated: bool = False
+    repairs: tuple[str, ...] = ()
+    form: CallForm
+
+
+class ExtractedCall(RawCall, frozen=True, kw_only=True):
     """One call recovered from text.
 
     Attributes:
@@ -43,12 +54,6 @@ class ExtractedCall(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     id: str
-    name: str
-    arguments: dict[str, Any] | str
-    error: str | None = None
-    truncated: bool = False
-    repairs: tuple[str, ...] = ()
-    form: CallForm
 
 
 class Extraction(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,17 +70,6 @@ class Extraction(msgspec.Struct, frozen=True, kw_only=True):
     calls: tuple[ExtractedCall, ...] = ()
     text: str = ""
     unreadable: tuple[str, ...] = ()
-
-
-class RawCall(msgspec.Struct, frozen=True, kw_only=True):
-    """A call before its id: ids are numbered once every block is found and in order."""
-
-    name: str
-    arguments: dict[str, Any] | str
-    error: str | None = None
-    truncated: bool = False
-    repairs: tuple[str, ...] = ()
-    form: CallForm
 
 
 class Block(msgspec.Struct, kw_only=True):
