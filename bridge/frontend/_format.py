@@ -346,20 +346,27 @@ def _generation_footer(result: ChatResult | CompletionResult) -> str:
     )
 
 
+def _served(result: ChatResult | CompletionResult | ResponseResult) -> dict[str, Any]:
+    """How a call was served, in the fields every generation's result has."""
+    return {
+        "usage": _compact(_builtins(result.usage)) if result.usage else None,
+        "server": result.server or None,
+        "time_to_first_token_s": _round(result.time_to_first_token_s),
+        "duration_s": _round(result.duration_s),
+        "retries": result.retries or None,
+    }
+
+
 def _generation_meta(result: ChatResult | CompletionResult, **extra: Any) -> dict[str, Any]:
     """The structured fields a chat and a completion share, then ``extra`` (empty ones left out)."""
     return _compact(
         {
             "model": result.model,
             "finish_reason": result.finish_reason,
-            "usage": _compact(_builtins(result.usage)) if result.usage else None,
-            "server": result.server or None,
-            "time_to_first_token_s": _round(result.time_to_first_token_s),
-            "duration_s": _round(result.duration_s),
+            **_served(result),
             "queued_s": _round(extra.pop("queued_s", None)),
             "tokens": result.tokens,
             "tokens_per_second": _round(result.tokens_per_second, 1),
-            "retries": result.retries or None,
             **extra,
         }
     )
@@ -408,11 +415,7 @@ def response_output(result: ResponseResult, limit: int = DEFAULT_OUTPUT_LIMIT) -
             "response_id": result.id,
             "model": result.model,
             "status": result.status,
-            "usage": _compact(_builtins(result.usage)) if result.usage else None,
-            "server": result.server or None,
-            "time_to_first_token_s": _round(result.time_to_first_token_s),
-            "duration_s": _round(result.duration_s),
-            "retries": result.retries or None,
+            **_served(result),
             "tool_calls": [_builtins(c) for c in result.tool_calls],
         }
     )
