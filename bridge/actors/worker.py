@@ -39,6 +39,7 @@ from bridge.llm import (
     ChatRequest,
     CompletionRequest,
     EmbeddingRequest,
+    Generation,
     LLMClient,
     ResponsesRequest,
     RetryNotice,
@@ -502,16 +503,24 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         typical = _percentile(self.latencies, 0.5) or 1.0
         return round(max(0.1, typical * (self.slots.queued + 1) / self.slots.slots), 2)
 
-    def _record_generation(self, call: _CallTrace, ttft: float | None, tokens: int, duration: float) -> dict[str, Any]:
-        """Add one generation to the latency and rate windows; return the fields chat and completion results share."""
+    def _served(self, call: _CallTrace, outcome: Generation) -> dict[str, Any]:
+        """The fields every generation's result has: which model and server, how fast, after how many retries."""
         return {
+            "model": outcome.model or self.model.id,
+            "usage": outcome.usage,
             "server": call.server,
-            "time_to_first_token_s": ttft,
-            "duration_s": duration,
-            "queued_s": call.queued_s,
-            "tokens": tokens,
-            "tokens_per_second": self._record(ttft, tokens, duration),
+            "time_to_first_token_s": outcome.time_to_first_token,
+            "duration_s": outcome.duration,
             "retries": call.retries,
+        }
+
+    def _record_generation(self, call: _CallTrace, outcome: Generation) -> dict[str, Any]:
+        """Add one generation to the latency and rate windows; return the fields chat and completion results share."""
+        rate = self._record(outcome.time_to_first_token, outcome.tokens, outcome.duration)
+        return self._served(call, outcome) | {
+            "queued_s": call.queued_s,
+            "tokens": outcome.tokens,
+            "tokens_per_second": rate,
         }
 
     def _record(self, ttft: float | None, tokens: int, duration: float) -> float | None:
@@ -558,13 +567,11 @@ class LLMWorkerActor(Actor[WorkerMessage]):
 
         outcome, _ = await self._run(ctx, attempt, patient=message.wait_for_slot, call=call)
         return ChatResult(
-            model=outcome.model or self.model.id,
             content=outcome.content,
             reasoning=outcome.reasoning if message.include_reasoning else None,
             tool_calls=outcome.tool_calls,
             finish_reason=outcome.finish_reason,
-            usage=outcome.usage,
-            **self._record_generation(call, outcome.time_to_first_token, outcome.tokens, outcome.duration),
+            **self._record_generation(call, outcome),
         )
 
     async def _complete(self, message: Complete, ctx: RequestContext) -> CompletionResult:
@@ -582,11 +589,7 @@ class LLMWorkerActor(Actor[WorkerMessage]):
             ),
         )
         return CompletionResult(
-            model=outcome.model or self.model.id,
-            text=outcome.text,
-            finish_reason=outcome.finish_reason,
-            usage=outcome.usage,
-            **self._record_generation(call, outcome.time_to_first_token, outcome.tokens, outcome.duration),
+            text=outcome.text, finish_reason=outcome.finish_reason, **self._record_generation(call, outcome)
         )
 
     async def _embed(self, message: Embed, ctx: RequestContext) -> EmbeddingResult:
@@ -609,16 +612,11 @@ class LLMWorkerActor(Actor[WorkerMessage]):
         self._record(outcome.time_to_first_token, outcome.tokens, outcome.duration)
         return ResponseResult(
             id=outcome.id,
-            model=outcome.model or self.model.id,
             content=outcome.content,
             reasoning=outcome.reasoning if message.include_reasoning else None,
             tool_calls=outcome.tool_calls,
             status=outcome.status,
-            usage=outcome.usage,
-            server=call.server,
-            time_to_first_token_s=outcome.time_to_first_token,
-            duration_s=outcome.duration,
-            retries=call.retries,
+            **self._served(call, outcome),
         )
 
     def _stats(self) -> WorkerStats:

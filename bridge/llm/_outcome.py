@@ -12,6 +12,7 @@ __all__ = [
     "ChatOutcome",
     "CompletionOutcome",
     "EmbeddingsOutcome",
+    "Generation",
     "LoadResult",
     "ModelInfo",
     "NativeModel",
