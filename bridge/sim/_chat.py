@@ -303,13 +303,18 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
             return generated
         sink, finish = generated
         reply = _chat_reply(state, job, sink, finish)
-        if request.path.startswith("/api/v0/"):
-            reply.update(_v0_extras(job, finish))
-        tracker.ok = True
-        return json_response(200, reply)
+        return _answered(request, tracker, job, finish, reply)
     finally:
         if not handed_off:
             tracker.close()
+
+
+def _answered(request: HttpRequest, tracker: Tracker, job: Job, finish: str | None, reply: dict[str, Any]) -> Response:
+    """The 200 of a whole reply; LM Studio's ``/api/v0/`` endpoints add their stats."""
+    if request.path.startswith("/api/v0/"):
+        reply.update(_v0_extras(job, finish))
+    tracker.ok = True
+    return json_response(200, reply)
 
 
 async def _generate(state: ServerState, job: Job) -> tuple[Collected, str | None] | Response:
@@ -453,10 +458,7 @@ async def completions(state: ServerState, request: HttpRequest) -> Response | St
         text = "".join(sink.content_parts)
         reply["choices"] = [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]
         reply["usage"] = _usage(job)
-        if request.path.startswith("/api/v0/"):
-            reply.update(_v0_extras(job, finish))
-        tracker.ok = True
-        return json_response(200, reply)
+        return _answered(request, tracker, job, finish, reply)
     finally:
         if not handed_off:
             tracker.close()
