@@ -224,12 +224,18 @@ def _read_toml(path: Path) -> Tree:
 
 
 _EnvValue = Callable[[str, str], object]
+
+
+def _as_given(value: str, _name: str) -> object:
+    return value
+
+
 # The settings one environment variable gives: (key, where the tree keeps it, the variables, the first set
 # wins; how the value is read, given the variable's name for its error).
 _ENV_SETTINGS: Final[tuple[tuple[str, str, tuple[str, ...], _EnvValue], ...]] = (
-    ("api_key", "_api_key", ("LMSTUDIO_API_KEY",), lambda value, _: value),
+    ("api_key", "_api_key", ("LMSTUDIO_API_KEY",), _as_given),
     # DEFAULT_MODEL: the older bridge's name, same meaning.
-    ("default_model", "default_model", ("LMSTUDIO_BRIDGE_DEFAULT_MODEL", "DEFAULT_MODEL"), lambda value, _: value),
+    ("default_model", "default_model", ("LMSTUDIO_BRIDGE_DEFAULT_MODEL", "DEFAULT_MODEL"), _as_given),
     ("tools", "tools", ("LMSTUDIO_BRIDGE_TOOLS",), lambda value, _: value.lower()),
     (
         "call_budget",
@@ -237,8 +243,8 @@ _ENV_SETTINGS: Final[tuple[tuple[str, str, tuple[str, ...], _EnvValue], ...]] = 
         ("LMSTUDIO_BRIDGE_CALL_BUDGET",),
         lambda value, name: _number(value, f"environment variable {name}"),
     ),
-    ("log_level", "log_level", ("LMSTUDIO_BRIDGE_LOG_LEVEL",), lambda value, _: value),
-    ("log_format", "log_format", ("LMSTUDIO_BRIDGE_LOG_FORMAT",), lambda value, _: value),
+    ("log_level", "log_level", ("LMSTUDIO_BRIDGE_LOG_LEVEL",), _as_given),
+    ("log_format", "log_format", ("LMSTUDIO_BRIDGE_LOG_FORMAT",), _as_given),
 )
 
 

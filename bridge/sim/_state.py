@@ -17,7 +17,7 @@ from bridge.sim._config import FaultKind, SimConfig, SimModel
 from bridge.sim._engine import Job
 from bridge.sim._faults import FaultPicker
 from bridge.sim._generate import Ids
-from bridge.sim._http import HttpRequest, Response
+from bridge.sim._http import HttpRequest
 from bridge.sim._models import ModelRegistry, UnknownModel
 from bridge.sim._params import Invalid
 from bridge.sim._script import Fault, ScriptBook, Turn
@@ -143,35 +143,31 @@ class ServerState:
 
         ``want`` is ``llm`` or ``embeddings``. Returns ``(spec, instance_id, requested)``.
         """
-        resolved = self._resolve(body, want)
-        if isinstance(resolved, Response):
-            raise Invalid(resolved)
-        return resolved
-
-    def _resolve(self, body: dict[str, Any], want: str) -> tuple[SimModel, str | None, str] | Response:
         requested = body.get("model")
         if requested is None or requested == "":
             spec = self.registry.first_loaded(want)
             if spec is None:
-                return no_models_loaded()
+                raise Invalid(no_models_loaded())
             return spec, None, spec.id
         if not isinstance(requested, str):
-            return invalid_request("Expected string, received " + type(requested).__name__, param="model")
+            raise Invalid(invalid_request("Expected string, received " + type(requested).__name__, param="model"))
         try:
             spec, instance_id = self.registry.resolve(requested)
         except UnknownModel as exc:
             if not self.config.jit and not any(True for _ in self.registry.all_instances()):
-                return no_models_loaded()
-            return model_not_found(exc.identifier, exc.available)
+                raise Invalid(no_models_loaded()) from None
+            raise Invalid(model_not_found(exc.identifier, exc.available)) from None
         if not self.config.jit and instance_id is None and not self.registry.instances(spec.id):
             if not any(True for _ in self.registry.all_instances()):
-                return no_models_loaded()
-            return model_not_found(requested, self.registry.listed_ids())
+                raise Invalid(no_models_loaded())
+            raise Invalid(model_not_found(requested, self.registry.listed_ids()))
         if spec.type != want:
             if want == "embeddings":
-                return invalid_request(f'Model "{requested}" is not an embedding model.', param="model")
-            return invalid_request(
-                f'Model "{requested}" is an embedding model and cannot be used for text generation.', param="model"
+                raise Invalid(invalid_request(f'Model "{requested}" is not an embedding model.', param="model"))
+            raise Invalid(
+                invalid_request(
+                    f'Model "{requested}" is an embedding model and cannot be used for text generation.', param="model"
+                )
             )
         return spec, instance_id, requested
 
