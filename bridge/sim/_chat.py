@@ -21,7 +21,7 @@ import msgspec
 from bridge.sim._config import FaultKind, SimModel
 from bridge.sim._engine import GenerationFailed, Job, run_generation, tokens_per_second
 from bridge.sim._faults import CHAT_FAULTS, TEXT_FAULTS, early_reply
-from bridge.sim._generate import PlannedCall, estimate_prompt_tokens, plan_reply
+from bridge.sim._generate import PlannedCall, ToolDef, estimate_prompt_tokens, plan_reply
 from bridge.sim._http import HttpRequest, Response, StreamingResponse, StreamWriter, json_response
 from bridge.sim._params import (
     Invalid,
@@ -74,6 +74,27 @@ async def prelude(
         if fault.kind is FaultKind.NO_ANSWER:
             await anyio.sleep_forever()  # until the client leaves (the server cancels us)
     return turn, fault, None
+
+
+def planned_job(
+    state: ServerState,
+    spec: SimModel,
+    instance_id: str | None,
+    turn: Turn | None,
+    fault: Fault | None,
+    body: dict[str, Any],
+    messages: list[dict[str, Any]],
+    tools: list[ToolDef],
+    schema: dict[str, Any] | None,
+    limit: int | None,
+    ttl: float | None,
+    reasoning_on: bool,
+    plan_spec: SimModel | None = None,
+) -> Job:
+    """Plan the reply to a chat or a response request and wrap it as the job that generates it."""
+    plan = plan_reply(turn, plan_spec or spec, messages, tools, reasoning_on, schema, state.ids, fault)
+    prompt_tokens = estimate_prompt_tokens(messages, body.get("tools") or ())
+    return Job(spec, instance_id, plan, prompt_tokens, limit, fault, ttl=ttl)
 
 
 def failure_response(exc: GenerationFailed, state: ServerState) -> Response:
@@ -278,18 +299,10 @@ async def chat_completions(state: ServerState, request: HttpRequest) -> Response
         turn, fault, early = await prelude(state, spec.id, allowed)
         if early is not None:
             return early
-        plan = plan_reply(
-            turn,
-            spec=spec,
-            messages=messages,
-            tools=tools,
-            reasoning_on=_reasoning_on(body),
-            json_schema=schema,
-            ids=state.ids,
-            fault=fault,
+        job = planned_job(
+            state, spec, instance_id, turn, fault, body, messages, tools, schema, limit, ttl, _reasoning_on(body)
         )
-        prompt_tokens = estimate_prompt_tokens(messages, body.get("tools") or ())
-        job = Job(spec, instance_id, plan, prompt_tokens, limit, fault, ttl=ttl)
+        plan = job.plan
         tracker.job = job
         if stream and refuse_calls and plan.calls:
             handed_off = True

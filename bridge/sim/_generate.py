@@ -238,7 +238,6 @@ def _topic(messages: Sequence[dict[str, Any]]) -> tuple[str, str | None]:
 
 def plan_reply(
     turn: Turn | None,
-    *,
     spec: SimModel,
     messages: Sequence[dict[str, Any]],
     tools: Sequence[ToolDef],

@@ -17,11 +17,11 @@ from typing import Any
 
 import msgspec
 
-from bridge.sim._chat import Collected, failure_response, prelude
+from bridge.sim._chat import Collected, failure_response, planned_job, prelude
 from bridge.sim._config import FaultKind
 from bridge.sim._engine import GenerationFailed, Job, run_generation
 from bridge.sim._faults import CHAT_FAULTS
-from bridge.sim._generate import Ids, PlannedCall, ToolDef, estimate_prompt_tokens, message_text, plan_reply
+from bridge.sim._generate import Ids, PlannedCall, ToolDef, message_text
 from bridge.sim._http import HttpRequest, Response, StreamingResponse, StreamWriter, json_response
 from bridge.sim._params import Invalid, json_object, max_tokens, opt_array, opt_bool, opt_number, required, wrong_type
 from bridge.sim._state import ServerState, Tracker
@@ -139,18 +139,10 @@ async def responses(state: ServerState, request: HttpRequest) -> Response | Stre
             return early
         # Responses always separate reasoning into its own output item.
         plan_spec = msgspec.structs.replace(spec, reasoning="reasoning") if spec.reasoning else spec
-        plan = plan_reply(
-            turn,
-            spec=plan_spec,
-            messages=prompt,
-            tools=tools,
-            reasoning_on=_reasoning_on(body),
-            json_schema=schema,
-            ids=state.ids,
-            fault=fault,
+        reasoning_on = _reasoning_on(body)
+        job = planned_job(
+            state, spec, instance_id, turn, fault, body, prompt, tools, schema, limit, ttl, reasoning_on, plan_spec
         )
-        prompt_tokens = estimate_prompt_tokens(prompt, body.get("tools") or ())
-        job = Job(spec, instance_id, plan, prompt_tokens, limit, fault, ttl=ttl)
         tracker.job = job
         turn_state = _Turn(state, job, conversation, previous if isinstance(previous, str) else None, store)
         if stream:
