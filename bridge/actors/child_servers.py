@@ -41,11 +41,11 @@ from bridge.children import (
     ConfigSource,
     ConfigUpdate,
     ConfigWatcher,
+    ServerConfig,
     claude_code_records,
     default_sources,
     same_server,
 )
-from bridge.children.config import ServerConfig
 from bridge.children.process import ProcessGroups
 from bridge.errors import (
     ActorUnavailableError,

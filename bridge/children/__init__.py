@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from bridge.children._parse import ServerConfig, Transport
 from bridge.children._selfref import PARENT_PID_ENV, nested_parent_pid, self_reference
 from bridge.children.approval import ApprovalRecords, ProjectApproval, claude_code_records
 from bridge.children.config import (
@@ -15,8 +16,6 @@ from bridge.children.config import (
     ConfigLoader,
     ConfigSource,
     FileSnapshot,
-    ServerConfig,
-    Transport,
     default_sources,
     load_children_config,
 )

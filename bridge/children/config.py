@@ -25,21 +25,10 @@ from pathlib import Path
 
 import msgspec
 
-from bridge.children._parse import ServerConfig, Transport, parse_server
+from bridge.children._parse import ServerConfig, parse_server
 from bridge.children._selfref import PARENT_PID_ENV, nested_parent_pid, self_reference
 from bridge.children.approval import ApprovalRecords, ProjectApproval
 from bridge.errors import ConfigError
-
-__all__ = [
-    "ChildrenConfig",
-    "ConfigLoader",
-    "ConfigSource",
-    "FileSnapshot",
-    "ServerConfig",
-    "Transport",
-    "default_sources",
-    "load_children_config",
-]
 
 
 class ConfigSource(msgspec.Struct, frozen=True, kw_only=True):

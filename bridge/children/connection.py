@@ -23,7 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's default client, with our headers
 from mcp.shared.message import SessionMessage as WireMessage
 
-from bridge.children.config import ServerConfig
+from bridge.children._parse import ServerConfig
 from bridge.children.process import ChildOutputError, ProcessGroups, StdioChild, open_stdio_child
 from bridge.errors import ChildServerDownError
 from bridge.messages import ChildToolInfo

@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 import anyio
 import msgspec
 
+from bridge.children._parse import ServerConfig
 from bridge.children.approval import ApprovalRecords
-from bridge.children.config import ChildrenConfig, ConfigLoader, ConfigSource, ServerConfig
+from bridge.children.config import ChildrenConfig, ConfigLoader, ConfigSource
 
 __all__ = ["ConfigDiff", "ConfigUpdate", "ConfigWatcher", "diff_configs", "same_server"]
 
