@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import anyio
 import httpx
 import pytest
+import sniffio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.types import CallToolResult
 
@@ -76,8 +77,18 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def serve_argv(*args: str) -> list[str]:
+    """``-m bridge serve ARGS`` on the event loop the calling test runs on, so that a test's trio twin runs
+    the bridge on trio too, not only its own client (asyncio outside an event loop)."""
+    try:
+        backend = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        backend = "asyncio"
+    return ["-m", "bridge", "serve", *args, "--backend", backend]
+
+
 def serve_args(url: str, *extra: str) -> list[str]:
-    return ["-m", "bridge", "serve", "--base-url", url, "--no-child-servers", *extra]
+    return serve_argv("--base-url", url, "--no-child-servers", *extra)
 
 
 @asynccontextmanager

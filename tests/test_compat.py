@@ -24,7 +24,7 @@ from bridge.frontend._compat import _schema_report
 from bridge.settings import BridgeSettings, ServerSettings
 from bridge.sim import SimConfig, SimModel, SimServer
 from bridge.sim.testing import SimProcess
-from tests._stdio import call, clean_env, data, sim_fixture, sim_stats, stdio_session, text
+from tests._stdio import call, clean_env, data, serve_argv, sim_fixture, sim_stats, stdio_session, text
 
 VL = "qwen/qwen2.5-vl-7b"
 QWEN = "qwen/qwen3-coder-30b"
@@ -79,7 +79,7 @@ async def serving(
 ) -> AsyncIterator[ClientSession]:
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "bridge", "serve", *args],
+        args=serve_argv(*args),
         env={**clean_env(tmp_path), **(env or {})},
         cwd=str(cwd or tmp_path),
     )
@@ -113,9 +113,7 @@ async def test_every_description_and_the_instructions_fit_claude_codes_limits(
     it loads tools lazily: each stays under 2 KB, its first sentence says what the tool does, and none carries
     source indentation."""
     args = ["--base-url", sim.url, "--no-child-servers", "--tools", profile]
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "bridge", "serve", *args], env=clean_env(tmp_path)
-    )
+    params = StdioServerParameters(command=sys.executable, args=serve_argv(*args), env=clean_env(tmp_path))
     async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
         init = await session.initialize()
         tools = (await session.list_tools()).tools

@@ -15,7 +15,7 @@ from mcp import StdioServerParameters
 from mcp.types import CallToolResult
 
 from bridge.sim import CallTools, Say, ToolCallSpec
-from tests._stdio import clean_env, sim_with, stdio_session
+from tests._stdio import clean_env, serve_argv, sim_with, stdio_session
 
 MODEL = "sim/agent"
 SIM_CONFIG = {"models": [{"id": MODEL, "loaded": True}]}
@@ -61,7 +61,7 @@ async def test_autonomous_tools_over_stdio(
             [CallTools([ToolCallSpec("get_current_time", {"timezone": "UTC"})]), Say("It is noon in UTC.")],
         )
         params = StdioServerParameters(
-            command=sys.executable, args=["-m", "bridge", "serve", "--config", str(toml)], env=clean_env(tmp_path)
+            command=sys.executable, args=serve_argv("--config", str(toml)), env=clean_env(tmp_path)
         )
         await _run(params, errlog, tool, args)
 
@@ -89,7 +89,7 @@ async def test_autonomous_tool_with_an_unknown_server_is_a_typed_error(
     async with sim_with(tmp_path, SIM_CONFIG) as sim:
         toml = config_files(tmp_path, sim.url, time_server)
         params = StdioServerParameters(
-            command=sys.executable, args=["-m", "bridge", "serve", "--config", str(toml)], env=clean_env(tmp_path)
+            command=sys.executable, args=serve_argv("--config", str(toml)), env=clean_env(tmp_path)
         )
         async with stdio_session(params, errlog) as session:
             result = await session.call_tool("autonomous_with_mcp", {"mcp_name": "nope", "task": "x"})

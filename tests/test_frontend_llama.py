@@ -21,7 +21,7 @@ from mcp.types import CallToolResult
 from bridge.app import open_bridge
 from bridge.frontend import create_server
 from bridge.settings import BridgeSettings, JobSettings, ServerSettings
-from tests._stdio import data, stdio_session, text
+from tests._stdio import data, serve_argv, stdio_session, text
 from tests._util import eventually_async
 from tests.peers import LlamaServer
 
@@ -138,7 +138,7 @@ async def test_stdio_against_llama_cpp(llama_server: LlamaServer, tmp_path: Path
     env["HOME"] = str(tmp_path)
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "bridge", "serve", "--base-url", llama_server.base_url, "--no-child-servers"],
+        args=serve_argv("--base-url", llama_server.base_url, "--no-child-servers"),
         env=env,
     )
     heard: list[str] = []

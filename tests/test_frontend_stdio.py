@@ -26,6 +26,7 @@ from tests._stdio import (
     initialize,
     read_message,
     send,
+    serve_argv,
     session_for,
     sim_fixture,
     sim_stats,
@@ -330,7 +331,7 @@ async def test_bad_configuration_exits_2_with_the_reason_on_stderr(
     tmp_path: Path, args: Sequence[str], env: dict[str, str], fragment: str
 ) -> None:
     process = await anyio.run_process(
-        [sys.executable, "-m", "bridge", "serve", *args],
+        [sys.executable, *serve_argv(*args)],
         env={**clean_env(tmp_path), **env},
         check=False,
         stdin=subprocess.DEVNULL,

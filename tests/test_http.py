@@ -22,8 +22,16 @@ from bridge.errors import ConfigError
 from bridge.frontend._http import parse_listen_address
 from bridge.http_token import http_token
 from bridge.sim.testing import SimProcess
-from tests._stdio import INITIALIZE, clean_env, data
+from tests._stdio import INITIALIZE, clean_env, data, serve_argv
 from tests.test_frontend_stdio import sim  # noqa: F401  (sim: the simulator fixture)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """asyncio only: ``serve --http`` runs on asyncio (uvicorn does), so a trio twin would test only the
+    test's own HTTP client."""
+    return "asyncio"
+
 
 JSON_RPC_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
@@ -41,7 +49,7 @@ class HttpBridge:
 @asynccontextmanager
 async def http_bridge(sim_url: str, tmp_path: Path, *extra: str) -> AsyncIterator[HttpBridge]:
     env = clean_env(tmp_path)
-    command = [sys.executable, "-m", "bridge", "serve", "--http", "127.0.0.1:0", "--base-url", sim_url, *extra]
+    command = [sys.executable, *serve_argv("--http", "127.0.0.1:0", "--base-url", sim_url, *extra)]
     process = await anyio.open_process(command, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     async with process:
         assert process.stderr is not None
@@ -105,7 +113,7 @@ async def test_both_protocol_revisions_complete_a_tool_call(bridge_http: HttpBri
 
 
 async def test_a_non_loopback_address_is_refused_unless_asked(sim: SimProcess, tmp_path: Path) -> None:  # noqa: F811
-    command = [sys.executable, "-m", "bridge", "serve", "--http", "0.0.0.0:0", "--base-url", sim.url]
+    command = [sys.executable, *serve_argv("--http", "0.0.0.0:0", "--base-url", sim.url)]
     done = await anyio.run_process(command, env=clean_env(tmp_path), check=False)
     assert done.returncode == 2
     assert b"--allow-remote" in done.stderr

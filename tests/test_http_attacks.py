@@ -26,9 +26,17 @@ import pytest
 from bridge.frontend import _http
 from bridge.http_token import http_token
 from bridge.sim.testing import SimProcess
-from tests._stdio import INITIALIZE, clean_env, sim_stats, tool_call
+from tests._stdio import INITIALIZE, clean_env, serve_argv, sim_stats, tool_call
 from tests._util import free_port
 from tests.test_frontend_stdio import QWEN, sim  # noqa: F401  (sim: the simulator fixture)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """asyncio only: ``serve --http`` runs on asyncio (uvicorn does), so a trio twin would test only the
+    test's own HTTP client."""
+    return "asyncio"
+
 
 JSON_RPC = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 CALL = tool_call(2, "chat_completion", {"prompt": "hi", "model": QWEN})
@@ -55,7 +63,7 @@ class Served:
 async def serving(sim_url: str, tmp_path: Path, *extra: str, listen: str = "127.0.0.1:0") -> AsyncIterator[Served]:
     """``serve --http`` at DEBUG, its stderr read all along (a full pipe would stall it); SIGTERM at the end."""
     env = {**clean_env(tmp_path), "LMSTUDIO_BRIDGE_LOG_LEVEL": "DEBUG"}
-    command = [sys.executable, "-m", "bridge", "serve", "--http", listen, "--base-url", sim_url, "--no-child-servers"]
+    command = [sys.executable, *serve_argv("--http", listen, "--base-url", sim_url, "--no-child-servers")]
     process = await anyio.open_process([*command, *extra], env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     served = Served(url="", token=http_token(env))
     listening = anyio.Event()
@@ -267,7 +275,7 @@ async def test_an_address_beyond_loopback_is_refused_unless_asked(
     tmp_path: Path,
     listen: str,
 ) -> None:
-    command = [sys.executable, "-m", "bridge", "serve", "--http", listen, "--base-url", sim.url]
+    command = [sys.executable, *serve_argv("--http", listen, "--base-url", sim.url)]
     with anyio.fail_after(60):
         done = await anyio.run_process(command, env=clean_env(tmp_path), check=False)
     assert done.returncode == 2
