@@ -23,7 +23,18 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from bridge.errors import ConfigError
 from bridge.shared import shared_paths
 from bridge.sim.testing import SimProcess
-from tests._stdio import INITIALIZED, call, clean_env, data, drain, initialize, send, sim_fixture, stdio_session
+from tests._stdio import (
+    INITIALIZED,
+    call,
+    clean_env,
+    data,
+    drain,
+    initialize,
+    send,
+    serve_argv,
+    sim_fixture,
+    stdio_session,
+)
 from tests._stdio import sim_stats as stats_of
 from tests._util import eventually, eventually_async
 from tests.test_frontend_stdio import LONG_CALL, QWEN, SLOW
@@ -64,7 +75,8 @@ class SharedHome:
         return sorted(self.runtime.glob("*.sock")) if self.runtime.exists() else []
 
     def args(self, url: str, *extra: str) -> list[str]:
-        return ["-m", "bridge", "serve", "--shared", "--base-url", url, "--no-child-servers", *extra]
+        """The relay, on the test's event loop: the bridge it starts runs on the same one."""
+        return serve_argv("--shared", "--base-url", url, "--no-child-servers", *extra)
 
     @asynccontextmanager
     async def session(self, url: str, *extra: str, cwd: Path | None = None) -> AsyncIterator[ClientSession]:
@@ -147,10 +159,7 @@ async def stop_daemon(home: SharedHome, url: str, *extra: str) -> None:
 # --------------------------------------------------------------------------- one bridge, many sessions
 
 
-@pytest.mark.parametrize("relay_backend", ["asyncio", "trio"])
-async def test_ten_relays_started_at_once_share_one_bridge(
-    sim: SimProcess, home: SharedHome, relay_backend: str
-) -> None:
+async def test_ten_relays_started_at_once_share_one_bridge(sim: SimProcess, home: SharedHome) -> None:
     """Ten sessions start at the same instant with no bridge running: exactly one shared bridge starts, and all
     ten are its sessions."""
     replies = []
@@ -159,7 +168,7 @@ async def test_ten_relays_started_at_once_share_one_bridge(
 
     async def one_session() -> None:
         # Each session opens, calls, and stays attached until all ten have called.
-        async with home.session(sim.url, "--backend", relay_backend) as session:
+        async with home.session(sim.url) as session:
             replies.append(await call(session, "chat_completion", {"prompt": "hi", "model": QWEN}))
             if len(replies) == 10:
                 statuses.append(home.status(sim.url))
@@ -336,12 +345,9 @@ async def test_a_sessions_single_call_is_not_starved_by_anothers_batch(
 # --------------------------------------------------------------------------- the relay behaves like serve
 
 
-@pytest.mark.parametrize("relay_backend", ["asyncio", "trio"])
-async def test_progress_and_cancellation_through_the_relay(
-    sim: SimProcess, home: SharedHome, relay_backend: str
-) -> None:
+async def test_progress_and_cancellation_through_the_relay(sim: SimProcess, home: SharedHome) -> None:
     """Progress notifications come through the relay, and a cancelled call closes the LLM stream in the bridge."""
-    async with home.session(sim.url, "--backend", relay_backend) as session:
+    async with home.session(sim.url) as session:
         progress: list[float] = []
 
         async def on_progress(value: float, total: float | None, message: str | None) -> None:
@@ -467,13 +473,10 @@ def test_a_socket_path_too_long_for_unix_sockets_is_refused(tmp_path: Path) -> N
 # --------------------------------------------------------------------------- a bridge that dies
 
 
-@pytest.mark.parametrize("relay_backend", ["asyncio", "trio"])
-async def test_a_killed_bridge_is_replaced_without_a_new_handshake(
-    sim: SimProcess, home: SharedHome, relay_backend: str
-) -> None:
+async def test_a_killed_bridge_is_replaced_without_a_new_handshake(sim: SimProcess, home: SharedHome) -> None:
     """SIGKILL the shared bridge mid-call: the call in flight gets ``bridge_restarted`` (retryable), a new bridge
     starts, and the same client session goes on working: the relay replays the handshake itself."""
-    async with home.session(sim.url, "--backend", relay_backend) as session:
+    async with home.session(sim.url) as session:
         assert not (await call(session, "chat_completion", {"prompt": "a", "model": QWEN})).is_error
         first = home.status(sim.url)
         assert first is not None
