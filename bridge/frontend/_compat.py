@@ -48,7 +48,8 @@ TEMPORARY_TTL: Final = 300
 Image = Annotated[
     str, Field(description="A file path (under the working directory), an http(s) URL, base64 or a data: URI.")
 ]
-Detail = Annotated[Literal["auto", "low", "high"], Field(description="Image detail for the model: auto, low or high.")]
+DetailLevel = Literal["auto", "low", "high"]
+Detail = Annotated[DetailLevel, Field(description="Image detail for the model: auto, low or high.")]
 ModelName = Annotated[str, Field(description="The model's id (list_models).", min_length=1)]
 VisionModel = Annotated[str | None, Field(description="A vision model's id (list_models); omit for the default.")]
 
@@ -67,6 +68,22 @@ _COMPARISONS: Final = {
     "similarities": "Compare these images and list what they have in common.",
     "both": "Compare these images: list what they have in common, then how they differ.",
 }
+
+_FIXED_PROMPT_TOOLS: Final[tuple[tuple[str, str, DetailLevel, str], ...]] = (
+    (
+        "extract_text_from_image",
+        "Transcribe all the text in this image exactly, keeping its line breaks and layout.",
+        "high",
+        "Read the text in an image (OCR by a vision model), keeping its layout where it can.",
+    ),
+    (
+        "identify_objects",
+        "List every object you can identify in this image, one per line, with where it is in the image.",
+        "auto",
+        "List the objects in an image, each with where it is (a vision model's answer, as a list).",
+    ),
+)
+"""Image tools that are a prompt and nothing else: name, prompt, default detail, description."""
 
 
 def register_compat_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
@@ -155,21 +172,20 @@ def _register_vision(server: BridgeMCPServer, frontend: Frontend) -> None:
         """Compare two or more images with a vision model: their differences, similarities or both."""
         return await see(ctx, "compare_images", _COMPARISONS[comparison_type], images, detail, model)
 
-    @server.tool(annotations=READ_ONLY)
-    async def extract_text_from_image(
-        ctx: Ctx, image: Image, detail: Detail = "high", model: VisionModel = None
-    ) -> ToolOutput:
-        """Read the text in an image (OCR by a vision model), keeping its layout where it can."""
-        prompt = "Transcribe all the text in this image exactly, keeping its line breaks and layout."
-        return await see(ctx, "extract_text_from_image", prompt, [image], detail, model)
+    def fixed_prompt(name: str, prompt: str, default_detail: DetailLevel, doc: str) -> None:
+        """An image tool whose only instruction is its own prompt."""
 
-    @server.tool(annotations=READ_ONLY)
-    async def identify_objects(
-        ctx: Ctx, image: Image, detail: Detail = "auto", model: VisionModel = None
-    ) -> ToolOutput:
-        """List the objects in an image, each with where it is (a vision model's answer, as a list)."""
-        prompt = "List every object you can identify in this image, one per line, with where it is in the image."
-        return await see(ctx, "identify_objects", prompt, [image], detail, model)
+        async def tool(
+            ctx: Ctx, image: Image, detail: Detail = default_detail, model: VisionModel = None
+        ) -> ToolOutput:
+            return await see(ctx, name, prompt, [image], detail, model)
+
+        tool.__name__ = tool.__qualname__ = name
+        tool.__doc__ = doc
+        server.tool(annotations=READ_ONLY)(tool)
+
+    for name, prompt, default_detail, doc in _FIXED_PROMPT_TOOLS:
+        fixed_prompt(name, prompt, default_detail, doc)
 
     @server.tool(annotations=READ_ONLY)
     async def answer_about_image(
@@ -182,8 +198,7 @@ def _register_vision(server: BridgeMCPServer, frontend: Frontend) -> None:
         """Answer a question about an image with a vision model."""
         return await see(ctx, "answer_about_image", question, [image], detail, model)
 
-    del vision_analyze, analyze_image, describe_image, compare_images, extract_text_from_image
-    del identify_objects, answer_about_image
+    del vision_analyze, analyze_image, describe_image, compare_images, answer_about_image
 
 
 # --------------------------------------------------------------------------- models
