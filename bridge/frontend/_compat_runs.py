@@ -9,10 +9,11 @@ other: its destructive tools are withheld unless ``allow_tools`` names them.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import shutil
 import sys
-from collections.abc import Callable
-from typing import Annotated, Final
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Final
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +24,7 @@ from bridge.frontend._format import ToolOutput
 from bridge.frontend._frontend import Ctx, Frontend
 from bridge.frontend._job_tools import Background
 from bridge.frontend._jobs import run_as_job
-from bridge.frontend._mcp_server import BridgeMCPServer
+from bridge.frontend._mcp_server import BridgeMCPServer, parameter, with_signature
 from bridge.messages import JobWork, RunSeries, RunTask, StartChildServer
 
 __all__ = ["register_compat_runs"]
@@ -39,6 +40,23 @@ Directories = Annotated[
     str | list[str] | None,
     Field(description="The directory (or directories) the model may work in; default $WORKING_DIR, else here."),
 ]
+
+GithubToken = Annotated[
+    str | None, Field(description="Default: $GITHUB_PERSONAL_ACCESS_TOKEN (better than passing it here).")
+]
+
+
+async def _standard_run_parameters(
+    ctx: Ctx,
+    task: Task,
+    max_rounds: RunRounds = MAX_RUN_ROUNDS,
+    max_tokens: MaxTokens = "auto",
+    model: RunModel = None,
+    allow_tools: RunAllow = None,
+    background: Background = False,
+) -> ToolOutput:
+    """The parameters the runs on one standard server share: their schema, written once and never called."""
+    raise NotImplementedError
 
 
 class SessionTask(BaseModel):
@@ -88,7 +106,7 @@ def register_compat_runs(server: BridgeMCPServer, frontend: Frontend) -> None:
         model: str | None,
         max_rounds: int,
         max_tokens: int | str | None,
-        allow: list[str] | None,
+        allow_tools: list[str] | None,
     ) -> RunTask:
         return RunTask(
             task=task,
@@ -96,7 +114,7 @@ def register_compat_runs(server: BridgeMCPServer, frontend: Frontend) -> None:
             model=model or None,
             max_rounds=min(max_rounds, MAX_RUN_ROUNDS),
             max_tokens=token_count(max_tokens),
-            allow=allow or [],
+            allow=allow_tools or [],
         )
 
     async def directories(given: str | list[str] | None) -> list[str]:
@@ -122,78 +140,56 @@ def register_compat_runs(server: BridgeMCPServer, frontend: Frontend) -> None:
             found.append(str(path))
         return found
 
-    @server.tool(annotations=AUTONOMOUS)
-    async def autonomous_filesystem_full(
-        ctx: Ctx,
-        task: Task,
-        working_directory: Directories = None,
-        max_rounds: RunRounds = MAX_RUN_ROUNDS,
-        max_tokens: MaxTokens = "auto",
-        model: RunModel = None,
-        allow_tools: RunAllow = None,
-        background: Background = False,
-    ) -> ToolOutput:
-        """A local model works through a task with the filesystem MCP server in working_directory. Tools the
-        server marks destructive (writes, moves) are withheld unless allow_tools names them."""
-        roots = await directories(working_directory)
-        name = await standard("filesystem", FILESYSTEM, ["npx", "-y", FILESYSTEM], roots=roots)
-        work = task_of(task, name, model, max_rounds, max_tokens, allow_tools)
-        return await run(ctx, "autonomous_filesystem_full", work, model, background)
+    def declare_run_on(
+        tool: str, doc: str, server_for: Callable[[Any], Awaitable[str]], extra: inspect.Parameter | None = None
+    ) -> None:
+        """A tool that runs a task on the standard server ``server_for`` starts (given ``extra``'s argument)."""
 
-    def declare_run_on(tool: str, kind: str, package: str, command: Callable[[], list[str]], doc: str) -> None:
-        """A tool that runs a task on one standard server, with nothing else to say (memory, fetch)."""
+        @server.tool(annotations=AUTONOMOUS)
+        @with_signature(_standard_run_parameters, tool, doc, insert=[extra] if extra else [], at=2)
+        async def run_on_standard_server(ctx: Ctx, **arguments: Any) -> ToolOutput:
+            name = await server_for(arguments.pop(extra.name) if extra else None)
+            model, background = arguments.pop("model"), arguments.pop("background")
+            return await run(ctx, tool, task_of(server=name, model=model, **arguments), model, background)
 
-        async def run_on_standard_server(
-            ctx: Ctx,
-            task: Task,
-            max_rounds: RunRounds = MAX_RUN_ROUNDS,
-            max_tokens: MaxTokens = "auto",
-            model: RunModel = None,
-            allow_tools: RunAllow = None,
-            background: Background = False,
-        ) -> ToolOutput:
-            name = await standard(kind, package, command())
-            work = task_of(task, name, model, max_rounds, max_tokens, allow_tools)
-            return await run(ctx, tool, work, model, background)
+    async def filesystem(directories_given: str | list[str] | None) -> str:
+        roots = await directories(directories_given)
+        return await standard("filesystem", FILESYSTEM, ["npx", "-y", FILESYSTEM], roots=roots)
 
-        run_on_standard_server.__name__ = run_on_standard_server.__qualname__ = tool
-        run_on_standard_server.__doc__ = doc
-        server.tool(annotations=AUTONOMOUS)(run_on_standard_server)
+    async def memory(_: None) -> str:
+        return await standard("memory", MEMORY, ["npx", "-y", MEMORY])
+
+    async def fetch(_: None) -> str:
+        return await standard("fetch", FETCH, _fetch_command())
+
+    async def github(token: str | None) -> str:
+        env = {GITHUB_TOKEN: token} if token else None
+        return await standard("github", GITHUB, ["npx", "-y", GITHUB], env=env)
 
     declare_run_on(
+        "autonomous_filesystem_full",
+        """A local model works through a task with the filesystem MCP server in working_directory. Tools the
+        server marks destructive (writes, moves) are withheld unless allow_tools names them.""",
+        filesystem,
+        parameter("working_directory", Directories, None),
+    )
+    declare_run_on(
         "autonomous_memory_full",
-        "memory",
-        MEMORY,
-        lambda: ["npx", "-y", MEMORY],
         "A local model works through a task with the memory (knowledge graph) MCP server.",
+        memory,
     )
     declare_run_on(
         "autonomous_fetch_full",
-        "fetch",
-        FETCH,
-        _fetch_command,
         "A local model works through a task with the fetch MCP server (web pages as markdown).",
+        fetch,
     )
-
-    @server.tool(annotations=AUTONOMOUS)
-    async def autonomous_github_full(
-        ctx: Ctx,
-        task: Task,
-        github_token: Annotated[
-            str | None, Field(description="Default: $GITHUB_PERSONAL_ACCESS_TOKEN (better than passing it here).")
-        ] = None,
-        max_rounds: RunRounds = MAX_RUN_ROUNDS,
-        max_tokens: MaxTokens = "auto",
-        model: RunModel = None,
-        allow_tools: RunAllow = None,
-        background: Background = False,
-    ) -> ToolOutput:
+    declare_run_on(
+        "autonomous_github_full",
         """A local model works through a task with the GitHub MCP server; its write tools are withheld unless
-        allow_tools names them."""
-        env = {GITHUB_TOKEN: github_token} if github_token else None
-        name = await standard("github", GITHUB, ["npx", "-y", GITHUB], env=env)
-        work = task_of(task, name, model, max_rounds, max_tokens, allow_tools)
-        return await run(ctx, "autonomous_github_full", work, model, background)
+        allow_tools names them.""",
+        github,
+        parameter("github_token", GithubToken, None),
+    )
 
     @server.tool(annotations=AUTONOMOUS)
     async def autonomous_persistent_session(
@@ -220,7 +216,6 @@ def register_compat_runs(server: BridgeMCPServer, frontend: Frontend) -> None:
             runs.append(task_of(text, name, model, max_rounds, max_tokens, allow_tools))
         return await run(ctx, "autonomous_persistent_session", RunSeries(tasks=runs), model, background)
 
-    del autonomous_filesystem_full, autonomous_github_full
     del autonomous_persistent_session
 
 

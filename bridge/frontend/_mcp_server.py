@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 import typing
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol, Self
 
 import anyio
@@ -37,7 +37,15 @@ from pydantic import ValidationError
 from bridge.errors import BadRequestError, BridgeError, InternalError
 from bridge.frontend._format import DEFAULT_OUTPUT_LIMIT, ToolOutput, cut_text, error_output
 
-__all__ = ["BridgeMCPServer", "LineWriter", "ToolFunction", "to_result", "tool_description"]
+__all__ = [
+    "BridgeMCPServer",
+    "LineWriter",
+    "ToolFunction",
+    "parameter",
+    "to_result",
+    "tool_description",
+    "with_signature",
+]
 
 log = logging.getLogger("bridge.frontend")
 
@@ -52,6 +60,31 @@ class LineWriter(Protocol):
 
 ToolFunction = Callable[..., Awaitable[ToolOutput]]
 """A tool as the bridge writes it: the context and the arguments in, a :class:`ToolOutput` out."""
+
+
+def parameter(name: str, hint: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    """One tool parameter, for :func:`with_signature`."""
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=hint)
+
+
+def with_signature(
+    template: ToolFunction, name: str, doc: str, *, insert: Sequence[inspect.Parameter] = (), at: int = 1
+) -> Callable[[ToolFunction], ToolFunction]:
+    """Make ``body(ctx, **arguments)`` the tool ``name``: ``template``'s parameters with ``insert`` placed at
+    position ``at``. Tools that share most of their parameters write them once; the SDK reads the schema
+    from the signature this composes."""
+    shared = inspect.signature(template, eval_str=True)
+    parameters = list(shared.parameters.values())
+    parameters[at:at] = insert
+
+    def shape(body: ToolFunction) -> ToolFunction:
+        body.__name__ = body.__qualname__ = name
+        body.__doc__ = doc
+        body.__signature__ = shared.replace(parameters=parameters)  # type: ignore[attr-defined]
+        body.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": ToolOutput}
+        return body
+
+    return shape
 
 
 def tool_description(docstring: str) -> str:

@@ -18,7 +18,6 @@ is abandoned in turn, down to the LLM stream.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -64,7 +63,7 @@ from bridge.frontend._format import (
 from bridge.frontend._frontend import Ctx, Frontend
 from bridge.frontend._job_tools import Background, register_job_tools
 from bridge.frontend._jobs import run_as_job
-from bridge.frontend._mcp_server import BridgeMCPServer
+from bridge.frontend._mcp_server import BridgeMCPServer, parameter, with_signature
 from bridge.frontend._slot import BridgeSlot
 from bridge.llm import ResponseFormat
 from bridge.messages import (
@@ -442,25 +441,14 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         return await run_as_job(frontend, ctx, tool=tool, work=message, route=route, model=model, background=background)
 
     def declare(tool: str, doc: str, servers: tuple[str, Any] | None) -> None:
-        """A tool with the shared parameters and, after ``ctx``, the one that names its servers (if any).
+        """A tool with the shared parameters and, after ``ctx``, the one that names its servers (if any)."""
+        insert = [parameter(*servers)] if servers is not None else []
 
-        The signature is composed rather than written out three times; the SDK reads the schema from it.
-        """
-        shared = inspect.signature(_run_parameters, eval_str=True)
-        parameters = list(shared.parameters.values())
-        if servers is not None:
-            name, hint = servers
-            parameters.insert(1, inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hint))
-
+        @server.tool(annotations=AUTONOMOUS)
+        @with_signature(_run_parameters, tool, doc, insert=insert)
         async def run_on_servers(ctx: Ctx, **arguments: Any) -> ToolOutput:
             named = arguments.pop(servers[0]) if servers is not None else []
             return await start(ctx, tool, [named] if isinstance(named, str) else list(named), **arguments)
-
-        run_on_servers.__name__ = run_on_servers.__qualname__ = tool
-        run_on_servers.__doc__ = doc
-        run_on_servers.__signature__ = shared.replace(parameters=parameters)  # type: ignore[attr-defined]
-        run_on_servers.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": ToolOutput}
-        server.tool(annotations=AUTONOMOUS)(run_on_servers)
 
     declare(
         "autonomous_with_mcp",
