@@ -23,18 +23,8 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from bridge.errors import ConfigError
 from bridge.shared import shared_paths
 from bridge.sim.testing import SimProcess
-from tests._stdio import (
-    INITIALIZED,
-    call,
-    clean_env,
-    data,
-    drain,
-    initialize,
-    send,
-    serve_argv,
-    sim_fixture,
-    stdio_session,
-)
+from tests import _stdio
+from tests._stdio import INITIALIZED, call, clean_env, data, drain, initialize, send, sim_fixture, stdio_session
 from tests._stdio import sim_stats as stats_of
 from tests._util import eventually, eventually_async
 from tests.test_frontend_stdio import LONG_CALL, QWEN, SLOW
@@ -76,7 +66,7 @@ class SharedHome:
 
     def args(self, url: str, *extra: str) -> list[str]:
         """The relay, on the test's event loop: the bridge it starts runs on the same one."""
-        return serve_argv("--shared", "--base-url", url, "--no-child-servers", *extra)
+        return _stdio.serve_args(url, "--shared", *extra)
 
     @asynccontextmanager
     async def session(self, url: str, *extra: str, cwd: Path | None = None) -> AsyncIterator[ClientSession]:
