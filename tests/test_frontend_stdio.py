@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import anyio
 import pytest
+import sniffio
 from mcp import StdioServerParameters
 
 from bridge.sim.testing import SimProcess
@@ -63,10 +64,9 @@ sim = sim_fixture(SIM_CONFIG)
 # --------------------------------------------------------------------------- every tool over stdio
 
 
-@pytest.mark.parametrize("serve_backend", ["asyncio", "trio"])
-async def test_every_tool_over_stdio(sim: SimProcess, tmp_path: Path, serve_backend: str, errlog: TextIO) -> None:
-    """Each tool answers through a real stdio session, with the server on either event loop."""
-    async with session_for(sim.url, tmp_path, errlog, "--backend", serve_backend) as session:
+async def test_every_tool_over_stdio(sim: SimProcess, tmp_path: Path, errlog: TextIO) -> None:
+    """Each tool answers through a real stdio session, with the server on the test's event loop."""
+    async with session_for(sim.url, tmp_path, errlog) as session:
         tools = {t.name for t in (await session.list_tools()).tools}
         calls: list[tuple[str, dict[str, Any]]] = [
             ("health_check", {}),
@@ -104,6 +104,7 @@ async def test_every_tool_over_stdio(sim: SimProcess, tmp_path: Path, serve_back
     assert len(data(results["generate_embeddings"])["vectors"]) == 2
     assert data(results["batch_chat"])["succeeded"] == 4
     assert data(results["health_check"])["healthy"] is True
+    assert data(results["bridge_status"])["process"]["event_loop"] == sniffio.current_async_library()
     stats = await sim_stats(sim)
     assert stats["models"][GEMMA]["loads"] >= 1
     # batch_chat loaded one instance (JIT) and load_model a second (LM Studio loads another, GEMMA:2):

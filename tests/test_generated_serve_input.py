@@ -108,12 +108,11 @@ def stderr_log(tmp_path: Path) -> Iterator[TextIO]:
 
 
 @pytest.fixture
-async def wire(sim: SimProcess, tmp_path: Path, anyio_backend: Any, stderr_log: TextIO) -> AsyncIterator[Wire]:
+async def wire(sim: SimProcess, tmp_path: Path, stderr_log: TextIO) -> AsyncIterator[Wire]:
     """One ``serve`` process on the test's event loop, initialized; at the end stdin is closed, the exit
     awaited, and the process killed by its pid if it is still there."""
-    backend = anyio_backend if isinstance(anyio_backend, str) else anyio_backend[0]
     process = await anyio.open_process(
-        [sys.executable, *serve_args(sim.url, "--backend", backend, "--call-budget", "15")],
+        [sys.executable, *serve_args(sim.url, "--call-budget", "15")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=stderr_log,

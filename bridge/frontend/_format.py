@@ -592,8 +592,11 @@ def unloaded_output(reply: UnloadedModel) -> ToolOutput:
     return ToolOutput(text=text, structured=_compact(_builtins(reply)))
 
 
-def status_output(reply: BridgeStatus, limit: int = DEFAULT_OUTPUT_LIMIT, *, tasks: int | None = None) -> ToolOutput:
-    """Per model and server state; ``tasks`` (live tasks in serve's event loop) shows task leaks from outside."""
+def status_output(
+    reply: BridgeStatus, limit: int = DEFAULT_OUTPUT_LIMIT, *, tasks: int | None = None, event_loop: str | None = None
+) -> ToolOutput:
+    """Per model and server state; ``tasks`` (live tasks in serve's event loop, named by ``event_loop``) shows
+    task leaks from outside."""
     lines = [f"{_count(len(reply.models), 'model')} in use, {_count(len(reply.servers), 'server')}"]
     for w in reply.models:
         p50 = f", p50 {w.latency_p50_s:.2f} s" if w.latency_p50_s is not None else ""
@@ -619,8 +622,8 @@ def status_output(reply: BridgeStatus, limit: int = DEFAULT_OUTPUT_LIMIT, *, tas
         ]
         structured["sessions"] = sessions
     if tasks is not None:
-        lines.append(f"Process: {tasks} tasks")
-        structured["process"] = {"tasks": tasks}
+        lines.append(f"Process: {tasks} tasks" + (f" on {event_loop}" if event_loop else ""))
+        structured["process"] = {"tasks": tasks} | ({"event_loop": event_loop} if event_loop else {})
     return _fit_listing("\n".join(lines), structured, limit)
 
 

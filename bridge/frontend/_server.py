@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
+import sniffio
 from pydantic import Field
 
 from bridge._diagnostics import task_count
@@ -363,7 +364,8 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         """Per model: slots busy, queue depth, completed/failed, latency and first-token percentiles, retries,
         breakers; per server: reachability. Use it to see why calls wait or fail."""
 
-        return status_output(await frontend.ask(ctx, await registry(), GetStatus()), limit, tasks=task_count())
+        status = await frontend.ask(ctx, await registry(), GetStatus())
+        return status_output(status, limit, tasks=task_count(), event_loop=sniffio.current_async_library())
 
     del health_check, list_models, get_current_model, chat_completion, text_completion, generate_embeddings
     del create_response, batch_chat, load_model, unload_model, bridge_status
