@@ -146,11 +146,12 @@ async def test_cold_cache_lists_once_for_many_concurrent_validations() -> None:
 
 
 async def test_two_models_with_different_limits_interleave_within_their_limits() -> None:
-    """Each model's worker keeps to its own slot count while both run at once."""
+    """Each model's worker keeps to its own slot count while both run at once. Each reply takes long enough
+    (0.5 s) that a loaded machine still starts a model's next request before its first one ended."""
     config = sim_config(
         models=(
-            SimModel(id=QWEN, loaded=True, parallel=8, latency=0.05, reply_tokens=1),
-            SimModel(id=GEMMA, loaded=True, parallel=8, latency=0.05, reply_tokens=1),
+            SimModel(id=QWEN, loaded=True, parallel=8, latency=0.5, reply_tokens=1),
+            SimModel(id=GEMMA, loaded=True, parallel=8, latency=0.5, reply_tokens=1),
         )
     )
     limits = {QWEN: ModelLimits(slots=2, queue=64), GEMMA: ModelLimits(slots=3, queue=64)}
