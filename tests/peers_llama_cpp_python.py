@@ -182,7 +182,7 @@ def llama_cpp_python_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPat
     python = ensure_llama_cpp_python_venv()
     workdir = tmp_path_factory.mktemp("llama-cpp-python")
     config = workdir / "llama-cpp-python.json"
-    common = {"model": str(smollm2_gguf), "n_ctx": N_CTX, "n_threads": 2, "n_threads_batch": 2, "verbose": False}
+    common = {"model": str(smollm2_gguf), "n_ctx": N_CTX, "n_threads": 1, "n_threads_batch": 1, "verbose": False}
     models = [
         {**common, "model_alias": FUNCTION_CALLING_ALIAS, "chat_format": "chatml-function-calling"},
         {**common, "model_alias": CHATML_ALIAS, "chat_format": "chatml"},

@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--ready-file", required=True, help="where to write the address once listening")
     ap.add_argument("--n-ctx", type=int, default=4096, help="total context, split over the slots")
     ap.add_argument("--n-parallel", type=int, default=2, help="parallel slots")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--chat-template-file", default=None, help="jinja chat template replacing the model's")
     ap.add_argument("--embedding", action="store_true", help="also serve /v1/embeddings (mean pooling)")
     args = ap.parse_args()
@@ -46,6 +46,10 @@ def main() -> None:
     p.n_parallel = args.n_parallel
     p.cpuparams.n_threads = args.threads
     p.cpuparams_batch.n_threads = args.threads
+    # No busy-waiting between work items (llama.cpp's default polls at level 50): the suite runs several
+    # of these servers beside its other processes on a small machine, where spinning threads take the
+    # cores the others need.
+    p.cpuparams.poll = p.cpuparams_batch.poll = 0
     p.hostnames = ["127.0.0.1"]
     p.port = 0  # ephemeral: the kernel picks it, listening_address reports it
     p.use_jinja = True
