@@ -301,7 +301,9 @@ async def test_on_budget_cut_ends_the_call_and_keeps_no_job() -> None:
 
 async def test_a_finished_job_expires_after_its_ttl() -> None:
     async with connected(jobs=JobSettings(ttl=0.2)) as (client, _, _):
-        job_id = await started(client, "chat_completion", {"prompt": "hi", "model": QUICK})
+        # STEADY streams for 1.5 s, so this job_result waits on the running job: on a loaded machine a fetch
+        # sent after a QUICK job finished could come later than the 0.2 s TTL and find it gone.
+        job_id = await started(client, "chat_completion", {"prompt": "hi", "model": STEADY})
         fetched = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 20})
         assert not fetched.is_error
 

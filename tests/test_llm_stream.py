@@ -46,6 +46,11 @@ def _call(index: int | None = None, **fields: Any) -> dict[str, Any]:
     return call
 
 
+def _calls(outcome: ChatOutcome) -> list[tuple[str, str, str]]:
+    """Each call as (id, name, arguments), the three things a stream must get right."""
+    return [(call.id, call.name, call.arguments) for call in outcome.tool_calls]
+
+
 async def test_plain_content_stream() -> None:
     """Content deltas are joined; finish reason, id and model come from the chunks."""
     outcome = await _stream(
@@ -170,10 +175,7 @@ async def test_tool_call_omitted_index() -> None:
         STOP,
         DONE,
     )
-    assert [(call.id, call.name, call.arguments) for call in outcome.tool_calls] == [
-        ("a", "f", '{"x":1}'),
-        ("b", "g", "{}"),
-    ]
+    assert _calls(outcome) == [("a", "f", '{"x":1}'), ("b", "g", "{}")]
 
 
 async def test_tool_call_whole_in_one_chunk_with_object_arguments() -> None:
@@ -200,10 +202,7 @@ async def test_two_parallel_tool_calls_interleaved() -> None:
         STOP,
         DONE,
     )
-    assert [(call.id, call.name, call.arguments) for call in outcome.tool_calls] == [
-        ("1", "f", '{"a":1}'),
-        ("2", "g", '{"b":2}'),
-    ]
+    assert _calls(outcome) == [("1", "f", '{"a":1}'), ("2", "g", '{"b":2}')]
 
 
 async def test_tool_call_index_gap_and_reused_index() -> None:
@@ -215,7 +214,7 @@ async def test_tool_call_index_gap_and_reused_index() -> None:
         STOP,
         DONE,
     )
-    assert [(call.id, call.name) for call in outcome.tool_calls] == [("x", "f"), ("y", "g"), ("z", "h")]
+    assert _calls(outcome) == [("x", "f", "{}"), ("y", "g", "{}"), ("z", "h", "{}")]
 
 
 async def test_tool_call_empty_id_gets_stable_id() -> None:

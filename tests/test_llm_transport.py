@@ -153,6 +153,15 @@ async def answer_each(peer: Peer) -> None:
         await peer.send(chat_answer())
 
 
+def first_connection(handler: Handler) -> Handler:
+    """``handler`` on the first connection; every later one gets whole answers."""
+
+    async def serve(peer: Peer) -> None:
+        await (handler if peer.index == 0 else answer_each)(peer)
+
+    return serve
+
+
 @pytest.fixture(autouse=True)
 def no_proxy_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
@@ -265,9 +274,6 @@ async def test_a_call_cancelled_mid_stream_closes_its_connection() -> None:
     ended = anyio.Event()
 
     async def endless(peer: Peer) -> None:
-        if peer.index > 0:
-            await answer_each(peer)
-            return
         await peer.request()
         await peer.send(STREAM_HEAD)
         with pytest.raises((anyio.BrokenResourceError, anyio.EndOfStream)):
@@ -276,7 +282,7 @@ async def test_a_call_cancelled_mid_stream_closes_its_connection() -> None:
                 await anyio.lowlevel.checkpoint()
         ended.set()
 
-    async with serving(endless) as server, LLMClient(server.url) as llm:
+    async with serving(first_connection(endless)) as server, LLMClient(server.url) as llm:
         with anyio.CancelScope() as scope:
 
             async def cancel(_: object) -> None:
@@ -296,15 +302,12 @@ async def test_a_cancelled_call_frees_its_connection_slot() -> None:
     saw_close = anyio.Event()
 
     async def silent_first(peer: Peer) -> None:
-        if peer.index > 0:
-            await answer_each(peer)
-            return
         await peer.request()
         got_it.set()
         await peer.line()  # returns at EOF: the client gave up
         saw_close.set()
 
-    async with serving(silent_first) as server, LLMClient(server.url, max_connections=1) as llm:
+    async with serving(first_connection(silent_first)) as server, LLMClient(server.url, max_connections=1) as llm:
         async with anyio.create_task_group() as tg:
 
             async def first() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from bridge.planner import CallForm, Extraction, McpTool, build_catalog, extract_tool_calls, split_reasoning
 
 SCHEMAS: dict[str, dict[str, Any] | None] = {
@@ -139,28 +141,6 @@ def test_tool_name_as_the_only_key() -> None:
     """{"read_file": {...}} inside a tag is read when the key is a known tool."""
     result = extract_tool_calls('<tool_call>{"read_file": {"path": "/k"}}</tool_call>', SCHEMAS)
     assert calls(result) == [("read_file", {"path": "/k"})]
-
-
-def test_empty_and_unreadable_blocks() -> None:
-    """An empty block is dropped silently; prose in a block is reported as unreadable."""
-    result = extract_tool_calls("<tool_call></tool_call>Hi <tool_call>I should read the file</tool_call>", SCHEMAS)
-    assert result.calls == ()
-    assert result.unreadable == ("A <tool_call> block could not be read: 'I should read the file'",)
-    assert result.text == "Hi"
-
-
-def test_json_block_without_a_name_is_unreadable() -> None:
-    """A call object that names no tool is reported, not guessed."""
-    result = extract_tool_calls('<tool_call>{"arguments": {"path": "/a"}}</tool_call>', SCHEMAS)
-    assert result.calls == ()
-    assert result.unreadable == ('A hermes tool call names no tool: \'{"arguments": {"path": "/a"}}\'',)
-
-
-def test_cut_off_before_the_name_is_unreadable() -> None:
-    """A block cut off before it names its tool can only be reported."""
-    result = extract_tool_calls('<tool_call>{"argu', SCHEMAS)
-    assert result.calls == ()
-    assert result.unreadable == ("A hermes tool call was cut off before naming its tool: '{\"argu'",)
 
 
 # -- LM Studio default [TOOL_REQUEST] ----------------------------------------------------------
@@ -334,35 +314,6 @@ def test_fenced_json_shapes() -> None:
     ]
 
 
-def test_fenced_json_unknown_tool_is_ignored() -> None:
-    """A call-shaped block naming an unknown tool is left alone."""
-    text = '```json\n{"name": "delete_all", "arguments": {}}\n```'
-    result = extract_tool_calls(text, SCHEMAS)
-    assert result.calls == ()
-    assert result.text == text
-
-
-def test_fenced_json_with_extra_keys_or_data_is_ignored() -> None:
-    """Data that merely has a 'name' key, or a block mixing a call with data, is not a call."""
-    text = (
-        '```json\n{"name": "read_file", "arguments": {}, "result": "ok"}\n```\n'
-        '```json\n{"name": "read_file", "arguments": {}}\n{"weather": "sunny"}\n```'
-    )
-    assert extract_tool_calls(text, SCHEMAS).calls == ()
-
-
-def test_fenced_code_in_another_language_is_ignored() -> None:
-    """A python block is code, even when it holds a call-shaped dict."""
-    text = '```python\nx = {"name": "read_file", "arguments": {"path": "/p"}}\n```'
-    assert extract_tool_calls(text, SCHEMAS).calls == ()
-
-
-def test_fenced_and_bare_json_need_known_tools() -> None:
-    """Without a tool list, fenced and bare JSON are never calls."""
-    text = '```json\n{"name": "read_file", "arguments": {}}\n``` {"name": "read_file", "arguments": {}}'
-    assert extract_tool_calls(text).calls == ()
-
-
 def test_bare_json_call() -> None:
     """A bare call object naming a known tool is a call; other JSON in the text is not."""
     text = 'Data {"name": "Alice", "age": 3} then {"name": "read_file", "arguments": {"path": "/b"}} ok {"name": "x"}'
@@ -400,14 +351,6 @@ def test_calls_inside_think_are_ignored() -> None:
     result = extract_tool_calls(text, SCHEMAS)
     assert calls(result) == [("read_file", {"path": "/yes"})]
     assert result.text.startswith("<think>I could <tool_call>")
-
-
-def test_unclosed_think_hides_everything_after_it() -> None:
-    """An unclosed <think> (reasoning cut off or still going) yields no calls."""
-    text = '<think>Plan: <tool_call>{"name": "get_time", "arguments": {}}</tool_call>'
-    result = extract_tool_calls(text, SCHEMAS)
-    assert result.calls == ()
-    assert result.text == text
 
 
 def test_closing_think_without_opening() -> None:
@@ -469,13 +412,6 @@ def test_names_resolve_loosely_against_a_name_set() -> None:
     assert calls(result) == [("get_time", {})]
 
 
-def test_text_without_calls_is_unchanged() -> None:
-    """Plain text comes back exactly as given."""
-    text = "  Nothing to call here.\n\n\n  "
-    result = extract_tool_calls(text, SCHEMAS)
-    assert result == Extraction(text=text)
-
-
 def test_remaining_text_is_tidied() -> None:
     """Removing markup leaves no runs of blank lines or surrounding whitespace."""
     text = 'First.\n\n<tool_call>{"name": "get_time"}</tool_call>\n\n\nSecond.\n'
@@ -499,9 +435,61 @@ def test_glm_name_then_json() -> None:
     assert calls(extract_tool_calls(text, SCHEMAS)) == [("read_file", {"path": "/1"}), ("read_file", {"path": "/2"})]
 
 
-def test_tool_call_tag_cut_off_at_once() -> None:
-    """A <tool_call> that ends the text with nothing after it is reported as cut off."""
-    result = extract_tool_calls("Let me check.\n<tool_call>\n", SCHEMAS)
-    assert result.calls == ()
-    assert result.unreadable == ("A <tool_call> was cut off before its content began.",)
-    assert result.text == "Let me check."
+# -- Text that holds no call -------------------------------------------------------------------
+
+LEFT_ALONE = {
+    "an unknown tool in a call-shaped block": '```json\n{"name": "delete_all", "arguments": {}}\n```',
+    "data with a name key, or a call mixed with data": (
+        '```json\n{"name": "read_file", "arguments": {}, "result": "ok"}\n```\n'
+        '```json\n{"name": "read_file", "arguments": {}}\n{"weather": "sunny"}\n```'
+    ),
+    "a python block holding a call-shaped dict": (
+        '```python\nx = {"name": "read_file", "arguments": {"path": "/p"}}\n```'
+    ),
+    "an unclosed <think> (reasoning cut off or still going)": (
+        '<think>Plan: <tool_call>{"name": "get_time", "arguments": {}}</tool_call>'
+    ),
+    "plain text, whitespace and all": "  Nothing to call here.\n\n\n  ",
+}
+
+
+@pytest.mark.parametrize("text", LEFT_ALONE.values(), ids=LEFT_ALONE.keys())
+def test_text_that_holds_no_call_comes_back_unchanged(text: str) -> None:
+    """Nothing is recovered, nothing reported, and the text is exactly as given."""
+    assert extract_tool_calls(text, SCHEMAS) == Extraction(text=text)
+
+
+def test_fenced_and_bare_json_need_known_tools() -> None:
+    """Without a tool list, fenced and bare JSON are never calls."""
+    text = '```json\n{"name": "read_file", "arguments": {}}\n``` {"name": "read_file", "arguments": {}}'
+    assert extract_tool_calls(text) == Extraction(text=text)
+
+
+UNREADABLE = {
+    "an empty block is dropped, prose in a block reported": (
+        "<tool_call></tool_call>Hi <tool_call>I should read the file</tool_call>",
+        "A <tool_call> block could not be read: 'I should read the file'",
+        "Hi",
+    ),
+    "a call object that names no tool": (
+        '<tool_call>{"arguments": {"path": "/a"}}</tool_call>',
+        'A hermes tool call names no tool: \'{"arguments": {"path": "/a"}}\'',
+        "",
+    ),
+    "cut off before it names its tool": (
+        '<tool_call>{"argu',
+        "A hermes tool call was cut off before naming its tool: '{\"argu'",
+        "",
+    ),
+    "a <tool_call> that ends the text": (
+        "Let me check.\n<tool_call>\n",
+        "A <tool_call> was cut off before its content began.",
+        "Let me check.",
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "problem", "rest"), UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_a_block_that_cannot_be_read_is_reported_not_guessed(text: str, problem: str, rest: str) -> None:
+    """No call is made up: the block is named in ``unreadable`` and removed from the text."""
+    assert extract_tool_calls(text, SCHEMAS) == Extraction(text=rest, unreadable=(problem,))
