@@ -135,30 +135,29 @@ class _Entry:
             raise self.error(key, f"must be a positive number of seconds, not {value}")
         return float(value)
 
-    def strings(self, key: str) -> tuple[str, ...]:
+    def _list_of_str(self, key: str, what: str) -> list[str]:
         value = self.raw.get(key)
         if value is None:
-            return ()
+            return []
         if not isinstance(value, list):
-            raise self.error(key, f"must be a list of strings, not {_json_type(value)}")
+            raise self.error(key, f"must be a list of {what}s, not {_json_type(value)}")
         for index, item in enumerate(value):
             if not isinstance(item, str):
-                raise self.error(f"{key}[{index}]", f"must be a string, not {_json_type(item)}")
-        return tuple(self.expand(f"{key}[{index}]", item) for index, item in enumerate(value))
+                raise self.error(f"{key}[{index}]", f"must be a {what}, not {_json_type(item)}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        return tuple(
+            self.expand(f"{key}[{index}]", item) for index, item in enumerate(self._list_of_str(key, "string"))
+        )
 
     def names(self, key: str) -> tuple[str, ...]:
         """Variable names, taken literally: ``${VAR}`` is for values, and a name is not one."""
-        value = self.raw.get(key)
-        if value is None:
-            return ()
-        if not isinstance(value, list):
-            raise self.error(key, f"must be a list of variable names, not {_json_type(value)}")
-        for index, item in enumerate(value):
-            if not isinstance(item, str):
-                raise self.error(f"{key}[{index}]", f"must be a variable name, not {_json_type(item)}")
+        names = self._list_of_str(key, "variable name")
+        for index, item in enumerate(names):
             if not item or "=" in item or "\0" in item:
                 raise self.error(f"{key}[{index}]", f"must be a variable name, not {item!r}")
-        return tuple(value)
+        return tuple(names)
 
     def mapping(self, key: str) -> dict[str, str]:
         value = self.raw.get(key)

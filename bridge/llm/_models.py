@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -10,6 +10,8 @@ from bridge.llm._outcome import ModelInfo, NativeModel
 from bridge.llm._wire import ModelList, NativeV0Entry, NativeV0List, NativeV1Entry, NativeV1List
 
 __all__ = ["models_from_openai", "models_from_v0", "models_from_v1"]
+
+_Listing = TypeVar("_Listing", NativeV0List, NativeV1List, ModelList)
 
 
 def _kind(raw: str) -> Literal["llm", "embedding"]:
@@ -75,22 +77,24 @@ def _from_v1(entry: NativeV1Entry) -> NativeModel:
     )
 
 
-def models_from_v0(payload: Any) -> list[NativeModel] | None:
-    """``GET /api/v0/models`` normalized, or ``None`` if the payload is not that shape."""
+def _listing(payload: Any, shape: type[_Listing]) -> _Listing | None:
+    """``payload`` as ``shape``; ``None`` when it is another shape (another server, or another API version)."""
     try:
-        listing = msgspec.convert(payload, NativeV0List)
+        return msgspec.convert(payload, shape)
     except msgspec.ValidationError:
         return None
-    return [_from_v0(entry) for entry in listing.data if entry.id]
+
+
+def models_from_v0(payload: Any) -> list[NativeModel] | None:
+    """``GET /api/v0/models`` normalized, or ``None`` if the payload is not that shape."""
+    listing = _listing(payload, NativeV0List)
+    return None if listing is None else [_from_v0(entry) for entry in listing.data if entry.id]
 
 
 def models_from_v1(payload: Any) -> list[NativeModel] | None:
     """``GET /api/v1/models`` normalized, or ``None`` if the payload is not that shape."""
-    try:
-        listing = msgspec.convert(payload, NativeV1List)
-    except msgspec.ValidationError:
-        return None
-    return [_from_v1(entry) for entry in listing.models if entry.key]
+    listing = _listing(payload, NativeV1List)
+    return None if listing is None else [_from_v1(entry) for entry in listing.models if entry.key]
 
 
 def models_from_openai(payload: Any) -> list[ModelInfo] | None:
@@ -100,11 +104,8 @@ def models_from_openai(payload: Any) -> list[ModelInfo] | None:
     ``n_ctx`` and ``n_ctx_train``) to them and an Ollama-style ``models[]``
     beside them, whose entries are added only when ``data`` lacks them.
     """
-    try:
-        listing = msgspec.convert(payload, ModelList)
-    except msgspec.ValidationError:
-        return None
-    if listing.data is None and listing.models is None:
+    listing = _listing(payload, ModelList)
+    if listing is None or (listing.data is None and listing.models is None):
         return None
     found: dict[str, ModelInfo] = {}
     for entry in listing.data or ():

@@ -130,7 +130,9 @@ async def call_with_retries(
     deadline = None if timeout is None else anyio.current_time() + timeout
     seen: list[tuple[object, ...]] = []
 
-    def hook(exc: Exception) -> bool | float:
+    def hook(exc: BaseException) -> bool | float:  # stamina >= 26.2 passes BaseException
+        if not isinstance(exc, Exception):
+            return False
         decision = predicate(exc)
         if decision is False:
             return False

@@ -268,12 +268,16 @@ _OPEN_ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/__sim/reset"): _sim_reset,
 }
 
-_ROUTES: dict[tuple[str, str], Handler] = {
+_OPENAI_ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/v1/models"): _list_v1,
     ("POST", "/v1/chat/completions"): chat_completions,
     ("POST", "/v1/completions"): completions,
     ("POST", "/v1/embeddings"): _embeddings,
     ("POST", "/v1/responses"): responses,
+}
+
+_LMSTUDIO_ROUTES: dict[tuple[str, str], Handler] = {  # its OpenAI-compatible API and its own
+    **_OPENAI_ROUTES,
     ("GET", "/api/v0/models"): _list_v0,
     ("POST", "/api/v0/chat/completions"): chat_completions,
     ("POST", "/api/v0/completions"): completions,
@@ -284,14 +288,6 @@ _ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/api/v1/models/download"): downloads.download,
 }
 
-
-_OPENAI_ROUTES: dict[tuple[str, str], Handler] = {
-    ("GET", "/v1/models"): _list_v1,
-    ("POST", "/v1/chat/completions"): chat_completions,
-    ("POST", "/v1/completions"): completions,
-    ("POST", "/v1/embeddings"): _embeddings,
-    ("POST", "/v1/responses"): responses,
-}
 
 _LLAMA_ROUTER_ROUTES: dict[tuple[str, str], Handler] = {
     **_OPENAI_ROUTES,
@@ -381,7 +377,7 @@ class Router:
             if handler is None:
                 return llama_router.not_found(request.method, request.path)
             return await handler(self._state, request)
-        handler = _ROUTES.get(key)
+        handler = _LMSTUDIO_ROUTES.get(key)
         if handler is None and request.method == "GET" and path.startswith("/api/v0/models/"):
             handler = _one_v0
         if handler is None and request.method == "GET" and path.startswith("/api/v1/models/download/status/"):
