@@ -31,17 +31,57 @@ def calls(extraction: Extraction) -> list[tuple[str, Any]]:
     return [(call.name, call.arguments) for call in extraction.calls]
 
 
-# -- Hermes / Qwen <tool_call> -----------------------------------------------------------------
+# -- One call in each form ---------------------------------------------------------------------
+
+ONE_CALL = {
+    "hermes: a <tool_call> JSON block": (
+        CallForm.HERMES,
+        'Let me look.\n<tool_call>\n{"name": "read_file", "arguments": {"path": "/a"}}\n</tool_call>',
+        ("read_file", {"path": "/a"}),
+        "Let me look.",
+    ),
+    "glm: <arg_key>/<arg_value> pairs, typed by the schema": (
+        CallForm.GLM,
+        "<tool_call>read_file\n<arg_key>path</arg_key>\n<arg_value>/g</arg_value>\n"
+        "<arg_key>limit</arg_key>\n<arg_value>5</arg_value>\n</tool_call>",
+        ("read_file", {"path": "/g", "limit": 5}),
+        "",
+    ),
+    "harmony: the header goes, a call named in the analysis channel is not one": (
+        CallForm.HARMONY,
+        "<|channel|>analysis<|message|>Maybe to=functions.get_time <|message|>{}<|end|>"
+        "<|start|>assistant<|channel|>commentary to=functions.read_file <|constrain|>json"
+        '<|message|>{"path": "/h"}<|call|>',
+        ("read_file", {"path": "/h"}),
+        "<|channel|>analysis<|message|>Maybe to=functions.get_time <|message|>{}<|end|>",
+    ),
+    "fenced json: a ```json block shaped like a call of a known tool, fence and all": (
+        CallForm.FENCED_JSON,
+        'I will read it.\n```json\n{"name": "read_file", "arguments": {"path": "/f"}}\n```',
+        ("read_file", {"path": "/f"}),
+        "I will read it.",
+    ),
+    "bare json: a call object naming a known tool, and no other JSON": (
+        CallForm.BARE_JSON,
+        'Data {"name": "Alice", "age": 3} then {"name": "read_file", "arguments": {"path": "/b"}} ok {"name": "x"}',
+        ("read_file", {"path": "/b"}),
+        'Data {"name": "Alice", "age": 3} then  ok {"name": "x"}',
+    ),
+}
 
 
-def test_hermes_single_call() -> None:
-    """A <tool_call> JSON block becomes a call and its markup leaves the text."""
-    text = 'Let me look.\n<tool_call>\n{"name": "read_file", "arguments": {"path": "/a"}}\n</tool_call>'
+@pytest.mark.parametrize(("form", "text", "call", "rest"), ONE_CALL.values(), ids=ONE_CALL.keys())
+def test_one_call_is_recovered_and_its_markup_leaves_the_text(
+    form: CallForm, text: str, call: tuple[str, dict[str, Any]], rest: str
+) -> None:
     result = extract_tool_calls(text, SCHEMAS)
-    assert calls(result) == [("read_file", {"path": "/a"})]
-    assert result.calls[0].form is CallForm.HERMES
+    assert calls(result) == [call]
+    assert result.calls[0].form is form
     assert result.calls[0].error is None
-    assert result.text == "Let me look."
+    assert result.text == rest
+
+
+# -- Hermes / Qwen <tool_call> -----------------------------------------------------------------
 
 
 def test_hermes_multiple_calls_and_text_between() -> None:
@@ -249,17 +289,6 @@ def test_llama_function_with_json_body() -> None:
 # -- GLM, Mistral, Harmony ---------------------------------------------------------------------
 
 
-def test_glm_arg_key_value_pairs() -> None:
-    """GLM's <arg_key>/<arg_value> pairs are read and typed by the schema."""
-    text = (
-        "<tool_call>read_file\n<arg_key>path</arg_key>\n<arg_value>/g</arg_value>\n"
-        "<arg_key>limit</arg_key>\n<arg_value>5</arg_value>\n</tool_call>"
-    )
-    result = extract_tool_calls(text, SCHEMAS)
-    assert calls(result) == [("read_file", {"path": "/g", "limit": 5})]
-    assert result.calls[0].form is CallForm.GLM
-
-
 def test_glm_name_only() -> None:
     """A block holding just a tool name calls it without arguments."""
     assert calls(extract_tool_calls("<tool_call>get_time</tool_call>", SCHEMAS)) == [("get_time", {})]
@@ -274,29 +303,7 @@ def test_mistral_array_and_named_forms() -> None:
     assert named.calls[0].form is CallForm.MISTRAL
 
 
-def test_harmony_call_and_analysis_channel() -> None:
-    """A gpt-oss call is read with its header removed; a call named in the analysis channel is not."""
-    text = (
-        "<|channel|>analysis<|message|>Maybe to=functions.get_time <|message|>{}<|end|>"
-        "<|start|>assistant<|channel|>commentary to=functions.read_file <|constrain|>json"
-        '<|message|>{"path": "/h"}<|call|>'
-    )
-    result = extract_tool_calls(text, SCHEMAS)
-    assert calls(result) == [("read_file", {"path": "/h"})]
-    assert result.calls[0].form is CallForm.HARMONY
-    assert result.text == "<|channel|>analysis<|message|>Maybe to=functions.get_time <|message|>{}<|end|>"
-
-
 # -- JSON that looks like a call ---------------------------------------------------------------
-
-
-def test_fenced_json_call_for_a_known_tool() -> None:
-    """A ```json block shaped like a call of a known tool is a call; the fence is removed."""
-    text = 'I will read it.\n```json\n{"name": "read_file", "arguments": {"path": "/f"}}\n```'
-    result = extract_tool_calls(text, SCHEMAS)
-    assert calls(result) == [("read_file", {"path": "/f"})]
-    assert result.calls[0].form is CallForm.FENCED_JSON
-    assert result.text == "I will read it."
 
 
 def test_fenced_json_shapes() -> None:
@@ -312,15 +319,6 @@ def test_fenced_json_shapes() -> None:
         ("read_file", {"path": "/2"}),
         ("get_time", {}),
     ]
-
-
-def test_bare_json_call() -> None:
-    """A bare call object naming a known tool is a call; other JSON in the text is not."""
-    text = 'Data {"name": "Alice", "age": 3} then {"name": "read_file", "arguments": {"path": "/b"}} ok {"name": "x"}'
-    result = extract_tool_calls(text, SCHEMAS)
-    assert calls(result) == [("read_file", {"path": "/b"})]
-    assert result.calls[0].form is CallForm.BARE_JSON
-    assert result.text == 'Data {"name": "Alice", "age": 3} then  ok {"name": "x"}'
 
 
 def test_bare_json_after_unbalanced_brace() -> None:

@@ -240,6 +240,9 @@ class SupervisorRef:
         return self._current().which_children()
 
 
+_R = TypeVar("_R", ActorRef[Any], SupervisorRef)
+
+
 class Supervisor:
     """A one_for_one supervisor. Run it with :func:`open_supervisor` or as a child via :class:`SupervisorSpec`.
 
@@ -305,20 +308,17 @@ class Supervisor:
 
     def actor(self, path: str) -> ActorRef[Any]:
         """The address of the actor at ``path``; ``ActorUnavailableError`` if there is none."""
-        ref = self.lookup(path)
-        if not isinstance(ref, ActorRef):
-            raise ActorUnavailableError(
-                f"supervisor {self.name!r} has no actor at {path!r}; children: {sorted(self._slots)}",
-                details={"supervisor": self.name, "path": path},
-            )
-        return ref
+        return self._lookup_as(path, ActorRef, "actor")
 
     def child_supervisor(self, path: str) -> SupervisorRef:
         """The address of the nested supervisor at ``path``; ``ActorUnavailableError`` if there is none."""
+        return self._lookup_as(path, SupervisorRef, "nested supervisor")
+
+    def _lookup_as(self, path: str, kind: type[_R], what: str) -> _R:
         ref = self.lookup(path)
-        if not isinstance(ref, SupervisorRef):
+        if not isinstance(ref, kind):
             raise ActorUnavailableError(
-                f"supervisor {self.name!r} has no nested supervisor at {path!r}; children: {sorted(self._slots)}",
+                f"supervisor {self.name!r} has no {what} at {path!r}; children: {sorted(self._slots)}",
                 details={"supervisor": self.name, "path": path},
             )
         return ref
