@@ -21,7 +21,6 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.types import CallToolResult
 
 from bridge.sim.testing import SimProcess, sim_process
-from tests.peers import cache_dir
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -75,13 +74,6 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSTUDIO", "MCP_JSON"))}
     env["HOME"] = str(tmp_path)
     env["XDG_CONFIG_HOME"] = str(tmp_path / ".config")
-    # npx keeps what it fetches in $HOME/.npm: in a home of its own, every test's standard server
-    # (``npx -y @modelcontextprotocol/server-*``) was downloaded from the registry again (~3 s of CPU).
-    npm_cache = tmp_path / ".npm"
-    if not npm_cache.is_symlink():
-        shared = cache_dir() / "npm-cache"
-        shared.mkdir(exist_ok=True)
-        npm_cache.symlink_to(shared, target_is_directory=True)
     return env
 
 
