@@ -67,6 +67,7 @@ def run_child(module: str, *args: str) -> dict[str, Any]:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    sys.stderr.write(proc.stderr)  # what a benchmark says of its failed requests, which its figures only count
     last = proc.stdout.strip().splitlines()[-1]
     result: dict[str, Any] = msgspec.json.decode(last)
     return result
