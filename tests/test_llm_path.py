@@ -204,6 +204,21 @@ async def test_cancellation_closes_the_stream_and_frees_the_slot() -> None:
         assert status.models[0].in_flight == 0
 
 
+async def test_a_server_that_drops_kept_alive_connections_loses_no_call() -> None:
+    """llama.cpp's server now and then answers nothing more on a kept-alive connection after a whole stream
+    (the simulator's ``close_kept_alive_every``): the request sent next on it fails unanswered, the client does
+    not send it twice, and the worker's retry sends it again on a new connection."""
+    async with running(sim_config(close_kept_alive_every=2)) as (sim, bridge):
+        for index in range(6):
+            result = await bridge.registry.ask(Chat(model=QWEN, messages=user(f"count to {index}")))
+            assert result.content
+        status = await bridge.registry.ask(GetStatus())
+        assert sim.stats.model(QWEN).completed == 6
+    (qwen,) = [worker for worker in status.models if worker.model == QWEN]
+    assert (qwen.completed, qwen.failed) == (6, 0)
+    assert qwen.retries >= 2  # the 3rd and 5th requests met a dropped connection
+
+
 async def test_deadline_returns_timeout_and_cancels_the_generation() -> None:
     """A call whose deadline passes gets a timeout and the stream to the server is closed."""
     config = sim_config(models=(SimModel(id=QWEN, loaded=True, ttft=30.0),))

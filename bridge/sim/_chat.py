@@ -117,6 +117,13 @@ def end_failed_stream(state: ServerState, exc: GenerationFailed, writer: StreamW
         writer.write(error_frame(exc.message))
 
 
+def end_whole(state: ServerState, writer: StreamWriter) -> None:
+    """A stream that ended whole; with ``close_kept_alive_every`` its connection may serve no more."""
+    every = state.config.close_kept_alive_every
+    if every and writer.number % every == 0:
+        writer.close_after()
+
+
 def end_empty(state: ServerState, writer: StreamWriter) -> None:
     """A stream that ends without a byte; with ``close_after_empty_stream`` its connection serves no more."""
     if state.config.close_after_empty_stream:
@@ -407,6 +414,7 @@ async def _stream_chat(
         if include_usage:
             writer.write(b"data: " + _encode({**envelope, "choices": [], "usage": _usage(job)}) + b"\n\n")
         writer.write(b"data: [DONE]\n\n")
+        end_whole(state, writer)
         tracker.ok = True
     finally:
         tracker.close()
@@ -494,6 +502,7 @@ async def _stream_text(state: ServerState, job: Job, tracker: Tracker, writer: S
             return
         frames.finish(finish)
         writer.write(b"data: [DONE]\n\n")
+        end_whole(state, writer)
         tracker.ok = True
     finally:
         tracker.close()

@@ -196,6 +196,10 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             it. llama-cpp-python's uvicorn closes it a moment after such a stream; the simulator does the worst
             case of that every time: the client's next request on the connection is read and never answered
             (the client sees the server disconnect without a response).
+        close_kept_alive_every: Every Nth whole streamed chat or completion on one connection, close that
+            connection once the client sends more, with the reply still saying ``Connection: keep-alive``; 0:
+            never. llama.cpp's server (xllamacpp 0.2) does this: sent one after another on one connection, the
+            3rd, 6th and 10th of 12 streamed requests got no answer at all (``3`` is close to what it does).
         api: ``"lmstudio"`` (LM Studio's routes, native API included); ``"openai"``: only the OpenAI routes under
             ``/v1`` and a plain ``/v1/models`` with no load state, anything else 404, as vLLM, llama-cpp-python
             and llama.cpp's server with one model answer; ``"llama.cpp"``: those and llama.cpp server's ``GET /props``
@@ -231,6 +235,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     overflow_style: Literal["lmstudio", "llama-cpp-python"] = "lmstudio"
     streamed_tool_choice: Literal["http_500", "empty_stream"] = "http_500"
     close_after_empty_stream: bool = False
+    close_kept_alive_every: int = 0
     api: Literal["lmstudio", "openai", "llama.cpp", "llama.cpp-router"] = "lmstudio"
 
     def __post_init__(self) -> None:
@@ -248,8 +253,10 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ValueError(f"SimConfig: port must be within 0..65535, got {self.port}")
         if self.server_parallel is not None and self.server_parallel < 1:
             raise ValueError(f"SimConfig: server_parallel must be >= 1 or None, got {self.server_parallel}")
-        if self.fault_after_tokens < 0 or self.retry_after < 0 or self.request_log_size < 0:
-            raise ValueError("SimConfig: fault_after_tokens, retry_after and request_log_size must be >= 0")
+        if min(self.fault_after_tokens, self.retry_after, self.request_log_size, self.close_kept_alive_every) < 0:
+            raise ValueError(
+                "SimConfig: fault_after_tokens, retry_after, request_log_size and close_kept_alive_every must be >= 0"
+            )
 
     def model(self, model_id: str) -> SimModel:
         """The model with this id (``KeyError`` if none)."""

@@ -139,14 +139,16 @@ HttpApp = Callable[[HttpRequest], Awaitable[Response | StreamingResponse]]
 class StreamWriter:
     """Buffers frames of a streaming reply and sends them as chunks. Strictly private: handed to handlers."""
 
-    __slots__ = ("_conn", "_head", "_pending", "closing")
+    __slots__ = ("_conn", "_head", "_pending", "closing", "number")
 
-    def __init__(self, conn: _Connection, head: bytes) -> None:
+    def __init__(self, conn: _Connection, head: bytes, number: int) -> None:
         self._conn = conn
         self._head: bytes | None = head
         self._pending: list[bytes] = []
         self.closing = False
         """Set by :meth:`close_after`: the connection serves nothing after this reply."""
+        self.number = number
+        """Which streamed reply on its connection this is, from 1."""
 
     def close_after(self) -> None:
         """End the connection after this reply, once the client sends more on it or leaves.
@@ -209,7 +211,18 @@ class _BadRequest(Exception):
 class _Connection:
     """One client connection: the reader task and the request loop. Strictly private."""
 
-    __slots__ = ("_app", "_buf", "_current", "_eof", "_on_request", "_scope", "_stream", "_unresponsive", "_wakeup")
+    __slots__ = (
+        "_app",
+        "_buf",
+        "_current",
+        "_eof",
+        "_on_request",
+        "_scope",
+        "_stream",
+        "_streamed",
+        "_unresponsive",
+        "_wakeup",
+    )
 
     def __init__(
         self, stream: SocketStream, app: HttpApp, unresponsive: Callable[[], bool], on_request: Callable[[], None]
@@ -223,6 +236,7 @@ class _Connection:
         self._wakeup = anyio.Event()
         self._current: HttpRequest | None = None
         self._scope: anyio.CancelScope | None = None
+        self._streamed = 0
 
     async def run(self) -> None:
         async with self._stream, anyio.create_task_group() as tg:
@@ -380,7 +394,8 @@ class _Connection:
                     response = await self._app(request)
                     if isinstance(response, StreamingResponse):
                         headers_sent = True  # from here on a failure can only cut the stream
-                        writer = StreamWriter(self, self._stream_head(response, keep_alive))
+                        self._streamed += 1
+                        writer = StreamWriter(self, self._stream_head(response, keep_alive), self._streamed)
                         await response.body(writer)
                         await writer.finish()
                         closing = writer.closing
