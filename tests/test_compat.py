@@ -75,12 +75,18 @@ sim = sim_fixture(SIM_CONFIG)
 
 @asynccontextmanager
 async def serving(
-    tmp_path: Path, errlog: TextIO, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    tmp_path: Path,
+    errlog: TextIO,
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    home: Path | None = None,
 ) -> AsyncIterator[ClientSession]:
+    """``serve`` in ``cwd`` (default ``tmp_path``), with ``home`` (default ``tmp_path``) as its home."""
     params = StdioServerParameters(
         command=sys.executable,
         args=serve_argv(*args),
-        env={**clean_env(tmp_path), **(env or {})},
+        env={**clean_env(home or tmp_path), **(env or {})},
         cwd=str(cwd or tmp_path),
     )
     async with stdio_session(params, errlog, read_timeout_seconds=90) as session:

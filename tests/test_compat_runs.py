@@ -24,6 +24,13 @@ AGENT = "sim/agent"
 sim = sim_fixture({"models": [{"id": AGENT, "loaded": True, "context_length": 32768}]})
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with no configuration, kept for the module (one per xdist worker): ``npx -y`` installs each
+    standard server into its ``~/.npm`` once, not once per test in a fresh home (~4.7 s of CPU each time)."""
+    return tmp_path_factory.mktemp("home")
+
+
 async def script(sim: SimProcess, *turns: Any) -> None:
     async with httpx.AsyncClient(base_url=sim.url) as client:
         body = {"model": AGENT, "turns": [msgspec.to_builtins(t) for t in turns]}
@@ -42,7 +49,7 @@ def compat_args(sim: SimProcess) -> list[str]:
 
 
 async def test_filesystem_full_runs_on_the_standard_server_in_the_working_directory(
-    sim: SimProcess, tmp_path: Path, errlog: TextIO
+    sim: SimProcess, tmp_path: Path, errlog: TextIO, home: Path
 ) -> None:
     project = tmp_path / "project"
     project.mkdir()
@@ -52,7 +59,7 @@ async def test_filesystem_full_runs_on_the_standard_server_in_the_working_direct
         CallTools([ToolCallSpec("read_text_file", {"path": str(project / "notes.txt")})]),
         Say("The notes say the answer is 42."),
     )
-    async with serving(tmp_path, errlog, *compat_args(sim)) as session:
+    async with serving(tmp_path, errlog, *compat_args(sim), home=home) as session:
         result = await call(
             session, "autonomous_filesystem_full", {"task": "What do the notes say?", "working_directory": "project"}
         )
@@ -82,12 +89,14 @@ async def test_root_and_missing_directories_are_refused_before_anything_starts(
     assert data(servers)["servers"] == []
 
 
-async def test_working_dir_is_the_default_directory(sim: SimProcess, tmp_path: Path, errlog: TextIO) -> None:
+async def test_working_dir_is_the_default_directory(
+    sim: SimProcess, tmp_path: Path, errlog: TextIO, home: Path
+) -> None:
     """WORKING_DIR, as the older bridge read it, is where the filesystem server works when a call names none."""
     work = tmp_path / "work"
     work.mkdir()
     await script(sim, CallTools([ToolCallSpec("list_allowed_directories", {})]), Say("done"))
-    async with serving(tmp_path, errlog, *compat_args(sim), env={"WORKING_DIR": str(work)}) as session:
+    async with serving(tmp_path, errlog, *compat_args(sim), home=home, env={"WORKING_DIR": str(work)}) as session:
         result = await call(session, "autonomous_filesystem_full", {"task": "Where may you work?"})
         told = await tool_results(sim)
     assert not result.is_error, text(result)
@@ -108,6 +117,7 @@ async def test_each_standard_server_runs_a_task(
     sim: SimProcess,
     tmp_path: Path,
     errlog: TextIO,
+    home: Path,
     tool: str,
     arguments: dict[str, Any],
     server: str,
@@ -115,7 +125,7 @@ async def test_each_standard_server_runs_a_task(
 ) -> None:
     turns: list[Any] = [CallTools([first_call])] if first_call is not None else []
     await script(sim, *turns, Say("finished"))
-    async with serving(tmp_path, errlog, *compat_args(sim)) as session:
+    async with serving(tmp_path, errlog, *compat_args(sim), home=home) as session:
         result = await call(session, tool, {"task": "Do the thing.", "max_rounds": 10_000, **arguments})
         servers = await call(session, "list_available_mcps", {})
     assert not result.is_error, text(result)
@@ -143,7 +153,7 @@ async def test_a_configured_server_for_the_package_is_used_instead_of_a_new_one(
 
 
 async def test_a_persistent_session_runs_its_tasks_in_order_and_reports_each(
-    sim: SimProcess, tmp_path: Path, errlog: TextIO
+    sim: SimProcess, tmp_path: Path, errlog: TextIO, home: Path
 ) -> None:
     """Two tasks in order, the second in a subdirectory that the first task's server covers (no second server
     starts); a task naming a directory that does not exist is refused before its series starts."""
@@ -158,7 +168,7 @@ async def test_a_persistent_session_runs_its_tasks_in_order_and_reports_each(
         Say("second done"),
     )
     tasks = ["List the project.", {"task": "Read a.txt.", "working_directory": "project/sub"}]
-    async with serving(tmp_path, errlog, *compat_args(sim)) as session:
+    async with serving(tmp_path, errlog, *compat_args(sim), home=home) as session:
         result = await call(session, "autonomous_persistent_session", {"tasks": tasks, "initial_directory": "project"})
         refused = await call(
             session,
