@@ -223,6 +223,27 @@ async def test_a_post_is_sent_once_when_a_reused_connection_dies_unanswered() ->
     assert caught.value.retryable  # the caller (the worker's retry policy) decides
 
 
+async def test_after_a_connection_closed_unanswered_each_request_has_its_own() -> None:
+    """A server that closes kept-alive connections without saying so (llama.cpp's) is asked with
+    ``Connection: close`` from then on: no later request is sent on a connection it may drop."""
+
+    async def drop_second(peer: Peer) -> None:
+        assert await peer.request() is not None
+        await peer.send(chat_answer())
+        await peer.request()  # read the second request, then close without a word
+
+    async with serving(first_connection(drop_second)) as server, LLMClient(server.url) as llm:
+        assert (await llm.chat(REQUEST)).content == "hi"
+        with pytest.raises(LLMConnectionError) as caught:
+            await llm.chat(REQUEST)
+        for _ in range(2):
+            assert (await llm.chat(REQUEST)).content == "hi"
+    assert caught.value.details["reason"] == "closed_unanswered"
+    assert "closed the connection without answering" in caught.value.message
+    assert [headers.get(b"connection") for _, headers, _ in server.requests] == [None, None, b"close", b"close"]
+    assert len(server.peers) == 3  # the last two requests each on a connection of its own
+
+
 async def test_a_server_that_dies_while_the_body_is_sent_leaves_nothing_unfinalised() -> None:
     """A write that fails mid-body is a typed error and leaves no body iterator for the GC.
 

@@ -336,8 +336,10 @@ class LLMWorkerActor(Actor[WorkerMessage]):
                     breaker.record_neutral()
                 raise
             except LLMConnectionError as exc:
-                del exc
-                breaker.record_failure()
+                if exc.details.get("reason") == "closed_unanswered":
+                    breaker.record_neutral()  # it answers on a new connection: not a server that is down
+                else:
+                    breaker.record_failure()
                 raise
             except ModelUnloadedError:
                 breaker.record_success()

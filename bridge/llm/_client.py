@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import base64
 import contextlib
+import logging
 import socket
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -72,6 +73,8 @@ ProgressCallback = Callable[[StreamProgress], Awaitable[None]]
 """Awaited with a snapshot after every chunk that carried output; keep it quick."""
 
 _A = TypeVar("_A", bound=StreamAccumulator)
+log = logging.getLogger("bridge.llm")
+
 _MAX_ERROR_BODY = 64 * 1024
 _NOT_THERE = frozenset({404, 405, 501})
 
@@ -216,6 +219,9 @@ class LLMClient:
         # (endpoint, model) pairs whose streamed requests with tools came back empty and whose unstreamed
         # answer then was an answer (llama-cpp-python's function-calling formats): asked unstreamed from then on.
         self._unstreamed_tools: set[tuple[str, str]] = set()
+        # Set once the server closed a kept-alive connection without answering the request sent on it
+        # (llama.cpp's server does now and then): from then on every request asks for a connection of its own.
+        self._one_connection_each = False
 
     @property
     def base_url(self) -> str:
@@ -262,12 +268,18 @@ class LLMClient:
         request = httpx.Request(
             ctx.method,
             url,
-            headers=self._json_headers if body is not None else self._headers,
+            headers=self._request_headers(body is not None),
             content=body,
             extensions={"timeout": {"connect": budgets.connect, "read": None, "write": None, "pool": None}},
         )
         request.stream = RequestBody(body or b"")
         return await self._http.send(request, stream=True)
+
+    def _request_headers(self, json_body: bool) -> httpx.Headers:
+        headers = self._json_headers if json_body else self._headers
+        if self._one_connection_each:
+            headers = httpx.Headers({**headers, "connection": "close"})
+        return headers
 
     def _ctx(self, endpoint: str, *, method: str = "POST", model: str | None = None) -> CallContext:
         return CallContext(
@@ -283,7 +295,11 @@ class LLMClient:
             )
         if clock.scope.cancel_called:
             return clock.timeout_error(what=ctx.describe(), details=ctx.details(), tokens=tokens)
-        return error_for_transport(exc, ctx, tokens=tokens)
+        error = error_for_transport(exc, ctx, tokens=tokens)
+        if error.details.get("reason") == "closed_unanswered" and not self._one_connection_each:
+            self._one_connection_each = True
+            log.info("%s closes kept-alive connections without saying so: one connection per request now", self._root)
+        return error
 
     # -- the two ways of talking -------------------------------------------------------------
 

@@ -455,6 +455,10 @@ def _untrusted_certificate(exc: BaseException) -> bool:
     return False
 
 
+_CLOSED_UNANSWERED = "Server disconnected without sending a response."
+"""httpcore's words for a connection closed before any byte of an answer."""
+
+
 def error_for_transport(exc: httpx.TransportError, ctx: CallContext, *, tokens: int = 0) -> LLMError:
     """A network-level failure (refused, reset, DNS, broken stream)."""
     reason = str(exc) or type(exc).__name__
@@ -477,6 +481,14 @@ def error_for_transport(exc: httpx.TransportError, ctx: CallContext, *, tokens: 
             f"{ctx.server} is not a usable URL ({reason}); use http://host:port.",
             retryable=False,
             details=details,
+        )
+    if isinstance(exc, httpx.RemoteProtocolError) and reason == _CLOSED_UNANSWERED and not tokens:
+        # llama.cpp's server closes kept-alive connections now and then without saying so: the server is up.
+        return LLMConnectionError(
+            f"{ctx.server} closed the connection without answering {ctx.describe()} ({reason}). Some servers "
+            "(llama.cpp's) close kept-alive connections without saying so; the request is not sent twice on "
+            "the same attempt, since the server may have read it.",
+            details={**details, "reason": "closed_unanswered"},
         )
     during = f" after {tokens} tokens" if tokens else ""
     return LLMConnectionError(
