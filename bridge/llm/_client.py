@@ -219,8 +219,8 @@ class LLMClient:
         # (endpoint, model) pairs whose streamed requests with tools came back empty and whose unstreamed
         # answer then was an answer (llama-cpp-python's function-calling formats): asked unstreamed from then on.
         self._unstreamed_tools: set[tuple[str, str]] = set()
-        # Set once the server closed a kept-alive connection without answering the request sent on it
-        # (llama.cpp's server does now and then): from then on every request asks for a connection of its own.
+        # True once the server closed a kept-alive connection without answering the request sent on it
+        # (llama.cpp's server does now and then): from then on the headers ask for a connection per request.
         self._one_connection_each = False
 
     @property
@@ -268,18 +268,12 @@ class LLMClient:
         request = httpx.Request(
             ctx.method,
             url,
-            headers=self._request_headers(body is not None),
+            headers=self._json_headers if body is not None else self._headers,
             content=body,
             extensions={"timeout": {"connect": budgets.connect, "read": None, "write": None, "pool": None}},
         )
         request.stream = RequestBody(body or b"")
         return await self._http.send(request, stream=True)
-
-    def _request_headers(self, json_body: bool) -> httpx.Headers:
-        headers = self._json_headers if json_body else self._headers
-        if self._one_connection_each:
-            headers = httpx.Headers({**headers, "connection": "close"})
-        return headers
 
     def _ctx(self, endpoint: str, *, method: str = "POST", model: str | None = None) -> CallContext:
         return CallContext(
@@ -298,6 +292,8 @@ class LLMClient:
         error = error_for_transport(exc, ctx, tokens=tokens)
         if error.details.get("reason") == "closed_unanswered" and not self._one_connection_each:
             self._one_connection_each = True
+            self._headers = httpx.Headers({**self._headers, "connection": "close"})
+            self._json_headers = httpx.Headers({**self._json_headers, "connection": "close"})
             log.info("%s closes kept-alive connections without saying so: one connection per request now", self._root)
         return error
 
