@@ -22,6 +22,7 @@ import trustme
 
 from bridge.errors import ConfigError, ErrorCode, LLMConnectionError
 from bridge.llm import ChatMessage, ChatRequest, LLMClient
+from bridge.llm._http import tls_context
 
 Handler = Callable[["Peer"], Awaitable[None]]
 
@@ -392,6 +393,17 @@ async def test_https_trusts_the_ca_in_ssl_cert_file(monkeypatch: pytest.MonkeyPa
         assert (await llm.chat(REQUEST)).content == "hi"
         assert (await llm.chat(REQUEST)).content == "hi"
     assert len(server.peers) == 1
+
+
+def test_only_an_https_server_has_roots_loaded_and_both_contexts_verify(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An http:// server never speaks TLS, so no roots are loaded for it; its context still verifies, so TLS
+    met anyway would fail, never pass unchecked."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    plain, tls = tls_context("http://127.0.0.1:1234"), tls_context("https://127.0.0.1:1234")
+    assert plain.cert_store_stats()["x509_ca"] == 0
+    assert tls.cert_store_stats()["x509_ca"] > 0
+    assert all(c.verify_mode == ssl.CERT_REQUIRED and c.check_hostname for c in (plain, tls))
 
 
 async def test_https_with_an_untrusted_certificate_says_how_to_trust_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,7 +39,7 @@ from bridge.llm._errors import (
     error_for_transport,
     server_error_from_payload,
 )
-from bridge.llm._http import RequestBody, http_client
+from bridge.llm._http import RequestBody, http_client, tls_context
 from bridge.llm._models import models_from_openai, models_from_v0, models_from_v1
 from bridge.llm._outcome import (
     ChatOutcome,
@@ -212,7 +212,7 @@ class LLMClient:
         if api_key:
             check_api_key(api_key)
         self._budgets = budgets or Budgets()
-        self._http = http_client(max_connections=max_connections, transport=transport)
+        self._http = http_client(max_connections=max_connections, tls=tls_context(self._root), transport=transport)
         self._headers = _default_headers(base_url, api_key)
         self._json_headers = httpx.Headers({**self._headers, "content-type": "application/json"})
         self._urls: dict[str, httpx.URL] = {}

@@ -11,11 +11,12 @@ server, so a generation is never started twice behind the caller's back.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
 
-__all__ = ["LOOPBACK_HOSTS", "RequestBody", "http_client"]
+__all__ = ["LOOPBACK_HOSTS", "RequestBody", "http_client", "tls_context"]
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
@@ -27,18 +28,35 @@ on a connection the server is closing and fails with "disconnected without a res
 (seen on the real llama.cpp server, about 1 request in 250)."""
 
 
-def http_client(*, max_connections: int, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+def tls_context(base_url: str) -> ssl.SSLContext:
+    """How the client checks the server's certificate: httpx's own context (certifi's roots, or
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``) for an ``https://`` server, built once for every transport.
+
+    An ``http://`` server never speaks TLS to the client, so its context verifies as strictly but
+    holds no roots: TLS it met anyway would fail, never pass unchecked. Loading the roots costs
+    ~20 ms of CPU per transport, which every bridge start and every session paid twice for nothing
+    (most servers are plain http on loopback). A proxy's own TLS is httpcore's, with its own roots.
+    """
+    if httpx.URL(base_url).scheme == "https":
+        return httpx.create_ssl_context(trust_env=True)
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def http_client(
+    *, max_connections: int, tls: ssl.SSLContext, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """A pooled client with no client-wide timeouts: each request carries its own (see ``_budgets``)."""
     if transport is not None:  # given by the caller (tests pass httpx.MockTransport): used for everything
         return httpx.AsyncClient(transport=transport, timeout=None, trust_env=False)
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY_S
     )
-    direct = httpx.AsyncHTTPTransport(limits=limits)
+    direct = httpx.AsyncHTTPTransport(limits=limits, verify=tls)
     return httpx.AsyncClient(
         limits=limits,
         timeout=None,
         trust_env=True,
+        verify=tls,
         mounts={f"all://{host}": direct for host in LOOPBACK_HOSTS},
     )
 
