@@ -11,11 +11,11 @@ from mcp import Client
 
 from bridge.app import open_bridge
 from bridge.errors import ContextOverflowError, UnsupportedEndpointError
-from bridge.frontend import create_server
 from bridge.llm import ChatMessage
 from bridge.messages import Chat, ListModels, ModelEntry
 from bridge.settings import BridgeSettings, ModelLimits, ServerSettings
 from bridge.sim import SimConfig, SimModel, SimServer
+from tests._util import mcp_server
 from tests.test_frontend import data, text
 
 SEES = SimModel(id="sees/vl", loaded=True, vision=True, context_length=4096, max_context_length=32768)
@@ -114,7 +114,7 @@ async def test_list_models_shows_each_capability_with_where_it_came_from() -> No
     async with (
         SimServer(SimConfig(models=(SEES, BLIND))) as sim,
         open_bridge(_settings(sim.url), child_servers=False) as bridge,
-        Client(create_server(bridge), mode="legacy") as client,
+        Client(mcp_server(bridge), mode="legacy") as client,
     ):
         result = await client.call_tool("list_models", {})
     assert not result.is_error

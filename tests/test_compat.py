@@ -19,12 +19,12 @@ from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 
 from bridge.app import open_bridge
 from bridge.config import load_config
-from bridge.frontend import create_server
 from bridge.frontend._compat import _schema_report
 from bridge.settings import BridgeSettings, ServerSettings
 from bridge.sim import SimConfig, SimModel, SimServer
 from bridge.sim.testing import SimProcess
 from tests._stdio import call, clean_env, data, serve_argv, sim_fixture, sim_stats, stdio_session, text
+from tests._util import mcp_server
 
 VL = "qwen/qwen2.5-vl-7b"
 QWEN = "qwen/qwen3-coder-30b"
@@ -291,7 +291,7 @@ async def test_a_server_without_lm_studios_api_answers_the_lms_tools_unsupported
         settings = BridgeSettings(servers=[ServerSettings(url=sim.url, name="plain")], tools="compat")
         async with (
             open_bridge(settings, child_servers=False) as bridge,
-            Client(create_server(bridge), mode="legacy") as client,
+            Client(mcp_server(bridge), mode="legacy") as client,
         ):
             download = await client.call_tool("lms_download_model", {"model_key": "x/y"})
             load = await client.call_tool("lms_load_model", {"model_name": model.id})

@@ -16,12 +16,12 @@ from mcp import Client
 from bridge.actors._context import PromptSize, TokenCounter, fitted_max_tokens, prompt_size
 from bridge.app import open_bridge
 from bridge.errors import ContextOverflowError
-from bridge.frontend import create_server
 from bridge.llm import ChatMessage, LLMClient
 from bridge.messages import Chat, Complete
 from bridge.planner import default_reply_tokens, trim_messages
 from bridge.sim import SimConfig, SimModel, SimServer
 from bridge.tokens import ANSWER_START_TOKENS, IMAGE_TOKENS
+from tests._util import mcp_server
 from tests.test_llm_path import settings_for, user
 
 MODEL = "small/context"
@@ -166,7 +166,7 @@ async def test_max_tokens_auto_is_the_room_that_is_left_on_every_tool() -> None:
     async with (
         _sim() as sim,
         open_bridge(settings_for(sim.url), child_servers=False) as bridge,
-        Client(create_server(bridge), mode="legacy") as client,
+        Client(mcp_server(bridge), mode="legacy") as client,
     ):
         chat = await client.call_tool("chat_completion", {"prompt": text, "model": MODEL, "max_tokens": "auto"})
         completion = await client.call_tool("text_completion", {"prompt": text, "model": MODEL, "max_tokens": "auto"})

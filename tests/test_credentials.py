@@ -28,13 +28,12 @@ from bridge.app import open_bridge
 from bridge.cli import build_parser, flags_from_args, main
 from bridge.config import CliFlags, load_config
 from bridge.errors import ConfigError
-from bridge.frontend import create_server
 from bridge.server_address import normalize_base_url, redact_url
 from bridge.settings import BridgeSettings, ServerSettings, server_name
 from bridge.sim import CallTools, Say, SimConfig, SimModel, SimServer, ToolCallSpec
 from bridge.sim.testing import sim_process
 from tests._stdio import clean_env
-from tests._util import CHILDREN, free_port
+from tests._util import CHILDREN, free_port, mcp_server
 
 QWEN = "qwen/qwen3-coder-30b"
 GEMMA = "google/gemma-3-12b"
@@ -163,7 +162,7 @@ WAYS = [
 async def bridge_client(settings: BridgeSettings) -> AsyncIterator[Client]:
     async with (
         open_bridge(settings, child_servers=False) as bridge,
-        Client(create_server(bridge), mode="legacy") as client,
+        Client(mcp_server(bridge), mode="legacy") as client,
     ):
         yield client
 

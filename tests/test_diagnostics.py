@@ -7,12 +7,11 @@ from mcp import Client
 
 from bridge._diagnostics import task_count
 from bridge.app import open_bridge
-from bridge.frontend import create_server
 from bridge.frontend._format import status_output
 from bridge.messages import BridgeStatus, ServerState
 from bridge.settings import BridgeSettings, ServerSettings
 from bridge.sim import SimConfig, SimModel, SimServer
-from tests._util import eventually
+from tests._util import eventually, mcp_server
 
 
 async def test_task_count_follows_the_tasks_of_a_task_group() -> None:
@@ -52,7 +51,7 @@ async def test_bridge_status_reports_the_live_task_count() -> None:
         settings = BridgeSettings(servers=[ServerSettings(url=sim.url, name="sim")], call_budget=30.0)
         async with (
             open_bridge(settings, child_servers=False) as bridge,
-            Client(create_server(bridge), mode="legacy") as client,
+            Client(mcp_server(bridge), mode="legacy") as client,
         ):
             with anyio.fail_after(30):
                 result = await client.call_tool("bridge_status", {})

@@ -14,10 +14,10 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from bridge.app import open_bridge
-from bridge.frontend import DEFAULT_OUTPUT_LIMIT, MAX_BATCH_ITEMS, BridgeSlot, create_server
+from bridge.frontend import DEFAULT_OUTPUT_LIMIT, MAX_BATCH_ITEMS, BridgeSlot, ToolCatalog, create_server
 from bridge.settings import BridgeSettings, JobSettings, ModelLimits, RetrySettings, ServerSettings
 from bridge.sim import Fault, FaultKind, SimConfig, SimModel, SimServer
-from tests._util import eventually, free_port
+from tests._util import eventually, free_port, mcp_server
 
 QWEN = "qwen/qwen3-coder-30b"
 GEMMA = "google/gemma-3-12b"
@@ -84,7 +84,7 @@ async def connected(
         settings = settings_for(sim.url, **overrides)
         async with (
             open_bridge(settings, child_servers=False) as bridge,
-            Client(create_server(bridge, output_limit=output_limit, batch_dir=batch_dir), mode="legacy") as client,
+            Client(mcp_server(bridge, output_limit=output_limit, batch_dir=batch_dir), mode="legacy") as client,
         ):
             yield client, sim
 
@@ -147,6 +147,31 @@ async def test_every_tool_is_listed_with_its_annotations() -> None:
     assert "ctx" not in chat["properties"]
 
 
+async def test_servers_made_with_one_catalog_list_the_same_tools_and_each_asks_its_own_bridge() -> None:
+    """A shared bridge makes every session's server with one ToolCatalog: the tool schemas are built once,
+    a compat session still gets its own tools, and each server's tools reach its own bridge."""
+    catalog = ToolCatalog()
+    async with (
+        SimServer(sim_config(models=(SimModel(id=QWEN, loaded=True),))) as first,
+        SimServer(sim_config(models=(SimModel(id=GEMMA, loaded=True),))) as other,
+    ):
+        async with (
+            open_bridge(settings_for(first.url), child_servers=False) as one,
+            open_bridge(settings_for(other.url, tools="compat"), child_servers=False) as two,
+            open_bridge(settings_for(other.url), child_servers=False) as three,
+            Client(create_server(one, catalog=catalog), mode="legacy") as a,
+            Client(create_server(two, catalog=catalog), mode="legacy") as compat,
+            Client(create_server(three, catalog=catalog), mode="legacy") as b,
+        ):
+            listed = [{t.name: t for t in (await c.list_tools()).tools} for c in (a, compat, b)]
+            models = [[m["id"] for m in data(await c.call_tool("list_models", {}))["models"]] for c in (a, compat, b)]
+    assert set(listed[0]) == ALL_TOOLS
+    assert listed[0] == listed[2]
+    assert {"lms_list_loaded_models", "vision_analyze"} <= set(listed[1]) - ALL_TOOLS
+    assert all(listed[1][name] == tool for name, tool in listed[0].items())
+    assert models == [[QWEN], [GEMMA], [GEMMA]]
+
+
 # --------------------------------------------------------------------------- every tool
 
 
@@ -163,7 +188,7 @@ async def test_health_check_with_the_server_down_is_a_report_not_a_crash() -> No
     """A dead server is reported as unreachable, with the reason and what to do."""
     url = f"http://127.0.0.1:{free_port()}"
     async with open_bridge(settings_for(url), child_servers=False) as bridge:
-        async with Client(create_server(bridge), mode="legacy") as client:
+        async with Client(mcp_server(bridge), mode="legacy") as client:
             result = await client.call_tool("health_check", {})
     assert not result.is_error
     assert text(result).startswith("no LLM server reachable")
@@ -362,7 +387,7 @@ async def test_list_available_mcps_lists_the_configured_servers(tmp_path: Path) 
             servers=settings.servers,
             children=msgspec_replace(settings.children, config_paths=[str(config)], discover=False, watch=False),
         )
-        async with open_bridge(settings) as bridge, Client(create_server(bridge), mode="legacy") as client:
+        async with open_bridge(settings) as bridge, Client(mcp_server(bridge), mode="legacy") as client:
             result = await client.call_tool("list_available_mcps", {})
     assert not result.is_error, text(result)
     names = [s["name"] for s in data(result)["servers"]]
@@ -624,7 +649,7 @@ async def test_server_errors_keep_their_code() -> None:
 async def test_no_server_reachable_is_backend_unavailable() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     async with open_bridge(settings_for(url), child_servers=False) as bridge:
-        async with Client(create_server(bridge), mode="legacy") as client:
+        async with Client(mcp_server(bridge), mode="legacy") as client:
             result = await client.call_tool("chat_completion", {"prompt": "x"})
     fields = assert_error(result, "backend_unavailable")
     assert fields["retryable"] is True
@@ -690,7 +715,7 @@ async def test_a_tool_called_before_the_actors_run_waits_for_them() -> None:
     async with SimServer(sim_config()) as sim:
         settings = settings_for(sim.url)
         slot = BridgeSlot()
-        async with Client(create_server(slot, settings=settings), mode="legacy") as client:
+        async with Client(mcp_server(slot, settings=settings), mode="legacy") as client:
             result: list[CallToolResult] = []
 
             async def early_call() -> None:
@@ -708,7 +733,7 @@ async def test_a_tool_called_before_the_actors_run_waits_for_them() -> None:
 async def test_tools_answer_actor_unavailable_when_the_bridge_failed_to_start() -> None:
     slot = BridgeSlot()
     slot_settings = BridgeSettings()
-    async with Client(create_server(slot, settings=slot_settings), mode="legacy") as client:
+    async with Client(mcp_server(slot, settings=slot_settings), mode="legacy") as client:
         slot.fail(RuntimeError("the supervisor gave up"))
         result = await client.call_tool("list_models", {})
         tools = await client.list_tools()

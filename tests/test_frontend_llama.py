@@ -19,10 +19,9 @@ from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 
 from bridge.app import open_bridge
-from bridge.frontend import create_server
 from bridge.settings import BridgeSettings, JobSettings, ServerSettings
 from tests._stdio import data, serve_argv, stdio_session, text
-from tests._util import eventually_async
+from tests._util import eventually_async, mcp_server
 from tests.peers import LlamaServer
 
 
@@ -36,7 +35,7 @@ def settings(server: LlamaServer, **overrides: Any) -> BridgeSettings:
 async def in_memory(server: LlamaServer, **overrides: Any) -> AsyncIterator[Client]:
     async with (
         open_bridge(settings(server, **overrides), child_servers=False) as bridge,
-        Client(create_server(bridge), mode="legacy") as client,
+        Client(mcp_server(bridge), mode="legacy") as client,
     ):
         yield client
 

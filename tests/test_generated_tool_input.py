@@ -39,6 +39,7 @@ from bridge.errors import ErrorCode
 from bridge.frontend import BridgeSlot, create_server
 from bridge.settings import BridgeSettings, ChildSettings, RetrySettings, ServerSettings
 from bridge.sim import SimConfig, SimModel, SimServer
+from tests._util import mcp_server
 
 QWEN = "qwen/qwen3-coder-30b"
 EMBED = "text-embedding-nomic-embed-text-v1.5"
@@ -112,7 +113,7 @@ async def bridge_client(mcp_config: Path | None = None) -> AsyncIterator[Client]
         )
         async with (
             open_bridge(bridge_settings, child_servers=True) as bridge,
-            Client(create_server(bridge), mode="legacy") as mcp_client,
+            Client(mcp_server(bridge), mode="legacy") as mcp_client,
         ):
             yield mcp_client
 

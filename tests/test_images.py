@@ -21,10 +21,10 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from bridge.app import open_bridge
-from bridge.frontend import create_server
 from bridge.frontend._images import load_image
 from bridge.settings import BridgeSettings, ChildSettings, ImageSettings, ServerSettings
 from bridge.sim import SimServer, default_config
+from tests._util import mcp_server
 from tests.test_frontend import data
 
 NOTES = [sys.executable, str(Path(__file__).parent / "_children" / "annotated_server.py")]
@@ -51,7 +51,7 @@ async def connected(root: Path, *, notes: bool = False, **images: Any) -> AsyncI
         )
         async with (
             open_bridge(settings, child_servers=notes) as bridge,
-            Client(create_server(bridge), mode="legacy") as client,
+            Client(mcp_server(bridge), mode="legacy") as client,
         ):
             yield client, sim
 

@@ -23,11 +23,10 @@ from bridge.actors import _job
 from bridge.app import Bridge, open_bridge, open_session
 from bridge.config import CliFlags, load_settings
 from bridge.errors import ConfigError
-from bridge.frontend import create_server
 from bridge.frontend._server import INSTRUCTIONS
 from bridge.settings import BridgeSettings, ChildSettings, JobSettings, ModelLimits, RetrySettings, ServerSettings
 from bridge.sim import CallTools, Say, SimConfig, SimModel, SimServer, ToolCallSpec
-from tests._util import eventually, eventually_async
+from tests._util import eventually, eventually_async, mcp_server
 from tests.test_frontend import data, text
 
 QUICK = "qwen/qwen3-coder-30b"
@@ -63,7 +62,7 @@ async def connected(tmp_path: Path | None = None, **overrides: Any) -> AsyncIter
         fields.update(overrides)
         async with (
             open_bridge(BridgeSettings(**fields), child_servers=tmp_path is not None) as bridge,
-            Client(create_server(bridge), mode="legacy") as client,
+            Client(mcp_server(bridge), mode="legacy") as client,
         ):
             yield client, sim, bridge
 
@@ -173,14 +172,14 @@ async def test_an_autonomous_job_outlives_the_shared_bridge_session_that_started
             where = {"working_dir": str(tmp_path), "environ": dict(os.environ)}
             async with (
                 open_session(bridge, "first", child, **where) as first,
-                Client(create_server(first), mode="legacy") as client,
+                Client(mcp_server(first), mode="legacy") as client,
             ):
                 job_id = await started(
                     client, "autonomous_with_mcp", {"mcp_name": "notes", "task": "read", "model": AGENT}
                 )
             async with (
                 open_session(bridge, "second", None, **where) as second,
-                Client(create_server(second), mode="legacy") as client,
+                Client(mcp_server(second), mode="legacy") as client,
             ):
                 fetched = await client.call_tool("job_result", {"job_id": job_id, "wait_s": 20})
     assert not fetched.is_error, text(fetched)

@@ -23,11 +23,11 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from bridge.app import Bridge, open_bridge
-from bridge.frontend import create_server
 from bridge.llm import ChatMessage, Tool
 from bridge.messages import Chat, ChatResult, Progress
 from bridge.settings import BridgeSettings, RetrySettings, ServerSettings
 from tests._stdio import data, text
+from tests._util import mcp_server
 from tests.peers import GET_CURRENT_TIME_TOOL, LlamaServer
 from tests.peers_llama_cpp_python import CHATML_ALIAS, FUNCTION_CALLING_ALIAS, Served, served
 
@@ -39,7 +39,7 @@ async def bridged(server: LlamaServer) -> AsyncIterator[tuple[Bridge, Client]]:
     settings = BridgeSettings(servers=[config], retry=RetrySettings(attempts=1), listing_timeout=10.0)
     async with (
         open_bridge(settings, child_servers=False) as bridge,
-        Client(create_server(bridge), mode="legacy") as client,
+        Client(mcp_server(bridge), mode="legacy") as client,
     ):
         yield bridge, client
 

@@ -26,7 +26,7 @@ from bridge.frontend._format import (
 )
 from bridge.frontend._frontend import Ctx, Frontend
 from bridge.frontend._jobs import run_as_job
-from bridge.frontend._mcp_server import BridgeMCPServer
+from bridge.frontend._mcp_server import ToolSet
 from bridge.llm import ChatMessage
 from bridge.messages import (
     Chat,
@@ -86,12 +86,12 @@ _FIXED_PROMPT_TOOLS: Final[tuple[tuple[str, str, DetailLevel, str], ...]] = (
 """Image tools that are a prompt and nothing else: name, prompt, default detail, description."""
 
 
-def register_compat_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
-    """Add the older bridge's vision, model-management and schema tools to ``server``."""
-    _register_vision(server, frontend)
-    _register_models(server, frontend)
+def register_compat_tools(tools: ToolSet, frontend: Frontend) -> None:
+    """Add the older bridge's vision, model-management and schema tools to ``tools``."""
+    _register_vision(tools, frontend)
+    _register_models(tools, frontend)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def validate_json_schema(
         ctx: Ctx, schema: Annotated[dict[str, Any], Field(description="The JSON schema to check.")]
     ) -> ToolOutput:
@@ -104,7 +104,7 @@ def register_compat_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
 # --------------------------------------------------------------------------- vision
 
 
-def _register_vision(server: BridgeMCPServer, frontend: Frontend) -> None:
+def _register_vision(tools: ToolSet, frontend: Frontend) -> None:
     async def see(
         ctx: Ctx,
         tool: str,
@@ -127,7 +127,7 @@ def _register_vision(server: BridgeMCPServer, frontend: Frontend) -> None:
         )
         return await run_as_job(frontend, ctx, tool=tool, work=message, model=model, total=tokens)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def vision_analyze(
         ctx: Ctx,
         task: Annotated[str, Field(description="What to do with the images.", min_length=1)],
@@ -141,14 +141,14 @@ def _register_vision(server: BridgeMCPServer, frontend: Frontend) -> None:
             ctx, "vision_analyze", task, [images] if isinstance(images, str) else images, detail, model, max_tokens
         )
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def analyze_image(
         ctx: Ctx, image: Image, prompt: str = _ANALYZE, detail: Detail = "auto", model: VisionModel = None
     ) -> ToolOutput:
         """Analyze an image with a vision model (older-bridge name; chat_completion with images)."""
         return await see(ctx, "analyze_image", prompt, [image], detail, model)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def describe_image(
         ctx: Ctx,
         image: Image,
@@ -159,7 +159,7 @@ def _register_vision(server: BridgeMCPServer, frontend: Frontend) -> None:
         """Describe an image in a style: detailed, brief, creative or technical (an unknown one is detailed)."""
         return await see(ctx, "describe_image", _STYLES.get(style, _STYLES["detailed"]), [image], detail, model)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def compare_images(
         ctx: Ctx,
         images: Annotated[list[str], Field(description="Two or more images.", min_length=2)],
@@ -182,12 +182,12 @@ def _register_vision(server: BridgeMCPServer, frontend: Frontend) -> None:
 
         tool.__name__ = tool.__qualname__ = name
         tool.__doc__ = doc
-        server.tool(annotations=READ_ONLY)(tool)
+        tools.tool(annotations=READ_ONLY)(tool)
 
     for name, prompt, default_detail, doc in _FIXED_PROMPT_TOOLS:
         fixed_prompt(name, prompt, default_detail, doc)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def answer_about_image(
         ctx: Ctx,
         image: Image,
@@ -204,34 +204,34 @@ def _register_vision(server: BridgeMCPServer, frontend: Frontend) -> None:
 # --------------------------------------------------------------------------- models
 
 
-def _register_models(server: BridgeMCPServer, frontend: Frontend) -> None:
+def _register_models(tools: ToolSet, frontend: Frontend) -> None:
     registry = frontend.registry
     limit = frontend.limit
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def lms_list_loaded_models(ctx: Ctx) -> ToolOutput:
         """The models loaded in memory now (older-bridge name; list_models(loaded_only=true))."""
         return models_output(await frontend.ask(ctx, await registry(), ListModels(loaded_only=True)), limit)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def lms_list_downloaded_models(ctx: Ctx) -> ToolOutput:
         """The LLMs downloaded on the servers, loaded or not (older-bridge name; list_models(model_type="llm"))."""
         return models_output(await frontend.ask(ctx, await registry(), ListModels(model_type="llm")), limit)
 
-    @server.tool(annotations=STATEFUL)
+    @tools.tool(annotations=STATEFUL)
     async def lms_load_model(ctx: Ctx, model_name: ModelName, keep_loaded: bool = True) -> ToolOutput:
         """Load a model (LM Studio's native API). keep_loaded=false unloads it after 5 idle minutes; true keeps
         it loaded (the older bridge gave it 10 minutes)."""
         message = LoadModel(model=model_name, ttl=None if keep_loaded else TEMPORARY_TTL)
         return loaded_output(await frontend.ask(ctx, await registry(), message, model=model_name))
 
-    @server.tool(annotations=DESTRUCTIVE)
+    @tools.tool(annotations=DESTRUCTIVE)
     async def lms_unload_model(ctx: Ctx, model_name: ModelName) -> ToolOutput:
         """Unload a model from memory (older-bridge name; unload_model)."""
         message = UnloadModel(model=model_name)
         return unloaded_output(await frontend.ask(ctx, await registry(), message, model=model_name))
 
-    @server.tool(annotations=STATEFUL)
+    @tools.tool(annotations=STATEFUL)
     async def lms_ensure_model_loaded(ctx: Ctx, model_name: ModelName) -> ToolOutput:
         """Load a model unless it is loaded already; says which it was."""
         ref = await registry()
@@ -242,12 +242,12 @@ def _register_models(server: BridgeMCPServer, frontend: Frontend) -> None:
         loaded = loaded_output(await frontend.ask(ctx, ref, LoadModel(model=entry.id), model=entry.id))
         return ToolOutput(text=loaded.text, structured={**loaded.structured, "was_already_loaded": False})
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def lms_server_status(ctx: Ctx) -> ToolOutput:
         """Whether each LLM server runs and answers now (older-bridge name; health_check)."""
         return health_output(await frontend.ask(ctx, await registry(), CheckHealth()), limit)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def lms_resolve_model(
         ctx: Ctx,
         model_key: ModelName,
@@ -269,7 +269,7 @@ def _register_models(server: BridgeMCPServer, frontend: Frontend) -> None:
             return ToolOutput(text=text, structured={**fallback.structured, "requested_model": model_key})
         return current_model_output(entry, limit)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def lms_search_models(ctx: Ctx, query: str, limit: int = 10) -> ToolOutput:
         """Search LM Studio's model catalog: not possible through its API (this answers `unsupported`)."""
         del ctx, limit
@@ -280,7 +280,7 @@ def _register_models(server: BridgeMCPServer, frontend: Frontend) -> None:
             details={"query": query},
         )
 
-    @server.tool(annotations=STATEFUL)
+    @tools.tool(annotations=STATEFUL)
     async def lms_download_model(
         ctx: Ctx,
         model_key: Annotated[str, Field(description="A catalog id or a Hugging Face URL.", min_length=1)],

@@ -24,7 +24,7 @@ from bridge.frontend._format import ToolOutput
 from bridge.frontend._frontend import Ctx, Frontend
 from bridge.frontend._job_tools import Background
 from bridge.frontend._jobs import run_as_job
-from bridge.frontend._mcp_server import BridgeMCPServer, parameter, with_signature
+from bridge.frontend._mcp_server import ToolSet, parameter, with_signature
 from bridge.messages import JobWork, RunSeries, RunTask, StartChildServer
 
 __all__ = ["register_compat_runs"]
@@ -68,7 +68,7 @@ class SessionTask(BaseModel):
     working_directory: str | list[str] | None = None
 
 
-def register_compat_runs(server: BridgeMCPServer, frontend: Frontend) -> None:
+def register_compat_runs(tools: ToolSet, frontend: Frontend) -> None:
     """Add the older bridge's autonomous tools on standard child servers to ``server``."""
 
     async def standard(
@@ -145,7 +145,7 @@ def register_compat_runs(server: BridgeMCPServer, frontend: Frontend) -> None:
     ) -> None:
         """A tool that runs a task on the standard server ``server_for`` starts (given ``extra``'s argument)."""
 
-        @server.tool(annotations=AUTONOMOUS)
+        @tools.tool(annotations=AUTONOMOUS)
         @with_signature(_standard_run_parameters, tool, doc, insert=[extra] if extra else [], at=2)
         async def run_on_standard_server(ctx: Ctx, **arguments: Any) -> ToolOutput:
             name = await server_for(arguments.pop(extra.name) if extra else None)
@@ -191,7 +191,7 @@ def register_compat_runs(server: BridgeMCPServer, frontend: Frontend) -> None:
         parameter("github_token", GithubToken, None),
     )
 
-    @server.tool(annotations=AUTONOMOUS)
+    @tools.tool(annotations=AUTONOMOUS)
     async def autonomous_persistent_session(
         ctx: Ctx,
         tasks: Annotated[

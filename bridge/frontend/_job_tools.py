@@ -11,7 +11,7 @@ from bridge.frontend._format import ToolOutput
 from bridge.frontend._frontend import Ctx, Frontend
 from bridge.frontend._job_format import job_list_output, job_status_output
 from bridge.frontend._jobs import finished_output
-from bridge.frontend._mcp_server import BridgeMCPServer
+from bridge.frontend._mcp_server import ToolSet
 from bridge.messages import AwaitJob, CancelJob, GetJob, ListJobs
 
 __all__ = ["Background", "register_job_tools"]
@@ -29,17 +29,17 @@ _READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_
 _CANCEL = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
-def register_job_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
+def register_job_tools(tools: ToolSet, frontend: Frontend) -> None:
     limit = frontend.limit
 
-    @server.tool(annotations=_READ)
+    @tools.tool(annotations=_READ)
     async def job_status(ctx: Ctx, job_id: JobId) -> ToolOutput:
         """A job's state (queued, running, done, failed, cancelled), queue position, tokens, rounds or items
         so far, elapsed time, and the text or trace so far. Returns at once."""
 
         return job_status_output(await frontend.ask(ctx, await frontend.jobs(), GetJob(job_id=job_id)), limit)
 
-    @server.tool(annotations=_READ)
+    @tools.tool(annotations=_READ)
     async def job_result(
         ctx: Ctx,
         job_id: JobId,
@@ -55,13 +55,13 @@ def register_job_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             return await finished_output(frontend, view)
         return job_status_output(view, limit)
 
-    @server.tool(annotations=_CANCEL)
+    @tools.tool(annotations=_CANCEL)
     async def cancel_job(ctx: Ctx, job_id: JobId) -> ToolOutput:
         """Cancel a queued or running job: its model stream and child tool calls stop at once."""
 
         return job_status_output(await frontend.ask(ctx, await frontend.jobs(), CancelJob(job_id=job_id)), limit)
 
-    @server.tool(annotations=_READ)
+    @tools.tool(annotations=_READ)
     async def list_jobs(ctx: Ctx) -> ToolOutput:
         """The jobs this bridge holds: queued and running ones, and finished ones until their results expire."""
 

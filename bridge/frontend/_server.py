@@ -1,6 +1,6 @@
 """The bridge's tools: arguments → message → ask → format, one function each.
 
-A tool is declared with :meth:`BridgeMCPServer.tool`: it turns its arguments
+A tool is declared with :meth:`ToolSet.tool`: it turns its arguments
 into one message, asks the right actor with the call's time budget and a
 progress sink (when the client asked for progress), and formats the reply; a
 :class:`~bridge.errors.BridgeError` it raises is its result. It has no logic
@@ -64,7 +64,7 @@ from bridge.frontend._format import (
 from bridge.frontend._frontend import Ctx, Frontend
 from bridge.frontend._job_tools import Background, register_job_tools
 from bridge.frontend._jobs import run_as_job
-from bridge.frontend._mcp_server import BridgeMCPServer, parameter, with_signature
+from bridge.frontend._mcp_server import BridgeMCPServer, ToolCatalog, ToolSet, parameter, with_signature
 from bridge.frontend._slot import BridgeSlot
 from bridge.llm import ResponseFormat
 from bridge.messages import (
@@ -141,6 +141,7 @@ def create_server(
     output_limit: int = DEFAULT_OUTPUT_LIMIT,
     name: str = "lmstudio-bridge",
     batch_dir: Path | None = None,
+    catalog: ToolCatalog | None = None,
 ) -> BridgeMCPServer:
     """The MCP server of a bridge. Serve it with :func:`bridge.frontend.serve_stdio`, or in-process
     with ``mcp.Client(server)`` in tests.
@@ -153,6 +154,8 @@ def create_server(
         name: The server name the client sees.
         batch_dir: Where a batch too big for one result keeps every answer (default:
             ``$XDG_STATE_HOME/lmstudio-bridge/batches``, else ``~/.local/state/lmstudio-bridge/batches``).
+        catalog: What the SDK knows of each tool, shared by the servers that pass the same one (a shared
+            bridge makes one server per session); default: built for this server alone.
     """
     import bridge as package
 
@@ -164,31 +167,33 @@ def create_server(
         slot = BridgeSlot(bridge)
         settings = settings or bridge.settings
     instructions = COMPAT_INSTRUCTIONS if settings.tools == "compat" else INSTRUCTIONS
-    server = BridgeMCPServer(name, instructions=instructions, version=str(package.__version__), log_level="WARNING")
-    server.output_limit = output_limit
     frontend = Frontend(slot, settings, output_limit=output_limit, batch_dir=batch_dir)
-    _register_llm_tools(server, frontend)
-    _register_child_tools(server, frontend)
-    _register_autonomous_tools(server, frontend)
-    register_job_tools(server, frontend)
+    tools = ToolSet(catalog or ToolCatalog(), output_limit=output_limit)
+    _register_llm_tools(tools, frontend)
+    _register_child_tools(tools, frontend)
+    _register_autonomous_tools(tools, frontend)
+    register_job_tools(tools, frontend)
     if settings.tools == "compat":
-        register_compat_tools(server, frontend)
-        register_compat_runs(server, frontend)
+        register_compat_tools(tools, frontend)
+        register_compat_runs(tools, frontend)
+    version = str(package.__version__)
+    server = BridgeMCPServer(name, instructions=instructions, version=version, log_level="WARNING", tools=tools.tools)
+    server.output_limit = output_limit
     return server
 
 
-def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
+def _register_llm_tools(tools: ToolSet, frontend: Frontend) -> None:
     registry = frontend.registry
     limit = frontend.limit
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def health_check(ctx: Ctx) -> ToolOutput:
         """Check each configured LLM server now: reachable or not (and why), models listed and loaded, breaker
         state. Answers within a few seconds even when a server is down."""
 
         return health_output(await frontend.ask(ctx, await registry(), CheckHealth()), limit)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def list_models(
         ctx: Ctx,
         model_type: Annotated[str | None, Field(description='Only models of this type: "llm" or "embedding".')] = None,
@@ -200,13 +205,13 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         message = ListModels(refresh=refresh, model_type=model_type, loaded_only=loaded_only)
         return models_output(await frontend.ask(ctx, await registry(), message), limit)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def get_current_model(ctx: Ctx) -> ToolOutput:
         """The model used when a call names none (configured default, else the loaded one), without running it."""
 
         return current_model_output(await frontend.ask(ctx, await registry(), ResolveModel()), limit)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def chat_completion(
         ctx: Ctx,
         prompt: Annotated[str, Field(description="The user message to send to the model.")],
@@ -250,7 +255,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             raw=response_format is not None,
         )
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def text_completion(
         ctx: Ctx,
         prompt: Annotated[str, Field(description="The text to continue (raw, no chat template).")],
@@ -268,7 +273,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             frontend, ctx, tool="text_completion", work=message, model=model, total=tokens, background=background
         )
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def generate_embeddings(
         ctx: Ctx,
         text: Annotated[str | list[str], Field(description="One text or a list of texts to embed.")],
@@ -281,7 +286,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
             await frontend.ask(ctx, await registry(), Embed(model=model, input=texts), model=model), limit
         )
 
-    @server.tool(annotations=STATEFUL)
+    @tools.tool(annotations=STATEFUL)
     async def create_response(
         ctx: Ctx,
         input: Annotated[str, Field(description="The user input.")],
@@ -309,7 +314,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         result = await frontend.ask(ctx, await registry(), message, model=model, total=max_output_tokens)
         return response_output(result, limit)
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def batch_chat(
         ctx: Ctx,
         prompts: Annotated[
@@ -340,7 +345,7 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         batch = RunBatch(items=[await frontend.with_images(message, images) for images, message in work])
         return await run_as_job(frontend, ctx, tool="batch_chat", work=batch, background=background)
 
-    @server.tool(annotations=STATEFUL)
+    @tools.tool(annotations=STATEFUL)
     async def load_model(
         ctx: Ctx,
         model: Annotated[str, Field(description="Model id to load.")],
@@ -353,13 +358,13 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
         message = LoadModel(model=model, context_length=context_length, ttl=ttl)
         return loaded_output(await frontend.ask(ctx, await registry(), message, model=model))
 
-    @server.tool(annotations=DESTRUCTIVE)
+    @tools.tool(annotations=DESTRUCTIVE)
     async def unload_model(ctx: Ctx, model: Annotated[str, Field(description="Model id to unload.")]) -> ToolOutput:
         """Unload a model from memory (LM Studio's native API); requests in flight on it fail."""
 
         return unloaded_output(await frontend.ask(ctx, await registry(), UnloadModel(model=model), model=model))
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def bridge_status(ctx: Ctx) -> ToolOutput:
         """Per model: slots busy, queue depth, completed/failed, latency and first-token percentiles, retries,
         breakers; per server: reachability. Use it to see why calls wait or fail."""
@@ -371,10 +376,10 @@ def _register_llm_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
     del create_response, batch_chat, load_model, unload_model, bridge_status
 
 
-def _register_child_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
+def _register_child_tools(tools: ToolSet, frontend: Frontend) -> None:
     limit = frontend.limit
 
-    @server.tool(annotations=READ_ONLY)
+    @tools.tool(annotations=READ_ONLY)
     async def list_available_mcps(ctx: Ctx) -> ToolOutput:
         """The MCP servers configured for the bridge (Claude Code's mcpServers files): state, tools, errors."""
 
@@ -408,7 +413,7 @@ MCPName = Annotated[str, Field(description="The child MCP server whose tools the
 MCPNames = Annotated[list[str], Field(description="The child MCP servers to use.", min_length=1)]
 
 
-def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> None:
+def _register_autonomous_tools(tools: ToolSet, frontend: Frontend) -> None:
     async def start(
         ctx: Ctx,
         tool: str,
@@ -446,7 +451,7 @@ def _register_autonomous_tools(server: BridgeMCPServer, frontend: Frontend) -> N
         """A tool with the shared parameters and, after ``ctx``, the one that names its servers (if any)."""
         insert = [parameter(*servers)] if servers is not None else []
 
-        @server.tool(annotations=AUTONOMOUS)
+        @tools.tool(annotations=AUTONOMOUS)
         @with_signature(_run_parameters, tool, doc, insert=insert)
         async def run_on_servers(ctx: Ctx, **arguments: Any) -> ToolOutput:
             named = arguments.pop(servers[0]) if servers is not None else []

@@ -26,7 +26,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from bridge.app import Bridge, open_bridge, open_session
 from bridge.children.process import ProcessGroups
 from bridge.errors import BridgeError
-from bridge.frontend import DEFAULT_OUTPUT_LIMIT, BridgeMCPServer, BridgeSlot, create_server
+from bridge.frontend import DEFAULT_OUTPUT_LIMIT, BridgeSlot, ToolCatalog, create_server
 from bridge.frontend._stdio import EOF_GRACE, stop_signal_receiver
 from bridge.messages import AwaitSessionJobs
 from bridge.settings import BridgeSettings
@@ -40,7 +40,6 @@ log = logging.getLogger("bridge.shared")
 
 ATTACH_TIMEOUT: Final = 5.0
 """Seconds a new connection may take to say what it is for."""
-_SPARE_DELAY: Final = 0.1  # let a new session's handshake through before building the next spare server
 SHUTDOWN_LIMIT: Final = 3.0
 """Seconds from the decision to stop until everything is stopped, cancelled if need be."""
 
@@ -64,8 +63,9 @@ class SharedBridge:
         self._sessions: dict[int, _Session] = {}
         self._serial = 0
         self._changed = anyio.Event()
-        self._spare: tuple[BridgeMCPServer, BridgeSlot] | None = _new_server(bridge.settings, DEFAULT_OUTPUT_LIMIT)
-        self._spare_taken = anyio.Event()
+        # What the SDK builds for each tool (~80 ms for them all), built by the first session's server and
+        # shared by every later one: a session's server is then made in a millisecond or two.
+        self._tools = ToolCatalog()
 
     def status(self) -> dict[str, Any]:
         now = anyio.current_time()
@@ -159,7 +159,10 @@ class SharedBridge:
         with self._attached(number, attach):
             await stream.send(msgspec.json.encode({"attached": number, "pid": os.getpid()}) + b"\n")
             log.info("session %d attached (pid %d, %s)", number, attach.pid, attach.cwd)
-            server, slot = self._take_server(attach.output_limit or DEFAULT_OUTPUT_LIMIT, attach.tools)
+            slot = BridgeSlot()
+            settings = msgspec.structs.replace(self.bridge.settings, tools=attach.tools)
+            output_limit = attach.output_limit or DEFAULT_OUTPUT_LIMIT
+            server = create_server(slot, settings=settings, output_limit=output_limit, catalog=self._tools)
             lines, wire = SocketLines(buffered), SocketWire(stream)
             serving = anyio.CancelScope()
             ended = anyio.Event()
@@ -191,24 +194,6 @@ class SharedBridge:
             log.exception("session %d: its actors did not start", number)
             slot.fail(exc)
 
-    def _take_server(self, output_limit: int, tools: str) -> tuple[BridgeMCPServer, BridgeSlot]:
-        """The spare MCP server if it fits, else a new one (building one takes tens of milliseconds)."""
-        spare, self._spare = self._spare, None
-        self._spare_taken.set()
-        settings = self.bridge.settings
-        if spare is not None and spare[0].output_limit == output_limit and settings.tools == tools:
-            return spare
-        return _new_server(msgspec.structs.replace(settings, tools=tools), output_limit)
-
-    async def keep_a_spare_server(self) -> None:
-        """Build the next session's MCP server ahead, once the session that took the last one is under way."""
-        while True:
-            if self._spare is None:
-                await anyio.sleep(_SPARE_DELAY)
-                self._spare = _new_server(self.bridge.settings, DEFAULT_OUTPUT_LIMIT)
-            await self._spare_taken.wait()
-            self._spare_taken = anyio.Event()
-
     @contextlib.contextmanager
     def _attached(self, number: int, attach: Attach) -> Any:
         self._sessions[number] = _Session(attach.pid, attach.cwd, anyio.current_time())
@@ -220,11 +205,6 @@ class SharedBridge:
             del self._sessions[number]
             self._changed.set()
             self._changed = anyio.Event()
-
-
-def _new_server(settings: BridgeSettings, output_limit: int) -> tuple[BridgeMCPServer, BridgeSlot]:
-    slot = BridgeSlot()
-    return create_server(slot, settings=settings, output_limit=output_limit), slot
 
 
 async def _reply(stream: SocketStream, value: object) -> None:
@@ -272,7 +252,6 @@ async def serve_shared(
                         async with anyio.create_task_group() as tg:
                             tg.start_soon(listener.serve, shared.handle)
                             tg.start_soon(shared.idle_exit, settings.idle_exit)
-                            tg.start_soon(shared.keep_a_spare_server)
                             if signals is not None:
                                 tg.start_soon(_stop_on_signals, signals, shared)
                             log.info("shared bridge %s serving on %s", paths.name, paths.socket)
