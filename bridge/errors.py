@@ -113,29 +113,20 @@ class ErrorCode(enum.StrEnum):
     JOB_NOT_FOUND = "job_not_found"
 
 
-class BadRequestError(BridgeError):
+class BadRequestError(BridgeError, code=ErrorCode.BAD_REQUEST):
     """The request itself is wrong (empty prompt, max_tokens <= 0, bad schema); fix it before retrying."""
 
-    code = ErrorCode.BAD_REQUEST
 
-
-class JobNotFoundError(BridgeError):
+class JobNotFoundError(BridgeError, code=ErrorCode.JOB_NOT_FOUND):
     """No job has this id: it was never started, its result expired or was evicted, or the bridge restarted."""
 
-    code = ErrorCode.JOB_NOT_FOUND
 
-
-class LLMError(BridgeError):
+class LLMError(BridgeError, code=ErrorCode.BACKEND_ERROR):
     """Any failure talking to an LLM server. Users of the older LM Studio bridge catch this."""
 
-    code = ErrorCode.BACKEND_ERROR
 
-
-class LLMConnectionError(LLMError):
+class LLMConnectionError(LLMError, code=ErrorCode.BACKEND_UNAVAILABLE, retryable=True):
     """The LLM server could not be reached (refused, reset, DNS, or its breaker is open)."""
-
-    code = ErrorCode.BACKEND_UNAVAILABLE
-    default_retryable = True
 
 
 class CircuitOpenError(LLMConnectionError):
@@ -145,49 +136,32 @@ class CircuitOpenError(LLMConnectionError):
     """
 
 
-class LLMTimeoutError(LLMError, DeadlineExceededError):
+class LLMTimeoutError(LLMError, DeadlineExceededError, code=ErrorCode.TIMEOUT, retryable=True):
     """The LLM server did not answer within a budget (connect, first token, idle gap, whole call)."""
 
-    code = ErrorCode.TIMEOUT
-    default_retryable = True
 
-
-class LLMRateLimitError(LLMError):
+class LLMRateLimitError(LLMError, code=ErrorCode.RATE_LIMITED, retryable=True):
     """The LLM server answered 429; wait ``retry_after`` seconds."""
 
-    code = ErrorCode.RATE_LIMITED
-    default_retryable = True
 
-
-class LLMResponseError(LLMError):
+class LLMResponseError(LLMError, code=ErrorCode.BACKEND_ERROR):
     """The LLM server answered with an error or with something that is not a valid reply."""
 
-    code = ErrorCode.BACKEND_ERROR
 
-
-class ContextOverflowError(LLMResponseError):
+class ContextOverflowError(LLMResponseError, code=ErrorCode.CONTEXT_OVERFLOW):
     """The prompt does not fit the model's loaded context length; shorten it or load a longer context."""
 
-    code = ErrorCode.CONTEXT_OVERFLOW
 
-
-class ModelUnloadedError(LLMResponseError):
+class ModelUnloadedError(LLMResponseError, code=ErrorCode.MODEL_UNLOADED, retryable=True):
     """The model was unloaded (evicted by another JIT load, or TTL) while serving the request."""
 
-    code = ErrorCode.MODEL_UNLOADED
-    default_retryable = True
 
-
-class ModelNotFoundError(LLMError):
+class ModelNotFoundError(LLMError, code=ErrorCode.MODEL_NOT_FOUND):
     """No configured server lists the requested model. ``details['available']`` lists what does."""
 
-    code = ErrorCode.MODEL_NOT_FOUND
 
-
-class UnsupportedEndpointError(LLMError):
+class UnsupportedEndpointError(LLMError, code=ErrorCode.UNSUPPORTED):
     """The server does not offer this endpoint (e.g. ``/v1/responses`` or LM Studio's native API)."""
-
-    code = ErrorCode.UNSUPPORTED
 
 
 class StreamingRefusedError(UnsupportedEndpointError):
@@ -197,30 +171,20 @@ class StreamingRefusedError(UnsupportedEndpointError):
     """
 
 
-class ToolError(BridgeError):
+class ToolError(BridgeError, code=ErrorCode.TOOL_ERROR):
     """A child MCP server's tool reported an error or its arguments were invalid."""
 
-    code = ErrorCode.TOOL_ERROR
 
-
-class ChildServerDownError(BridgeError):
+class ChildServerDownError(BridgeError, code=ErrorCode.CHILD_SERVER_DOWN, retryable=True):
     """A child MCP server is not running (crashed, restarting, or failed for good)."""
 
-    code = ErrorCode.CHILD_SERVER_DOWN
-    default_retryable = True
 
-
-class ConfigError(BridgeError):
+class ConfigError(BridgeError, code=ErrorCode.CONFIG_ERROR):
     """The configuration is invalid. The message names the key and the file."""
 
-    code = ErrorCode.CONFIG_ERROR
 
-
-class BridgeRestartedError(BridgeError):
+class BridgeRestartedError(BridgeError, code=ErrorCode.BRIDGE_RESTARTED, retryable=True):
     """The shared bridge behind this session's relay went away while the call ran; a new one has started."""
-
-    code = ErrorCode.BRIDGE_RESTARTED
-    default_retryable = True
 
 
 def error_text(error: BridgeError) -> str:

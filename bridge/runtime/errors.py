@@ -65,6 +65,15 @@ class BridgeError(Exception):
     code: ClassVar[str] = RuntimeErrorCode.INTERNAL
     default_retryable: ClassVar[bool] = False
 
+    def __init_subclass__(cls, *, code: str | None = None, retryable: bool | None = None, **kwargs: Any) -> None:
+        """``class BusyError(BridgeError, code=..., retryable=True)``: a kind of error is its code and whether
+        sending the request again may help; a subclass that names neither keeps its parent's."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if retryable is not None:
+            cls.default_retryable = retryable
+
     def __init__(
         self,
         message: str,
@@ -97,43 +106,28 @@ class BridgeError(Exception):
         )
 
 
-class BusyError(BridgeError):
+class BusyError(BridgeError, code=RuntimeErrorCode.BUSY, retryable=True):
     """A queue is full. The request was not started; retry after ``retry_after``."""
 
-    code: ClassVar[str] = RuntimeErrorCode.BUSY
-    default_retryable = True
 
-
-class RequestCancelledError(BridgeError):
+class RequestCancelledError(BridgeError, code=RuntimeErrorCode.CANCELLED):
     """The caller cancelled the request; the work it started was stopped."""
 
-    code: ClassVar[str] = RuntimeErrorCode.CANCELLED
 
-
-class DeadlineExceededError(BridgeError):
+class DeadlineExceededError(BridgeError, code=RuntimeErrorCode.TIMEOUT, retryable=True):
     """A time budget ran out. ``details`` says which one."""
 
-    code: ClassVar[str] = RuntimeErrorCode.TIMEOUT
-    default_retryable = True
 
-
-class ActorCrashedError(BridgeError):
+class ActorCrashedError(BridgeError, code=RuntimeErrorCode.ACTOR_CRASHED, retryable=True):
     """The actor serving the request crashed; it is being restarted with fresh state."""
 
-    code: ClassVar[str] = RuntimeErrorCode.ACTOR_CRASHED
-    default_retryable = True
 
-
-class ActorUnavailableError(BridgeError):
+class ActorUnavailableError(BridgeError, code=RuntimeErrorCode.ACTOR_UNAVAILABLE):
     """The actor is stopped or its supervisor gave up; nothing will serve the request."""
 
-    code: ClassVar[str] = RuntimeErrorCode.ACTOR_UNAVAILABLE
 
-
-class InternalError(BridgeError):
+class InternalError(BridgeError, code=RuntimeErrorCode.INTERNAL):
     """A bug in the bridge. The message says where; please report it."""
-
-    code: ClassVar[str] = RuntimeErrorCode.INTERNAL
 
 
 def single_cause(exc: BaseException) -> BaseException:
