@@ -12,7 +12,6 @@ import functools
 import inspect
 import json
 import logging
-import typing
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol, Self
 
@@ -145,10 +144,11 @@ class ToolSet:
                 return to_result(output)
 
             # The SDK reads the schema from the signature and the hints: fn's, answering a CallToolResult.
-            handler.__signature__ = inspect.signature(fn, eval_str=True).replace(  # type: ignore[attr-defined]
-                return_annotation=CallToolResult
-            )
-            handler.__annotations__ = {**typing.get_type_hints(fn), "return": CallToolResult}
+            signature = inspect.signature(fn, eval_str=True).replace(return_annotation=CallToolResult)
+            handler.__signature__ = signature  # type: ignore[attr-defined]
+            handler.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()} | {
+                "return": CallToolResult
+            }
             self.tools.append(self._catalog.tool(handler, annotations))
             return fn
 
